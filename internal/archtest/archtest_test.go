@@ -1,0 +1,86 @@
+// Package archtest guards the dependency rules of DESIGN.md ("Layout and
+// dependency direction"): which packages each package may import outside
+// tests.
+package archtest
+
+import (
+	"go/build"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/distcompute/distcompute-go"
+
+// rules lists, for each package, the non-standard imports it may use.
+// A package absent from rules is not constrained here.
+var rules = map[string][]string{
+	"journal":     {"go.etcd.io/bbolt"},
+	"session":     {"github.com/cenkalti/backoff/v4"},
+	"trackertest": {},
+	"replay":      {module + "/journal", module + "/session"},
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("cannot locate the test file")
+	}
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+func isStd(path string) bool {
+	first, _, _ := strings.Cut(path, "/")
+	return !strings.Contains(first, ".")
+}
+
+func TestImportRules(t *testing.T) {
+	root := repoRoot(t)
+	for dir, allowed := range rules {
+		t.Run(dir, func(t *testing.T) {
+			pkg, err := build.ImportDir(filepath.Join(root, dir), 0)
+			if err != nil {
+				t.Skipf("package %s not present yet: %v", dir, err)
+			}
+			var bad []string
+			for _, imp := range pkg.Imports {
+				if isStd(imp) || contains(allowed, imp) || strings.HasPrefix(imp, module+"/"+dir+"/") {
+					continue
+				}
+				bad = append(bad, imp)
+			}
+			sort.Strings(bad)
+			if len(bad) > 0 {
+				t.Errorf("%s imports %v; allowed outside the standard library: %v", dir, bad, allowed)
+			}
+		})
+	}
+}
+
+// TestNothingImportsCmd checks that no package imports a command.
+func TestNothingImportsCmd(t *testing.T) {
+	root := repoRoot(t)
+	for _, dir := range []string{"journal", "session", "trackertest", "replay", "client"} {
+		pkg, err := build.ImportDir(filepath.Join(root, dir), 0)
+		if err != nil {
+			continue
+		}
+		for _, imp := range pkg.Imports {
+			if strings.HasPrefix(imp, module+"/cmd/") {
+				t.Errorf("%s imports the command %s", dir, imp)
+			}
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
