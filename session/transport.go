@@ -1,0 +1,328 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+)
+
+// Endpoint names, as they appear in paths, errors and logs.
+const (
+	epRegister       = "new"
+	epJobCount       = "jobCount"
+	epValidateWorker = "validateWorker"
+	epUpdateProgress = "updateProgress"
+	epNewJob         = "newJob"
+	epCompleteJob    = "completeJob"
+	epFlag           = "flagInvalidData"
+	epBye            = "bye"
+)
+
+// Log attribute keys.
+const (
+	logKeyEndpoint = "endpoint"
+	logKeyWorker   = "worker"
+	logKeyAttempt  = "attempt"
+	logKeyStatus   = "status"
+	logKeyWait     = "wait"
+	logKeyErr      = "err"
+	logKeyDuration = "duration"
+)
+
+// request is one API call, sent and retried by Conn.call.
+type request struct {
+	endpoint string
+	query    url.Values // GET parameters; nil for POST
+	body     any        // JSON body of a POST; nil for GET
+	token    string     // the worker's token, redacted from errors; "" if none
+}
+
+// answer is the answer a call settled on: a status the endpoint has to map,
+// never a 5xx or 429 (those are retried, then returned as *ServerError).
+type answer struct {
+	status int
+	body   []byte
+	// mayBeApplied is set when an earlier attempt of the same call may have
+	// reached the tracker: a transport error after the request may have been
+	// written, or a 5xx answer.
+	mayBeApplied bool
+}
+
+// retryable marks an attempt's error as worth retrying and carries the wait
+// a Retry-After header asked for.
+type retryable struct {
+	err        error
+	retryAfter time.Duration // 0: none
+}
+
+func (e *retryable) Error() string { return e.err.Error() }
+func (e *retryable) Unwrap() error { return e.err }
+
+// call sends r, retrying transport errors, 5xx and 429 answers under the
+// Conn's retry policy, and returns the first other answer.
+//
+// Why retrying is safe, endpoint by endpoint (STYLE.md: retry only what
+// cannot have been applied, or what the protocol lets you recognise as
+// applied):
+//   - jobCount and validateWorker only read; updateProgress only overwrites.
+//   - register applied twice leaves a second worker that holds no job and is
+//     deleted after the idle timeout: harmless.
+//   - newJob applied twice releases the first claim (claiming releases what
+//     the worker holds) and claims again: only the job this call returns is
+//     held.
+//   - completeJob, flagInvalidData and bye are not idempotent, but their
+//     second application is recognisable: see mapApplied.
+func (c *Conn) call(ctx context.Context, r request) (answer, error) {
+	var body []byte
+	if r.body != nil {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(r.body); err != nil {
+			return answer{}, fmt.Errorf("session: %s: %w: %v", r.endpoint, ErrInvalidArgument, err)
+		}
+		body = bytes.TrimRight(buf.Bytes(), "\n")
+	}
+	method := http.MethodGet
+	if r.body != nil {
+		method = http.MethodPost
+	}
+	target := c.endpointURL(r.endpoint, r.query)
+	log := c.log.With(slog.String(logKeyEndpoint, r.endpoint))
+	if r.token != "" {
+		log = log.With(slog.String(logKeyWorker, Redact(r.token)))
+	}
+
+	var (
+		ans      answer
+		attempts int
+		mayBe    bool // an attempt so far may have reached the tracker
+		lastErr  error
+	)
+	bo := &policyBackOff{p: c.retry}
+	op := func() error {
+		attempts++
+		a, sent, err := c.attempt(ctx, r, method, target, body, log, attempts)
+		if err == nil {
+			a.mayBeApplied = mayBe
+			ans = a
+			return nil
+		}
+		if sent {
+			mayBe = true
+		}
+		lastErr = err
+		var re *retryable
+		if errors.As(err, &re) {
+			bo.retryAfter = re.retryAfter
+			return err
+		}
+		return backoff.Permanent(err)
+	}
+	notify := func(err error, wait time.Duration) {
+		log.Warn("session: retrying", slog.Int(logKeyAttempt, attempts), slog.Duration(logKeyWait, wait), slog.String(logKeyErr, err.Error()))
+	}
+	err := backoff.RetryNotify(op, backoff.WithContext(bo, ctx), notify)
+	if err == nil {
+		if attempts > 1 {
+			log.Info("session: recovered", slog.Int(logKeyAttempt, attempts))
+		}
+		return ans, nil
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
+		if lastErr != nil && !errors.Is(lastErr, ctxErr) {
+			return answer{}, fmt.Errorf("session: %s: %w (after %d attempts; last: %v)", r.endpoint, ctxErr, attempts, lastErr)
+		}
+		return answer{}, fmt.Errorf("session: %s: %w", r.endpoint, ctxErr)
+	}
+	return answer{}, err
+}
+
+// attempt sends the request once. sent reports whether the request may have
+// reached the tracker. A retryable failure comes as a *retryable.
+func (c *Conn) attempt(ctx context.Context, r request, method, target string, body []byte, log *slog.Logger, n int) (a answer, sent bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return answer{}, false, err
+	}
+	actx, cancel := context.WithTimeout(ctx, c.retry.AttemptTimeout)
+	defer cancel()
+
+	// Whether the request was written: the transport reports through the
+	// trace. A transport that reports nothing (a custom RoundTripper) may
+	// have written it.
+	var traced, wrote atomic.Bool
+	trace := &httptrace.ClientTrace{
+		GetConn:      func(string) { traced.Store(true) },
+		WroteHeaders: func() { wrote.Store(true) },
+	}
+	actx = httptrace.WithClientTrace(actx, trace)
+
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(actx, method, target, rd)
+	if err != nil {
+		return answer{}, false, fmt.Errorf("session: %s: %w: %v", r.endpoint, ErrInvalidArgument, err)
+	}
+	req.Header.Set("User-Agent", c.userAgent)
+	req.Header.Set("Accept", "application/json, text/plain")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+
+	start := time.Now()
+	resp, err := c.client.Do(req)
+	if err != nil {
+		sent = wrote.Load() || !traced.Load()
+		return answer{}, sent, c.transportError(ctx, actx, r, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+	log.Debug("session: answer", slog.Int(logKeyAttempt, n), slog.Int(logKeyStatus, resp.StatusCode), slog.Duration(logKeyDuration, time.Since(start)))
+	if err != nil {
+		// The tracker answered, so it had the request: it may have applied it.
+		return answer{}, true, c.transportError(ctx, actx, r, fmt.Errorf("reading answer %d: %w", resp.StatusCode, err))
+	}
+	st := resp.StatusCode
+	retry := st >= 500 || st == http.StatusTooManyRequests
+	if int64(len(data)) > c.maxBody {
+		se := &ServerError{Endpoint: r.endpoint, Status: st, Body: c.errBody(data[:maxErrorBody], r.token),
+			Err: fmt.Errorf("%w: over %d bytes", ErrResponseTooLarge, c.maxBody)}
+		if !retry {
+			return answer{}, true, se
+		}
+		return answer{}, true, &retryable{err: se, retryAfter: c.retryAfter(resp.Header, time.Now())}
+	}
+	if retry {
+		se := &ServerError{Endpoint: r.endpoint, Status: st, Body: c.errBody(data, r.token)}
+		// A 5xx may come after the tracker applied the request (a 500 of
+		// concurrent completions stored the output anyway); a 429 turned the
+		// request away before handling it.
+		return answer{}, st >= 500, &retryable{err: se, retryAfter: c.retryAfter(resp.Header, time.Now())}
+	}
+	if st >= 300 && st < 400 {
+		return answer{}, false, &ServerError{Endpoint: r.endpoint, Status: st, Body: c.errBody(data, r.token),
+			Err: fmt.Errorf("redirect to %q not followed", resp.Header.Get("Location"))}
+	}
+	return answer{status: st, body: data}, false, nil
+}
+
+// transportError wraps a failed attempt's error: permanent if the caller's
+// context ended, retryable otherwise (including the attempt's own timeout).
+func (c *Conn) transportError(ctx, actx context.Context, r request, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("session: %s: %w", r.endpoint, ctx.Err())
+	}
+	msg := redactIn(err.Error(), r.token)
+	if actx.Err() != nil {
+		return &retryable{err: fmt.Errorf("session: %s: attempt timed out after %v: %s", r.endpoint, c.retry.AttemptTimeout, msg)}
+	}
+	// Keep the error chain (for errors.As on *url.Error) only when its
+	// message holds no token; it never does for the standard transport.
+	if msg == err.Error() {
+		return &retryable{err: fmt.Errorf("session: %s: %w", r.endpoint, err)}
+	}
+	return &retryable{err: fmt.Errorf("session: %s: %s", r.endpoint, msg)}
+}
+
+// errBody returns the start of an answer's body for an error: token
+// redacted, at most 1 KiB, cut on a UTF-8 boundary, surrounding space
+// trimmed.
+func (c *Conn) errBody(b []byte, token string) string {
+	return strings.TrimSpace(cutUTF8(redactIn(string(b), token), maxErrorBody))
+}
+
+// retryAfter parses a Retry-After header (delay in seconds or HTTP date)
+// and caps it at the policy's MaxRetryAfter. 0 means none or unreadable.
+func (c *Conn) retryAfter(h http.Header, now time.Time) time.Duration {
+	d := parseRetryAfter(h.Get("Retry-After"), now)
+	if d > c.retry.MaxRetryAfter {
+		d = c.retry.MaxRetryAfter
+	}
+	return d
+}
+
+// parseRetryAfter reads the value of a Retry-After header: a number of
+// seconds or an HTTP date. It returns 0 for an empty, unreadable or past
+// value.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		if secs > int64(24*time.Hour/time.Second) {
+			secs = int64(24 * time.Hour / time.Second)
+		}
+		return time.Duration(secs) * time.Second
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0
+	}
+	if d := t.Sub(now); d > 0 {
+		return d
+	}
+	return 0
+}
+
+// policyBackOff is the backoff.BackOff of one call: exponential with
+// jitter, a limit on retries, and a Retry-After override set by the failed
+// attempt. It is not safe for concurrent use; each call makes its own.
+type policyBackOff struct {
+	p          RetryPolicy
+	exp        *backoff.ExponentialBackOff
+	retries    int
+	retryAfter time.Duration
+}
+
+// Reset starts the policy afresh; backoff.RetryNotify calls it first.
+func (b *policyBackOff) Reset() {
+	b.exp = &backoff.ExponentialBackOff{
+		InitialInterval:     b.p.InitialInterval,
+		RandomizationFactor: b.p.RandomizationFactor,
+		Multiplier:          b.p.Multiplier,
+		MaxInterval:         b.p.MaxInterval,
+		MaxElapsedTime:      b.p.MaxElapsedTime,
+		Stop:                backoff.Stop,
+		Clock:               backoff.SystemClock,
+	}
+	b.exp.Reset()
+	b.retries = 0
+	b.retryAfter = 0
+}
+
+// NextBackOff returns the wait before the next attempt, or backoff.Stop.
+func (b *policyBackOff) NextBackOff() time.Duration {
+	ra := b.retryAfter
+	b.retryAfter = 0
+	if b.p.MaxRetries > 0 && b.retries >= b.p.MaxRetries {
+		return backoff.Stop
+	}
+	b.retries++
+	next := b.exp.NextBackOff()
+	if next == backoff.Stop || ra <= 0 {
+		return next
+	}
+	if b.p.MaxElapsedTime > 0 && b.exp.GetElapsedTime()+ra > b.p.MaxElapsedTime {
+		return backoff.Stop
+	}
+	return ra
+}
