@@ -1,0 +1,367 @@
+package worker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// stderrTailSize is how much of the end of a command's stderr is kept for the
+// journal's failed event.
+const stderrTailSize = 4 << 10
+
+// maxProgressLine caps one progress line read from fd 3 or the progress file;
+// the client cuts it further to what the tracker accepts.
+const maxProgressLine = 4 << 10
+
+// spec is one run of the user's command for one job.
+type spec struct {
+	argv           []string
+	env            []string // full environment
+	stdin          []byte
+	checkpointPath string // pre-filled by the caller
+	progressPath   string // created empty by the caller
+	maxOutput      int64
+	poll           time.Duration
+	stderr         io.Writer // also receives the command's stderr; may be nil
+	waitDelay      time.Duration
+
+	onProgress   func(line string)
+	onCheckpoint func(data []byte)
+}
+
+// result is how a run ended.
+type result struct {
+	exitCode   int            // -1 when killed by a signal or not started
+	signal     syscall.Signal // the terminating signal, 0 if none
+	output     []byte         // stdout, at most maxOutput bytes
+	tooLarge   bool           // stdout exceeded maxOutput (the rest was discarded)
+	stderrTail []byte
+	err        error // could not start, or I/O failure
+}
+
+// ok reports whether the command ran and exited 0 with acceptable output.
+func (r result) ok() bool { return r.err == nil && r.exitCode == 0 && !r.tooLarge }
+
+// describe is a short human account of the outcome, for logs and the journal.
+func (r result) describe() string {
+	switch {
+	case r.err != nil:
+		return r.err.Error()
+	case r.signal != 0:
+		return "killed by signal " + r.signal.String()
+	case r.tooLarge:
+		return fmt.Sprintf("exit status %d, output over the size limit", r.exitCode)
+	}
+	return fmt.Sprintf("exit status %d", r.exitCode)
+}
+
+// proc is a started command.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	res  result
+}
+
+// start launches s in its own process group. The command is SIGKILLed (the
+// whole group) when ctx ends. Wait for it with wait.
+func start(ctx context.Context, s spec) (*proc, error) {
+	if len(s.argv) == 0 {
+		return nil, errors.New("no command")
+	}
+	if s.poll <= 0 {
+		s.poll = 200 * time.Millisecond
+	}
+	cmd := exec.CommandContext(ctx, s.argv[0], s.argv[1:]...)
+	cmd.Env = s.env
+	cmd.Stdin = bytes.NewReader(s.stdin)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = s.waitDelay
+	if cmd.WaitDelay <= 0 {
+		cmd.WaitDelay = 5 * time.Second
+	}
+
+	out := &limitWriter{limit: s.maxOutput}
+	cmd.Stdout = out
+	tail := &tailBuffer{max: stderrTailSize}
+	if s.stderr != nil {
+		cmd.Stderr = io.MultiWriter(tail, s.stderr)
+	} else {
+		cmd.Stderr = tail
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.ExtraFiles = []*os.File{pw} // fd 3
+	if err := cmd.Start(); err != nil {
+		pr.Close()
+		pw.Close()
+		return nil, err
+	}
+	pw.Close() // the child holds its own copy
+
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	progressDone := make(chan struct{})
+	go func() {
+		defer close(progressDone)
+		readLines(pr, s.onProgress)
+	}()
+
+	watchDone := make(chan struct{})
+	watchStopped := make(chan struct{})
+	cw := &checkpointWatch{path: s.checkpointPath, fn: s.onCheckpoint}
+	cw.prime()
+	ft := &fileTail{path: s.progressPath, fn: s.onProgress}
+	go func() {
+		defer close(watchStopped)
+		t := time.NewTicker(s.poll)
+		defer t.Stop()
+		for {
+			select {
+			case <-watchDone:
+				return
+			case <-t.C:
+				cw.check(false)
+				ft.read(false)
+			}
+		}
+	}()
+
+	go func() {
+		defer close(p.done)
+		// Wait returns once the process has exited and its stdout and stderr
+		// are copied, or WaitDelay after exit if a grandchild keeps them open.
+		werr := cmd.Wait()
+		select {
+		case <-progressDone:
+		case <-time.After(cmd.WaitDelay):
+		}
+		pr.Close() // unblocks the progress reader if a grandchild holds fd 3
+		<-progressDone
+		close(watchDone)
+		<-watchStopped
+		cw.check(true) // the last checkpoint the command wrote
+		ft.read(true)
+		p.res = result{exitCode: -1, stderrTail: tail.bytes()}
+		p.res.output, p.res.tooLarge = out.result()
+		if cmd.ProcessState != nil {
+			p.res.exitCode = cmd.ProcessState.ExitCode()
+			if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				p.res.signal = ws.Signal()
+			}
+		}
+		var ee *exec.ExitError
+		if werr != nil && !errors.As(werr, &ee) && !errors.Is(werr, exec.ErrWaitDelay) {
+			p.res.err = werr
+		}
+	}()
+	return p, nil
+}
+
+// signal sends sig to the command's process group.
+func (p *proc) signal(sig syscall.Signal) {
+	if p.cmd.Process != nil {
+		_ = syscall.Kill(-p.cmd.Process.Pid, sig)
+	}
+}
+
+// wait blocks until the command has exited and its output is collected.
+func (p *proc) wait() result {
+	<-p.done
+	return p.res
+}
+
+// limitWriter keeps at most limit bytes (limit <= 0: no limit) and discards
+// the rest, so the command never blocks on a full pipe.
+type limitWriter struct {
+	mu       sync.Mutex
+	limit    int64
+	buf      bytes.Buffer
+	tooLarge bool
+}
+
+func (w *limitWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.tooLarge {
+		return len(p), nil
+	}
+	if w.limit > 0 && int64(w.buf.Len()+len(p)) > w.limit {
+		w.tooLarge = true
+		w.buf = bytes.Buffer{}
+		return len(p), nil
+	}
+	return w.buf.Write(p)
+}
+
+func (w *limitWriter) result() ([]byte, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Bytes(), w.tooLarge
+}
+
+// readLines calls fn for each line of r (without the newline), cutting lines
+// longer than maxProgressLine.
+func readLines(r io.Reader, fn func(string)) {
+	br := bufio.NewReaderSize(r, maxProgressLine)
+	var line []byte
+	for {
+		frag, err := br.ReadSlice('\n')
+		if len(line) < maxProgressLine {
+			room := maxProgressLine - len(line)
+			if len(frag) < room {
+				room = len(frag)
+			}
+			line = append(line, frag[:room]...)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if len(line) > 0 && fn != nil {
+			fn(trimLine(line))
+		}
+		line = line[:0]
+		if err != nil {
+			return
+		}
+	}
+}
+
+func trimLine(b []byte) string {
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	b = bytes.TrimSuffix(b, []byte("\r"))
+	return string(b)
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(p)
+	if len(p) >= t.max {
+		t.buf = append(t.buf[:0], p[len(p)-t.max:]...)
+		return n, nil
+	}
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return n, nil
+}
+
+func (t *tailBuffer) bytes() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]byte(nil), t.buf...)
+}
+
+// checkpointWatch notices when the checkpoint file changes (by size and
+// modification time, or by content on the final check) and hands the new
+// content to fn. It only runs from one goroutine at a time.
+type checkpointWatch struct {
+	path  string
+	fn    func([]byte)
+	size  int64
+	mtime time.Time
+	last  []byte // content last handed over (or pre-filled)
+}
+
+func (c *checkpointWatch) prime() {
+	if c.path == "" {
+		return
+	}
+	if fi, err := os.Stat(c.path); err == nil {
+		c.size, c.mtime = fi.Size(), fi.ModTime()
+	}
+	c.last, _ = os.ReadFile(c.path)
+}
+
+func (c *checkpointWatch) check(final bool) {
+	if c.path == "" || c.fn == nil {
+		return
+	}
+	fi, err := os.Stat(c.path)
+	if err != nil {
+		return
+	}
+	if !final && fi.Size() == c.size && fi.ModTime().Equal(c.mtime) {
+		return
+	}
+	c.size, c.mtime = fi.Size(), fi.ModTime()
+	data, err := os.ReadFile(c.path)
+	if err != nil || bytes.Equal(data, c.last) {
+		return
+	}
+	if len(data) == 0 && len(c.last) == 0 {
+		return
+	}
+	c.last = data
+	c.fn(append([]byte(nil), data...))
+}
+
+// fileTail follows a file that the command appends progress lines to.
+type fileTail struct {
+	path    string
+	fn      func(string)
+	off     int64
+	partial []byte
+}
+
+func (f *fileTail) read(final bool) {
+	if f.path == "" || f.fn == nil {
+		return
+	}
+	file, err := os.Open(f.path)
+	if err != nil {
+		return
+	}
+	defer file.Close()
+	if fi, err := file.Stat(); err == nil && fi.Size() < f.off {
+		f.off = 0 // truncated: start over
+		f.partial = nil
+	}
+	if _, err := file.Seek(f.off, io.SeekStart); err != nil {
+		return
+	}
+	data, _ := io.ReadAll(io.LimitReader(file, 1<<20))
+	f.off += int64(len(data))
+	data = append(f.partial, data...)
+	for {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			break
+		}
+		if i > 0 {
+			f.fn(trimLine(clipLine(data[:i])))
+		}
+		data = data[i+1:]
+	}
+	f.partial = append([]byte(nil), clipLine(data)...)
+	if final && len(f.partial) > 0 {
+		f.fn(trimLine(f.partial))
+		f.partial = nil
+	}
+}
+
+func clipLine(b []byte) []byte {
+	if len(b) > maxProgressLine {
+		return b[:maxProgressLine]
+	}
+	return b
+}

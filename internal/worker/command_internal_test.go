@@ -1,0 +1,199 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+type collected struct {
+	mu          sync.Mutex
+	progress    []string
+	checkpoints [][]byte
+}
+
+func (c *collected) addProgress(s string) {
+	c.mu.Lock()
+	c.progress = append(c.progress, s)
+	c.mu.Unlock()
+}
+
+func (c *collected) addCheckpoint(b []byte) {
+	c.mu.Lock()
+	c.checkpoints = append(c.checkpoints, b)
+	c.mu.Unlock()
+}
+
+func runScript(t *testing.T, script string, mod func(*spec)) (result, *collected) {
+	t.Helper()
+	dir := t.TempDir()
+	c := &collected{}
+	s := spec{
+		argv:           []string{"/bin/sh", "-c", script},
+		env:            append(os.Environ(), "DC_CHECKPOINT_FILE="+filepath.Join(dir, "cp"), "DC_PROGRESS_FILE="+filepath.Join(dir, "progress")),
+		checkpointPath: filepath.Join(dir, "cp"),
+		progressPath:   filepath.Join(dir, "progress"),
+		maxOutput:      1 << 20,
+		poll:           20 * time.Millisecond,
+		waitDelay:      time.Second,
+		onProgress:     c.addProgress,
+		onCheckpoint:   c.addCheckpoint,
+	}
+	os.WriteFile(s.progressPath, nil, 0o600)
+	if mod != nil {
+		mod(&s)
+	}
+	p, err := start(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.wait(), c
+}
+
+func TestRunOutputStdinExit(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		script   string
+		stdin    string
+		wantOut  string
+		wantCode int
+	}{
+		{"echo stdin", `cat`, "hello world", "hello world", 0},
+		{"exit code", `echo partial; exit 7`, "", "partial\n", 7},
+		{"invalid", `exit 65`, "", "", 65},
+		{"empty stdin", `wc -c | tr -d ' '`, "", "0\n", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, _ := runScript(t, tc.script, func(s *spec) { s.stdin = []byte(tc.stdin) })
+			if res.err != nil || res.exitCode != tc.wantCode || string(res.output) != tc.wantOut {
+				t.Errorf("got code %d out %q err %v; want code %d out %q", res.exitCode, res.output, res.err, tc.wantCode, tc.wantOut)
+			}
+		})
+	}
+}
+
+func TestRunProgressFd3AndFile(t *testing.T) {
+	res, c := runScript(t, `echo one >&3; printf 'two\nthree' >> "$DC_PROGRESS_FILE"; echo four >&3`, nil)
+	if !res.ok() {
+		t.Fatalf("run: %s", res.describe())
+	}
+	got := strings.Join(c.progress, ",")
+	for _, want := range []string{"one", "two", "three", "four"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("progress %q lacks %q", got, want)
+		}
+	}
+}
+
+func TestRunCheckpointCapture(t *testing.T) {
+	res, c := runScript(t, `printf a > "$DC_CHECKPOINT_FILE"; sleep 0.2; printf ab > "$DC_CHECKPOINT_FILE"; sleep 0.2; printf final > "$DC_CHECKPOINT_FILE"`, nil)
+	if !res.ok() {
+		t.Fatalf("run: %s", res.describe())
+	}
+	if len(c.checkpoints) < 2 {
+		t.Errorf("checkpoints = %q, want the intermediate ones too", c.checkpoints)
+	}
+	if last := c.checkpoints[len(c.checkpoints)-1]; string(last) != "final" {
+		t.Errorf("last checkpoint = %q, want final", last)
+	}
+}
+
+func TestRunCheckpointPrefilledUnchanged(t *testing.T) {
+	res, c := runScript(t, `cat "$DC_CHECKPOINT_FILE"`, func(s *spec) { os.WriteFile(s.checkpointPath, []byte("resume-here"), 0o600) })
+	if string(res.output) != "resume-here" {
+		t.Errorf("output = %q", res.output)
+	}
+	if len(c.checkpoints) != 0 {
+		t.Errorf("an unchanged pre-filled checkpoint was stored again: %q", c.checkpoints)
+	}
+}
+
+func TestRunOutputLimit(t *testing.T) {
+	res, _ := runScript(t, `head -c 5000 /dev/zero; echo done >&2`, func(s *spec) { s.maxOutput = 1000 })
+	if !res.tooLarge || res.ok() || res.exitCode != 0 {
+		t.Errorf("tooLarge=%v ok=%v code=%d", res.tooLarge, res.ok(), res.exitCode)
+	}
+	if !strings.Contains(res.describe(), "size limit") {
+		t.Errorf("describe = %q", res.describe())
+	}
+}
+
+func TestRunStderrTail(t *testing.T) {
+	var seen bytes.Buffer
+	res, _ := runScript(t, `head -c 10000 /dev/zero | tr '\0' x >&2; echo THE-END >&2; exit 3`, func(s *spec) { s.stderr = &seen })
+	if res.exitCode != 3 {
+		t.Fatalf("code = %d", res.exitCode)
+	}
+	if len(res.stderrTail) != stderrTailSize || !bytes.HasSuffix(res.stderrTail, []byte("THE-END\n")) {
+		t.Errorf("tail: %d bytes, ends %q", len(res.stderrTail), res.stderrTail[len(res.stderrTail)-10:])
+	}
+	if seen.Len() != 10008 {
+		t.Errorf("stderr passed through: %d bytes, want 10008", seen.Len())
+	}
+}
+
+func TestRunSignalGroupAndGrandchild(t *testing.T) {
+	dir := t.TempDir()
+	// The grandchild (a background sleep) holds stdout open; a group signal
+	// must reach it too.
+	p, err := start(context.Background(), spec{
+		argv:      []string{"/bin/sh", "-c", `sleep 30 & echo started; wait`},
+		env:       os.Environ(),
+		poll:      20 * time.Millisecond,
+		waitDelay: 500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = dir
+	time.Sleep(200 * time.Millisecond)
+	t0 := time.Now()
+	p.signal(syscall.SIGTERM)
+	res := p.wait()
+	if res.signal != syscall.SIGTERM {
+		t.Errorf("signal = %v, want SIGTERM (%s)", res.signal, res.describe())
+	}
+	if d := time.Since(t0); d > 3*time.Second {
+		t.Errorf("took %v after the group signal", d)
+	}
+}
+
+func TestRunContextKills(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := start(ctx, spec{argv: []string{"/bin/sh", "-c", `trap '' TERM; sleep 30`}, env: os.Environ(), waitDelay: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	res := p.wait()
+	if res.signal != syscall.SIGKILL {
+		t.Errorf("signal = %v (%s)", res.signal, res.describe())
+	}
+}
+
+func TestRunNotFound(t *testing.T) {
+	_, err := start(context.Background(), spec{argv: []string{"/nonexistent/cmd"}})
+	if err == nil {
+		t.Fatal("started a missing command")
+	}
+}
+
+func TestTailBuffer(t *testing.T) {
+	tb := &tailBuffer{max: 4}
+	tb.Write([]byte("ab"))
+	tb.Write([]byte("cde"))
+	if got := string(tb.bytes()); got != "bcde" {
+		t.Errorf("got %q", got)
+	}
+	tb.Write([]byte("123456"))
+	if got := string(tb.bytes()); got != "3456" {
+		t.Errorf("got %q", got)
+	}
+}
