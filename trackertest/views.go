@@ -1,0 +1,159 @@
+package trackertest
+
+import (
+	"sort"
+	"time"
+)
+
+// JobState is where a job is in its life.
+type JobState string
+
+// Job states.
+const (
+	JobOpen   JobState = "open"   // waiting for a worker at its stage
+	JobHeld   JobState = "held"   // claimed by a worker
+	JobClosed JobState = "closed" // completed at the last stage
+)
+
+// JobView is a copy of one job's state.
+type JobView struct {
+	Number int
+	Stage  string // letter of the stage the job is at ("a".."e")
+	State  JobState
+	Holder string // display name of the worker holding it, "" if none
+
+	// Data holds, by stage letter, the wire data as stored (nil entries left out). In the
+	// default mode Data[X] is the input served at stage X (stage a: the job as loaded, later
+	// stages: the previous stage's output). In Quirks mode it mirrors the upstream columns
+	// data_a..data_e: completing stage X overwrites Data[X] with the output, so later stages
+	// are served nil.
+	Data map[string]*string
+	// Outputs holds, by stage letter, the output last accepted at that stage.
+	Outputs     map[string]*string
+	Completions map[string]int // stage letter -> times completed there
+	Flags       map[string]int // stage letter -> flags counted there (see flagInvalidData)
+}
+
+// WorkerView is a copy of one registered worker's state.
+type WorkerView struct {
+	Token, DisplayName, Nickname string
+	Stage                        string // letter
+	Progress                     string
+	Job                          int // number of the held job, 0 for none
+	LastSeen                     time.Time
+	Completed                    int // jobs completed
+}
+
+func (t *Tracker) jobView(j *job) JobView {
+	v := JobView{
+		Number:      j.number,
+		Stage:       letter(j.stage),
+		State:       JobOpen,
+		Data:        map[string]*string{},
+		Outputs:     map[string]*string{},
+		Completions: map[string]int{},
+		Flags:       map[string]int{},
+	}
+	switch {
+	case j.closed:
+		v.State = JobClosed
+	case j.pending:
+		v.State = JobHeld
+	}
+	if j.holder != nil {
+		v.Holder = j.holder.name
+	}
+	for s := 0; s < numStages; s++ {
+		if p := j.data[s]; p != nil {
+			c := *p
+			v.Data[letter(s)] = &c
+		}
+		if p := j.outputs[s]; p != nil {
+			c := *p
+			v.Outputs[letter(s)] = &c
+		}
+		if n := j.completions[s]; n > 0 {
+			v.Completions[letter(s)] = n
+		}
+		if n := j.flags[s]; n > 0 {
+			v.Flags[letter(s)] = n
+		}
+	}
+	return v
+}
+
+// Jobs returns a copy of every job, by number.
+func (t *Tracker) Jobs() []JobView {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]JobView, len(t.jobs))
+	for i, j := range t.jobs {
+		out[i] = t.jobView(j)
+	}
+	return out
+}
+
+// Job returns a copy of job n, and false if there is no such job.
+func (t *Tracker) Job(n int) (JobView, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if n < 1 || n > len(t.jobs) {
+		return JobView{}, false
+	}
+	return t.jobView(t.jobs[n-1]), true
+}
+
+func (t *Tracker) workerView(w *worker) WorkerView {
+	v := WorkerView{
+		Token: w.token, DisplayName: w.name, Nickname: w.nick, Stage: letter(w.stage),
+		Progress: w.progress, LastSeen: w.lastSeen, Completed: w.completed,
+	}
+	if w.job != nil {
+		v.Job = w.job.number
+	}
+	return v
+}
+
+// sortedWorkers returns the live workers in registration order. Callers hold t.mu.
+func (t *Tracker) sortedWorkers() []*worker {
+	ws := make([]*worker, 0, len(t.workers))
+	for _, w := range t.workers {
+		ws = append(ws, w)
+	}
+	sort.Slice(ws, func(i, j int) bool { return ws[i].seq < ws[j].seq })
+	return ws
+}
+
+// Workers returns a copy of every registered worker, in registration order.
+func (t *Tracker) Workers() []WorkerView {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ws := t.sortedWorkers()
+	out := make([]WorkerView, len(ws))
+	for i, w := range ws {
+		out[i] = t.workerView(w)
+	}
+	return out
+}
+
+// Worker returns a copy of the worker with this token, and false if there is none.
+func (t *Tracker) Worker(token string) (WorkerView, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w := t.workers[token]
+	if w == nil {
+		return WorkerView{}, false
+	}
+	return t.workerView(w), true
+}
+
+// Leaderboard returns jobs completed by nickname (the upstream "user" table).
+func (t *Tracker) Leaderboard() map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]int, len(t.users))
+	for k, v := range t.users {
+		out[k] = v
+	}
+	return out
+}
