@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/distcompute/distcompute-go/internal/postmortem"
+)
+
+const inspectHelp = `Usage: dcjournal inspect JOURNAL [flags]
+       dcjournal inspect --live http://ADDR [flags]
+
+Shows what the worker that wrote JOURNAL was doing when it stopped: each slot with
+its worker name, stage, tracker and project; the job it held, since when, its last
+progress and checkpoint; pending completions, flags and byes; orphaned outputs; the
+last recovery report; and when the last event was written (when the worker stopped).
+The journal is opened read-only and left unchanged. Times are UTC.
+
+If a running worker holds the journal, inspect says which process it is instead of
+waiting. --live fetches a consistent snapshot from a running dcworker's status
+address (GET /journal) and inspects that.
+
+--json writes one JSON object for scripts (tokens redacted unless --show-secrets).
+Fields are only added within a schema_version; times are RFC 3339, UTC:
+
+  {
+    "schema_version": 1,
+    "journal": {"path", "size_bytes", "events", "first_seq", "last_seq",
+                "first_event", "last_event"},
+    "slots": [{"slot", "session": "open"|"closed"|"lost"|"none", "worker",
+               "nickname", "token", "tracker", "stage", "stage_name", "project",
+               "registered", "lost_reason",
+               "job": {"number", "stage", "since", "input_kind": "json"|"text"|"null",
+                       "input_bytes", "checkpoint_bytes", "checkpoint_time"},
+               "progress", "progress_time",
+               "completion_pending": {"job", "stage", "since", "output_kind",
+                                      "output_bytes", "seq"},
+               "flag_pending", "bye_pending", "last_seq", "last_event",
+               "last_report": {"time", "report": {...as recovery wrote it}}}],
+    "orphans": [{"seq", "slot", "stage", "job", "time", "reason",
+                 "output_kind", "output_bytes"}],
+    "events": [{"seq", "time", "slot", "kind", "job", "detail",
+                "input", "output"}]
+  }
+
+"events" is present with --timeline and --job; "input" and "output" (wire text,
+JSON prefixed by <!json!>) only with --job. With --slot or --job, "slots" and
+"orphans" hold only what concerns that slot or job.
+`
+
+func runInspect(env *cmdEnv, args []string) error {
+	fs := newFlags("inspect", inspectHelp)
+	var opts postmortem.InspectOptions
+	fs.BoolVar(&opts.Timeline, "timeline", false, "also list every event, in order, with readable times")
+	fs.IntVar(&opts.Job, "job", 0, "show the whole history of job `N` instead: its events, input and outputs")
+	fs.StringVar(&opts.Slot, "slot", "", "only slot `S`")
+	fs.BoolVar(&opts.JSON, "json", false, "write JSON for scripts (schema above)")
+	fs.BoolVar(&opts.ShowSecrets, "show-secrets", false, "show worker tokens and tracker passwords in full")
+	live := fs.String("live", "", "inspect a running dcworker's journal snapshot from its status address `URL` (GET URL/journal)")
+	lockWait := fs.Duration("lock-wait", defaultLockWait, "how long to wait for a running worker's lock before saying who holds it")
+	pos, err := fs.parse(env, args)
+	if err != nil {
+		return err
+	}
+	if opts.Job < 0 {
+		return usageErrorf("inspect: --job wants a job number, got %d", opts.Job)
+	}
+	opts.Color = colorOK(env.stdout)
+	path := ""
+	if *live != "" {
+		if len(pos) > 0 {
+			return usageErrorf("inspect: give either JOURNAL or --live, not both")
+		}
+		tmp, err := fetchSnapshot(env.ctx, *live)
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		path = tmp
+	} else if path, err = journalArg(fs, pos); err != nil {
+		return err
+	}
+	db, err := openJournal(path, false, *lockWait)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if *live != "" {
+		opts.Source = "live snapshot of " + *live
+	}
+	if err := postmortem.Inspect(env.stdout, db, opts); err != nil {
+		return err
+	}
+	return nil
+}
+
+// colorOK reports whether w is a terminal and NO_COLOR is unset (https://no-color.org).
+func colorOK(w io.Writer) bool {
+	if os.Getenv("NO_COLOR") != "" {
+		return false
+	}
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// snapshotTimeout bounds fetching a live snapshot.
+const snapshotTimeout = 30 * time.Second
+
+// fetchSnapshot downloads a running worker's journal snapshot (journal.WriteSnapshot
+// served at GET /journal) into a temporary directory and returns the file's path.
+func fetchSnapshot(ctx context.Context, raw string) (string, error) {
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", usageErrorf("inspect: --live wants the worker's status address, like http://127.0.0.1:8080, got %q", raw)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/journal"
+	}
+	ctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return "", usageErrorf("inspect: --live: %v", err)
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", withCode(exitJournal, fmt.Errorf("cannot fetch the live snapshot from %s: %v; is the worker running with --status-addr?", u, err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", withCode(exitJournal, fmt.Errorf("cannot fetch the live snapshot: %s answered %s; is this a dcworker status address?", u, resp.Status))
+	}
+	dir, err := os.MkdirTemp("", "dcjournal-live-")
+	if err != nil {
+		return "", err
+	}
+	path := dir + string(os.PathSeparator) + "journal.db"
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600)
+	if err == nil {
+		_, err = io.Copy(f, resp.Body)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", withCode(exitJournal, fmt.Errorf("cannot fetch the live snapshot from %s: %v", u, err))
+	}
+	return path, nil
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/distcompute/distcompute-go/internal/postmortem"
+	"github.com/distcompute/distcompute-go/journal"
+)
+
+// defaultLockWait bounds how long a command waits for a running worker's file lock.
+const defaultLockWait = 500 * time.Millisecond
+
+// flagSet is a subcommand's flags and its help text.
+type flagSet struct {
+	*flag.FlagSet
+	help string
+}
+
+// newFlags makes a subcommand's flag set; help is its usage text, printed with the
+// flags on --help.
+func newFlags(name, help string) *flagSet {
+	fs := flag.NewFlagSet("dcjournal "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return &flagSet{FlagSet: fs, help: help}
+}
+
+// parse parses flags placed before, between or after positional arguments
+// ("export JOURNAL --orphans --out DIR") and returns the positional ones. On --help it
+// prints the command's help to stdout and returns errHelp.
+func (fs *flagSet) parse(env *cmdEnv, args []string) ([]string, error) {
+	var pos []string
+	for {
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			fs.printHelp(env.stdout)
+			return nil, errHelp
+		}
+		if err != nil {
+			return nil, usageErrorf("%s: %v", fs.Name(), err)
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		// fs.Parse stops at the first non-flag, or after "--" (then all is positional).
+		consumed := len(args) - len(rest)
+		if consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+func (fs *flagSet) printHelp(w io.Writer) {
+	fmt.Fprint(w, fs.help)
+	fmt.Fprintln(w, "\nFlags:")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}
+
+// journalArg checks there is exactly one positional argument, the journal path.
+func journalArg(fs *flagSet, pos []string) (string, error) {
+	switch len(pos) {
+	case 1:
+		return pos[0], nil
+	case 0:
+		return "", usageErrorf("%s: give the journal file, e.g. %s /mnt/volume/journal.db", fs.Name(), fs.Name())
+	default:
+		return "", usageErrorf("%s: one journal at a time, got %d arguments: %s", fs.Name(), len(pos), strings.Join(pos, " "))
+	}
+}
+
+// openJournal opens the journal at path, read-only unless write, waiting at most
+// lockWait for a running worker's lock. Its errors are one line saying what is wrong
+// and what to do, with the exit code for it.
+func openJournal(path string, write bool, lockWait time.Duration) (*journal.DB, error) {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, withCode(exitJournal, fmt.Errorf("%s: no such file; give the path of the journal file (a worker keeps it in $DISTCOMPUTE_JOURNAL, by default ~/.local/state/distcompute/journal.db)", path))
+	case err != nil:
+		return nil, withCode(exitJournal, fmt.Errorf("%s: %v", path, errors.Unwrap(err)))
+	case fi.IsDir():
+		return nil, withCode(exitJournal, fmt.Errorf("%s is a directory; give the journal file in it (usually journal.db)", path))
+	}
+	if lockWait <= 0 {
+		lockWait = -1 // a single attempt
+	}
+	db, err := journal.Open(path, &journal.Options{ReadOnly: !write, Timeout: lockWait, NoAutoCompact: true})
+	if err == nil {
+		return db, nil
+	}
+	return nil, openError(path, err)
+}
+
+// openError explains an error of journal.Open in one line.
+func openError(path string, err error) error {
+	switch {
+	case errors.Is(err, journal.ErrLocked):
+		return withCode(exitLocked, lockedError(path))
+	case errors.Is(err, journal.ErrNewerFormat):
+		return withCode(exitJournal, fmt.Errorf("%s was written by a newer version of distcompute-go; use a dcjournal of that version or later (%v)", path, err))
+	case errors.Is(err, journal.ErrNotJournal):
+		return withCode(exitJournal, fmt.Errorf("%s is not a distcompute journal (%v); check the path", path, unprefix(err, path)))
+	case errors.Is(err, journal.ErrCorrupt):
+		return withCode(exitJournal, fmt.Errorf("%s is damaged (%v); keep the file, and try \"dcjournal verify\" and \"dcjournal export --all\" on a copy", path, unprefix(err, path)))
+	case errors.Is(err, fs.ErrPermission):
+		return withCode(exitJournal, fmt.Errorf("%s: permission denied; run as the user that owns the journal, or read a copy", path))
+	default:
+		return withCode(exitJournal, fmt.Errorf("cannot open %s: %v", path, unprefix(err, path)))
+	}
+}
+
+// unprefix drops the "journal: PATH: " the journal package puts before its errors,
+// since the message names the file already.
+func unprefix(err error, path string) string {
+	return strings.TrimPrefix(err.Error(), "journal: "+path+": ")
+}
+
+// lockedError says which process holds the journal (best effort) and how to look
+// at it while it runs.
+func lockedError(path string) error {
+	holders := postmortem.Holders(path)
+	who := "another process"
+	if len(holders) > 0 {
+		names := make([]string, len(holders))
+		for i, h := range holders {
+			names[i] = h.String()
+		}
+		who = strings.Join(names, ", ")
+	}
+	return fmt.Errorf("%s is locked by %s, a worker still running; nothing was read or changed. "+
+		"Stop it first, or see it live with: dcjournal inspect --live http://ADDR (ADDR: the worker's --status-addr)", path, who)
+}
