@@ -200,7 +200,7 @@ func (c *Conn) attempt(ctx context.Context, r request, method, target string, bo
 	st := resp.StatusCode
 	retry := st >= 500 || st == http.StatusTooManyRequests
 	if int64(len(data)) > c.maxBody {
-		se := &ServerError{Endpoint: r.endpoint, Status: st, Body: c.errBody(data[:maxErrorBody], r.token),
+		se := &ServerError{Endpoint: r.endpoint, Status: st, Body: c.errBody(data, r.token),
 			Err: fmt.Errorf("%w: over %d bytes", ErrResponseTooLarge, c.maxBody)}
 		if !retry {
 			return answer{}, true, se
