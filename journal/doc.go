@@ -1,0 +1,76 @@
+// Package journal is the worker's write-ahead log: a bbolt file holding,
+// for each slot (one worker identity: one token, at most one job), the
+// sequence of events that happened to it and its current state.
+//
+// Every client action whose loss would lose work or leave the tracker in an
+// unknown state is appended here before its request leaves the machine. On
+// restart, recovery (package replay) reads each slot's State, not its
+// history: the state is updated in the same transaction as each event, and
+// always equals the Fold of the slot's events, so it can be rebuilt and
+// checked (Verify) but never needs to be.
+//
+// # Events and state
+//
+// An Event carries a format version, a sequence number (assigned by Append,
+// increasing across the whole journal), a time, a slot, a Kind and the
+// fields its kind uses. Fold is the state machine; Append validates an event
+// against the current state and refuses (ErrInvalidEvent) what does not fit:
+// a completion without a held job of that number, a claim while a
+// completion is pending, a second registration, and so on.
+//
+// A completion settled as orphaned, or pending when a session-lost event
+// drops it, becomes an Orphan: its output is kept, never pruned, until an
+// orphan-resolved event names it.
+//
+// # Durability classes
+//
+//   - Durable: Append (registration, claim, checkpoint, completion with its
+//     output, flag, bye, settle records, session-lost, replayed...). The
+//     transaction is fsynced before Append returns. Concurrent Appends share
+//     one transaction and its fsyncs (group commit).
+//   - Buffered: AppendProgress. Latest text wins per slot; it is kept in
+//     memory and written in the transaction of the next durable Append or by
+//     a background flusher within Options.ProgressInterval, and by Close. It
+//     never waits for the disk; a crash may lose the last interval of
+//     progress text, and nothing else.
+//
+// Options.NoSync turns every class into "written when the OS likes it" and
+// is for tests and benchmarks only.
+//
+// # Bounded size
+//
+// A slot keeps the history of its last Options.Retention jobs (default
+// DefaultRetention): older events are folded into the slot's base state and
+// deleted, a few per append (PruneBudget), so appends stay cheap. A run of
+// progress events with nothing else between them keeps only the last. Since
+// bbolt never shrinks a file, the background flusher compacts it (Compact:
+// copy into a new file, fsync, rename over the old one, under the lock) when
+// free pages pass CompactFreeRatio of a file over CompactMinSize.
+//
+// # File layout
+//
+// Keys that are sequence numbers are 8-byte big-endian, so cursor order is
+// append order. Values are JSON unless stated.
+//
+//	meta                  "magic" -> "distcompute-journal", "format" -> FormatVersion (decimal text)
+//	events                seq -> Event; the bucket's sequence counter assigns seqs
+//	slots/<slot>          one bucket per slot:
+//	    state             the slot's current State
+//	    base              State folded from pruned events (absent: zero State)
+//	    n, claims-n       8-byte counts of indexed events and of claims kept
+//	    prune-to          8-byte seq: events before it are due for pruning
+//	    events/           seq -> kind (the slot's index into events)
+//	    claims/           seq -> 8-byte job number, one per claim still kept
+//	jobs                  job number (8 bytes) ++ seq -> slot name
+//	orphans               seq of the completion-pending event -> Orphan
+//
+// # Errors
+//
+// Every error names the file. Bad files are refused at Open with
+// ErrNotJournal (garbage, a bbolt file of something else), ErrCorrupt
+// (truncated or damaged) or ErrNewerFormat; bbolt panics and memory faults
+// on damaged pages are recovered at the package boundary and returned as
+// ErrCorrupt. A DB is safe for concurrent use by many goroutines; one
+// process at a time may open a file for writing (ErrLocked after
+// Options.Timeout), any number read-only.
+package journal

@@ -1,0 +1,540 @@
+package journal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Defaults used when the corresponding Options field is zero.
+const (
+	// DefaultTimeout is how long Open waits for another process to release
+	// the file lock before it fails with ErrLocked.
+	DefaultTimeout = time.Second
+	// DefaultRetention is how many jobs' history each slot keeps: events
+	// older than the claim of the DefaultRetention-th most recent job are
+	// pruned (folded into the slot's base state).
+	DefaultRetention = 100
+	// DefaultProgressInterval is the longest time progress text given to
+	// AppendProgress stays in memory before it is written.
+	DefaultProgressInterval = time.Second
+)
+
+// Tuning constants for pruning and compaction.
+const (
+	// EventsPerJob bounds a slot's history independently of jobs: a slot
+	// keeps at most Retention*EventsPerJob events, so that a slot that never
+	// claims (or one job that checkpoints forever) stays bounded too.
+	EventsPerJob = 50
+	// PruneBudget is how many old events one transaction prunes per slot it
+	// touches; pruning is incremental so that appends stay cheap.
+	PruneBudget = 64
+	// CompactMinSize is the file size under which automatic compaction is
+	// never attempted.
+	CompactMinSize = 8 << 20
+	// CompactFreeRatio triggers automatic compaction when free pages make up
+	// more than this part of the file.
+	CompactFreeRatio = 0.5
+)
+
+// Errors. Every error the package returns names the journal file and wraps
+// one of these (test with errors.Is) or an error of the operating system.
+var (
+	// ErrLocked: another process holds the journal's file lock and did not
+	// release it within Options.Timeout.
+	ErrLocked = errors.New("journal is locked: another process holds it")
+	// ErrNotJournal: the file is not a journal (not a bbolt file, or a bbolt
+	// file written by something else).
+	ErrNotJournal = errors.New("not a journal")
+	// ErrCorrupt: the file is a journal but damaged (truncated, bad pages,
+	// undecodable records, broken invariants).
+	ErrCorrupt = errors.New("journal is corrupt")
+	// ErrNewerFormat: the journal was written by a newer version of this
+	// package; it is refused rather than misread.
+	ErrNewerFormat = errors.New("journal has a newer format version")
+	// ErrReadOnly: a write was attempted on a journal opened read-only.
+	ErrReadOnly = errors.New("journal is open read-only")
+	// ErrClosed: the DB was used after Close.
+	ErrClosed = errors.New("journal is closed")
+	// ErrInvalidEvent: Append refused an event that does not fit the slot's
+	// current state (nothing was written).
+	ErrInvalidEvent = errors.New("invalid event")
+)
+
+// Options configures Open. A nil *Options means all defaults.
+type Options struct {
+	// Timeout is how long Open waits for the file lock; 0 means
+	// DefaultTimeout, a negative value means a single attempt.
+	Timeout time.Duration
+	// ReadOnly opens the journal with a shared lock and never writes to the
+	// file: its bytes stay unchanged. Appends fail with ErrReadOnly.
+	ReadOnly bool
+	// Retention is how many jobs' history each slot keeps (see
+	// DefaultRetention); 0 means DefaultRetention, a negative value keeps
+	// all history. Orphans are kept regardless until resolved.
+	Retention int
+	// ProgressInterval is the longest time text given to AppendProgress
+	// waits before the background flusher writes it; 0 means
+	// DefaultProgressInterval.
+	ProgressInterval time.Duration
+	// NoSync skips fsync: for tests and benchmarks only, a crash may lose
+	// or corrupt the journal.
+	NoSync bool
+	// NoAutoCompact disables compaction by the background flusher (Compact
+	// can still be called).
+	NoAutoCompact bool
+}
+
+// Bucket and key names of the file layout (see doc.go).
+var (
+	bucketMeta    = []byte("meta")
+	bucketEvents  = []byte("events")
+	bucketSlots   = []byte("slots")
+	bucketJobs    = []byte("jobs")
+	bucketOrphans = []byte("orphans")
+
+	keyMagic  = []byte("magic")
+	keyFormat = []byte("format")
+
+	// Per-slot bucket keys.
+	keyState   = []byte("state")
+	keyBase    = []byte("base")
+	keyCount   = []byte("n")
+	keyClaimsN = []byte("claims-n")
+	keyPruneTo = []byte("prune-to")
+	bucketSIdx = []byte("events")
+	bucketClm  = []byte("claims")
+)
+
+const magic = "distcompute-journal"
+
+// DB is an open journal. All methods are safe for concurrent use. A DB
+// holds the file lock until Close; writable DBs also run a background
+// goroutine that writes buffered progress and compacts the file.
+type DB struct {
+	path      string
+	opts      Options
+	retention int
+
+	// mu guards bolt: held shared by every operation and exclusively by
+	// Compact (which swaps the file) and Close.
+	mu     sync.RWMutex
+	bolt   *bolt.DB
+	closed atomic.Bool
+
+	// Group commit: requests queue up under qmu; whoever holds commitMu
+	// commits everything queued in one transaction (one fsync).
+	qmu      sync.Mutex
+	queue    []*request
+	commitMu sync.Mutex
+
+	// Buffered progress: latest text per slot.
+	pmu     sync.Mutex
+	pending map[string]string
+
+	stop        chan struct{}
+	flusherDone chan struct{}
+
+	now func() time.Time
+}
+
+// Open opens the journal at path, creating it (mode 0600, and its folder
+// with mode 0700 if missing) unless opts.ReadOnly. It waits at most
+// opts.Timeout for the file lock, then fails with ErrLocked. It refuses
+// files that are not journals (ErrNotJournal), damaged ones (ErrCorrupt) and
+// journals of a newer format (ErrNewerFormat); every error names the file.
+// A read-only Open never changes the file's bytes.
+func Open(path string, opts *Options) (*DB, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.ProgressInterval <= 0 {
+		o.ProgressInterval = DefaultProgressInterval
+	}
+	db := &DB{path: path, opts: o, retention: o.Retention, now: time.Now}
+	if db.retention == 0 {
+		db.retention = DefaultRetention
+	}
+
+	if !o.ReadOnly {
+		dir := filepath.Dir(path)
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, fmt.Errorf("journal: %s: create folder: %w", path, err)
+			}
+		}
+	}
+
+	var bdb *bolt.DB
+	var err error
+	for attempt := 0; ; attempt++ {
+		bdb, err = openBolt(path, o)
+		if err != nil {
+			return nil, err
+		}
+		// A process that waited for the lock while another compacted the
+		// file got the lock of the replaced file: open the new one.
+		if same, _ := sameFile(bdb, path); same || attempt == 5 {
+			break
+		}
+		bdb.Close()
+	}
+	db.bolt = bdb
+	if err := db.checkFile(); err != nil {
+		bdb.Close()
+		return nil, err
+	}
+	if !o.ReadOnly {
+		os.Remove(path + ".compact") // left by a compaction that crashed
+		db.pending = make(map[string]string)
+		db.stop = make(chan struct{})
+		db.flusherDone = make(chan struct{})
+		go db.flusher()
+	}
+	return db, nil
+}
+
+// openBolt opens the bbolt file and maps its errors (and panics) onto the
+// package's sentinels.
+func openBolt(path string, o Options) (bdb *bolt.DB, err error) {
+	if err := precheck(path, o.ReadOnly); err != nil {
+		return nil, err
+	}
+	var file *os.File
+	bo := &bolt.Options{
+		Timeout:  o.Timeout,
+		ReadOnly: o.ReadOnly,
+		NoSync:   o.NoSync,
+		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+			f, err := os.OpenFile(name, flag, perm)
+			file = f
+			return f, err
+		},
+	}
+	if o.Timeout < 0 {
+		bo.Timeout = time.Nanosecond
+	}
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			if file != nil {
+				file.Close() // releases the lock
+			}
+			bdb, err = nil, fmt.Errorf("journal: %s: %w: %v", path, ErrCorrupt, r)
+		}
+	}()
+	bdb, err = bolt.Open(path, 0o600, bo)
+	if err == nil {
+		return bdb, nil
+	}
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("journal: %s: %w (waited %v for the file lock)", path, ErrLocked, o.Timeout)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch):
+		return nil, fmt.Errorf("journal: %s: %w: %v", path, ErrNotJournal, err)
+	case errors.Is(err, berrors.ErrChecksum):
+		return nil, fmt.Errorf("journal: %s: %w: %v", path, ErrCorrupt, err)
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
+		return nil, fmt.Errorf("journal: %s: %w", path, err)
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return nil, fmt.Errorf("journal: %s: %w", path, err)
+	}
+	return nil, fmt.Errorf("journal: %s: %w: %v", path, ErrCorrupt, err)
+}
+
+// precheck reads bbolt's two meta pages itself, before bbolt maps the file,
+// so that a truncated file is refused with a clear error instead of a fault
+// when bbolt touches a page past the end of the file.
+func precheck(path string, readOnly bool) error {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) && !readOnly {
+			return nil // will be created
+		}
+		return fmt.Errorf("journal: %s: %w", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("journal: %s: %w", path, err)
+	}
+	size := fi.Size()
+	if size == 0 {
+		if readOnly {
+			return fmt.Errorf("journal: %s: %w: the file is empty", path, ErrNotJournal)
+		}
+		return nil // bbolt initialises empty files (a crash during creation)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("journal: %s: %w: not a regular file", path, ErrNotJournal)
+	}
+	buf := make([]byte, 4096)
+	n, _ := f.ReadAt(buf, 0)
+	buf = buf[:n]
+	var metas []boltMeta
+	sawMagic := false
+	if m, ok := parseMeta(buf, 0); ok {
+		sawMagic = true
+		if m.valid {
+			metas = append(metas, m)
+		}
+		if m.pageSize >= 512 && m.pageSize <= 1<<16 {
+			if m1, ok := readMetaAt(f, int64(m.pageSize)); ok && m1.valid {
+				metas = append(metas, m1)
+			}
+		}
+	}
+	if len(metas) == 0 {
+		for _, ps := range []int64{4096, 1024, 2048, 8192, 16384, 32768, 65536} {
+			if m1, ok := readMetaAt(f, ps); ok {
+				sawMagic = true
+				if m1.valid && int64(m1.pageSize) == ps {
+					metas = append(metas, m1)
+					break
+				}
+			}
+		}
+	}
+	if !sawMagic {
+		return fmt.Errorf("journal: %s: %w: not a bbolt database file", path, ErrNotJournal)
+	}
+	if len(metas) == 0 {
+		return fmt.Errorf("journal: %s: %w: both bbolt meta pages are damaged", path, ErrCorrupt)
+	}
+	best := metas[0]
+	for _, m := range metas[1:] {
+		if m.txid > best.txid {
+			best = m
+		}
+	}
+	need := int64(best.hwm) * int64(best.pageSize)
+	if need > size || size < 2*int64(best.pageSize) {
+		return fmt.Errorf("journal: %s: %w: truncated: the file has %d bytes, its pages need %d", path, ErrCorrupt, size, need)
+	}
+	return nil
+}
+
+type boltMeta struct {
+	valid    bool
+	pageSize uint32
+	hwm      uint64
+	txid     uint64
+}
+
+const (
+	boltMagic       = 0xED0CDAED
+	boltVersion     = 2
+	pageHeaderSize  = 16
+	metaSize        = 64
+	metaChecksumOff = 56
+)
+
+func readMetaAt(f *os.File, off int64) (boltMeta, bool) {
+	buf := make([]byte, pageHeaderSize+metaSize)
+	if _, err := f.ReadAt(buf, off); err != nil {
+		return boltMeta{}, false
+	}
+	return parseMeta(buf, 0)
+}
+
+// parseMeta decodes a bbolt meta page at off in buf (native little-endian
+// layout: page header, then magic, version, pageSize, flags, root bucket,
+// freelist, high-water mark, txid, checksum).
+func parseMeta(buf []byte, off int) (boltMeta, bool) {
+	if len(buf) < off+pageHeaderSize+metaSize {
+		return boltMeta{}, false
+	}
+	m := buf[off+pageHeaderSize : off+pageHeaderSize+metaSize]
+	le := binary.LittleEndian
+	if le.Uint32(m[0:]) != boltMagic {
+		return boltMeta{}, false
+	}
+	h := fnv.New64a()
+	h.Write(m[:metaChecksumOff])
+	bm := boltMeta{
+		pageSize: le.Uint32(m[8:]),
+		hwm:      le.Uint64(m[40:]),
+		txid:     le.Uint64(m[48:]),
+	}
+	bm.valid = le.Uint32(m[4:]) == boltVersion && h.Sum64() == le.Uint64(m[metaChecksumOff:])
+	return bm, true
+}
+
+func sameFile(bdb *bolt.DB, path string) (bool, error) {
+	a, err := os.Stat(bdb.Path())
+	if err != nil {
+		return false, err
+	}
+	b, err := os.Stat(path)
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(a, b), nil
+}
+
+// checkFile checks the high-water mark against the file size, then the meta
+// bucket (format and magic), and initialises a new journal.
+func (db *DB) checkFile() error {
+	fi, err := os.Stat(db.path)
+	if err != nil {
+		return fmt.Errorf("journal: %s: %w", db.path, err)
+	}
+	isNew := false
+	err = db.view("open", func(tx *bolt.Tx) error {
+		if tx.Size() > fi.Size() {
+			return fmt.Errorf("journal: %s: %w: truncated: the file has %d bytes, its pages need %d", db.path, ErrCorrupt, fi.Size(), tx.Size())
+		}
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			empty := true
+			_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
+			if !empty {
+				return fmt.Errorf("journal: %s: %w: a bbolt file without the journal's meta bucket", db.path, ErrNotJournal)
+			}
+			isNew = true
+			return nil
+		}
+		if string(meta.Get(keyMagic)) != magic {
+			return fmt.Errorf("journal: %s: %w: a bbolt file with a foreign meta bucket", db.path, ErrNotJournal)
+		}
+		v, err := strconv.Atoi(string(meta.Get(keyFormat)))
+		if err != nil || v < 1 {
+			return fmt.Errorf("journal: %s: %w: unreadable format version %q", db.path, ErrCorrupt, meta.Get(keyFormat))
+		}
+		if v > FormatVersion {
+			return fmt.Errorf("journal: %s: %w: format version %d, this program reads up to %d", db.path, ErrNewerFormat, v, FormatVersion)
+		}
+		return nil
+	})
+	if err != nil || !isNew || db.opts.ReadOnly {
+		return err
+	}
+	return db.update("create", func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if err := meta.Put(keyMagic, []byte(magic)); err != nil {
+			return err
+		}
+		if err := meta.Put(keyFormat, []byte(strconv.Itoa(FormatVersion))); err != nil {
+			return err
+		}
+		for _, b := range [][]byte{bucketEvents, bucketSlots, bucketJobs, bucketOrphans} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Path returns the journal's file path as given to Open.
+func (db *DB) Path() string { return db.path }
+
+// ReadOnly reports whether the journal was opened read-only.
+func (db *DB) ReadOnly() bool { return db.opts.ReadOnly }
+
+// Close writes buffered progress, stops the background flusher and releases
+// the file. Calling Close again returns nil; other methods then fail with
+// ErrClosed.
+func (db *DB) Close() error {
+	if !db.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if db.stop != nil {
+		close(db.stop)
+		<-db.flusherDone
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	var err error
+	if !db.opts.ReadOnly {
+		err = db.flushLocked()
+	}
+	if cerr := db.bolt.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("journal: %s: close: %w", db.path, cerr)
+	}
+	return err
+}
+
+// acquire takes the shared lock for one operation and checks the DB is open.
+func (db *DB) acquire() error {
+	db.mu.RLock()
+	if db.closed.Load() {
+		db.mu.RUnlock()
+		return db.errf(ErrClosed)
+	}
+	return nil
+}
+
+func (db *DB) release() { db.mu.RUnlock() }
+
+func (db *DB) errf(sentinel error) error {
+	return fmt.Errorf("journal: %s: %w", db.path, sentinel)
+}
+
+// view runs fn in a read transaction, turning bbolt panics and memory faults
+// (from damaged pages) into ErrCorrupt.
+func (db *DB) view(op string, fn func(*bolt.Tx) error) (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			err = fmt.Errorf("journal: %s: %s: %w: %v", db.path, op, ErrCorrupt, r)
+		}
+	}()
+	return db.bolt.View(fn)
+}
+
+// update runs fn in a write transaction (fsynced unless NoSync), turning
+// panics into ErrCorrupt.
+func (db *DB) update(op string, fn func(*bolt.Tx) error) (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			err = fmt.Errorf("journal: %s: %s: %w: %v", db.path, op, ErrCorrupt, r)
+		}
+	}()
+	return db.bolt.Update(fn)
+}
+
+// WriteSnapshot writes a consistent copy of the journal file to w (a bbolt
+// read transaction, so appends continue meanwhile) and returns the number of
+// bytes written. The copy opens as a journal.
+func (db *DB) WriteSnapshot(w io.Writer) (n int64, err error) {
+	if err := db.acquire(); err != nil {
+		return 0, err
+	}
+	defer db.release()
+	err = db.view("snapshot", func(tx *bolt.Tx) error {
+		var werr error
+		n, werr = tx.WriteTo(w)
+		return werr
+	})
+	if err != nil && !errors.Is(err, ErrCorrupt) {
+		err = fmt.Errorf("journal: %s: snapshot: %w", db.path, err)
+	}
+	return n, err
+}

@@ -1,0 +1,237 @@
+package journal
+
+import (
+	"bytes"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Filter selects events for DB.Events. Zero fields do not filter.
+type Filter struct {
+	Slot    string // only this slot's events
+	Job     int    // only events about this job number
+	FromSeq uint64 // only events with Seq >= FromSeq
+}
+
+// eventsPage is how many events Events reads per read transaction; fn is
+// called between transactions, so it may use the DB (even append).
+const eventsPage = 512
+
+// Slots returns the names of the journal's slots, sorted.
+func (db *DB) Slots() ([]string, error) {
+	if err := db.acquire(); err != nil {
+		return nil, err
+	}
+	defer db.release()
+	var names []string
+	err := db.view("slots", func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSlots)
+		if b == nil {
+			return nil
+		}
+		return b.ForEachBucket(func(k []byte) error {
+			names = append(names, string(k))
+			return nil
+		})
+	})
+	return names, err
+}
+
+// State returns slot's current state: the zero State with Slot set for a
+// slot the journal does not know. Buffered progress (AppendProgress) not yet
+// written is not included.
+func (db *DB) State(slot string) (State, error) {
+	if err := db.acquire(); err != nil {
+		return State{}, err
+	}
+	defer db.release()
+	st := State{Slot: slot}
+	err := db.view("state", func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSlots)
+		if b == nil {
+			return nil
+		}
+		sb := b.Bucket([]byte(slot))
+		if sb == nil {
+			return nil
+		}
+		v := sb.Get(keyState)
+		if v == nil {
+			return nil
+		}
+		s, err := DecodeState(v)
+		if err != nil {
+			return fmt.Errorf("journal: %s: slot %q: %w", db.path, slot, err)
+		}
+		st = s
+		return nil
+	})
+	return st, err
+}
+
+// States returns the current state of every slot, in slot-name order.
+func (db *DB) States() ([]State, error) {
+	if err := db.acquire(); err != nil {
+		return nil, err
+	}
+	defer db.release()
+	var states []State
+	err := db.view("states", func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSlots)
+		if b == nil {
+			return nil
+		}
+		return b.ForEachBucket(func(k []byte) error {
+			st := State{Slot: string(k)}
+			if v := b.Bucket(k).Get(keyState); v != nil {
+				s, err := DecodeState(v)
+				if err != nil {
+					return fmt.Errorf("journal: %s: slot %q: %w", db.path, k, err)
+				}
+				st = s
+			}
+			states = append(states, st)
+			return nil
+		})
+	})
+	return states, err
+}
+
+// Events calls fn for each stored event that f selects, in sequence order,
+// and stops at fn's first error, which it returns. Pruned history is gone
+// (its effect lives on in the slot's state). Events are read a page at a
+// time in short read transactions, so fn may call other DB methods; events
+// appended meanwhile may or may not be seen.
+func (db *DB) Events(f Filter, fn func(Event) error) error {
+	from := f.FromSeq
+	if from == 0 {
+		from = 1
+	}
+	for {
+		page, next, err := db.eventsPage(f, from)
+		if err != nil {
+			return err
+		}
+		for _, e := range page {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		if next == 0 {
+			return nil
+		}
+		from = next
+	}
+}
+
+// eventsPage reads up to eventsPage events from seq from; next is the seq to
+// continue from, 0 at the end.
+func (db *DB) eventsPage(f Filter, from uint64) (page []Event, next uint64, err error) {
+	if err := db.acquire(); err != nil {
+		return nil, 0, err
+	}
+	defer db.release()
+	err = db.view("events", func(tx *bolt.Tx) error {
+		events := tx.Bucket(bucketEvents)
+		if events == nil {
+			return nil
+		}
+		get := func(seq uint64) (Event, bool, error) {
+			v := events.Get(u64(seq))
+			if v == nil {
+				return Event{}, false, nil
+			}
+			e, err := DecodeEvent(v)
+			if err != nil {
+				return Event{}, false, fmt.Errorf("journal: %s: event %d: %w", db.path, seq, err)
+			}
+			return e, true, nil
+		}
+		add := func(e Event) bool {
+			page = append(page, e)
+			if len(page) == eventsPage {
+				next = e.Seq + 1
+				return false
+			}
+			return true
+		}
+		switch {
+		case f.Job != 0:
+			jobs := tx.Bucket(bucketJobs)
+			if jobs == nil {
+				return nil
+			}
+			prefix := jobKey(f.Job, 0)[:8]
+			c := jobs.Cursor()
+			for k, v := c.Seek(jobKey(f.Job, from)); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+				if f.Slot != "" && string(v) != f.Slot {
+					continue
+				}
+				e, ok, err := get(be(k[8:]))
+				if err != nil {
+					return err
+				}
+				if ok && !add(e) {
+					return nil
+				}
+			}
+		case f.Slot != "":
+			slots := tx.Bucket(bucketSlots)
+			if slots == nil {
+				return nil
+			}
+			sb := slots.Bucket([]byte(f.Slot))
+			if sb == nil || sb.Bucket(bucketSIdx) == nil {
+				return nil
+			}
+			c := sb.Bucket(bucketSIdx).Cursor()
+			for k, _ := c.Seek(u64(from)); k != nil; k, _ = c.Next() {
+				e, ok, err := get(be(k))
+				if err != nil {
+					return err
+				}
+				if ok && !add(e) {
+					return nil
+				}
+			}
+		default:
+			c := events.Cursor()
+			for k, v := c.Seek(u64(from)); k != nil; k, v = c.Next() {
+				e, err := DecodeEvent(v)
+				if err != nil {
+					return fmt.Errorf("journal: %s: event %d: %w", db.path, be(k), err)
+				}
+				if !add(e) {
+					return nil
+				}
+			}
+		}
+		return nil
+	})
+	return page, next, err
+}
+
+// Orphans returns every unresolved orphaned output, oldest first.
+func (db *DB) Orphans() ([]Orphan, error) {
+	if err := db.acquire(); err != nil {
+		return nil, err
+	}
+	defer db.release()
+	var out []Orphan
+	err := db.view("orphans", func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketOrphans)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			o, err := decodeOrphan(v)
+			if err != nil {
+				return fmt.Errorf("journal: %s: orphan %d: %w", db.path, be(k), err)
+			}
+			out = append(out, o)
+			return nil
+		})
+	})
+	return out, err
+}

@@ -1,0 +1,285 @@
+package journal
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// maxVerifyErrors bounds the errors Verify reports.
+const maxVerifyErrors = 100
+
+// Verify checks the journal and returns what is wrong with it, nil if it is
+// sound: bbolt's own consistency check (every page reachable once, no
+// double frees), the meta bucket, every event record decoding with the
+// sequence number of its key, the indexes pointing at existing events of
+// the right slot and job, orphans keyed by their seq, and for every slot
+// that its stored state equals the fold of its base state (the pruned
+// history) and its remaining events. Each error names the file. Verify reads
+// a consistent snapshot; appends may continue meanwhile.
+func (db *DB) Verify() (errs []error) {
+	if err := db.acquire(); err != nil {
+		return []error{err}
+	}
+	defer db.release()
+	add := func(format string, args ...any) {
+		if len(errs) < maxVerifyErrors {
+			errs = append(errs, fmt.Errorf("journal: %s: %w: %s", db.path, ErrCorrupt, fmt.Sprintf(format, args...)))
+		}
+	}
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			add("verify panicked: %v", r)
+		}
+	}()
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			add("bbolt: %v", err)
+		}
+		if len(errs) > 0 {
+			return nil // do not walk a damaged tree
+		}
+		verifyTx(tx, add)
+		return nil
+	})
+	if err != nil {
+		add("%v", err)
+	}
+	return errs
+}
+
+func verifyTx(tx *bolt.Tx, add func(string, ...any)) {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		if tx.Bucket(bucketEvents) != nil {
+			add("no meta bucket")
+		}
+		return
+	}
+	if string(meta.Get(keyMagic)) != magic {
+		add("meta bucket has the wrong magic")
+	}
+	if v, err := strconv.Atoi(string(meta.Get(keyFormat))); err != nil || v < 1 || v > FormatVersion {
+		add("meta bucket has format %q", meta.Get(keyFormat))
+	}
+	events, slots, jobs, orphans := tx.Bucket(bucketEvents), tx.Bucket(bucketSlots), tx.Bucket(bucketJobs), tx.Bucket(bucketOrphans)
+	if events == nil || slots == nil || jobs == nil || orphans == nil {
+		add("a top-level bucket is missing")
+		return
+	}
+	// Events: keys are seqs, records decode, seqs increase and stay below
+	// the bucket's sequence counter.
+	bySlot := make(map[string]int)
+	var last uint64
+	c := events.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		seq := be(k)
+		if len(k) != 8 || seq == 0 {
+			add("event key %x is not a sequence number", k)
+			continue
+		}
+		if seq <= last {
+			add("event %d follows %d", seq, last)
+		}
+		last = seq
+		e, err := DecodeEvent(v)
+		if err != nil {
+			add("event %d: %v", seq, err)
+			continue
+		}
+		if e.Seq != seq {
+			add("event under key %d has seq %d", seq, e.Seq)
+		}
+		bySlot[e.Slot]++
+	}
+	if last > events.Sequence() {
+		add("event %d is beyond the sequence counter %d", last, events.Sequence())
+	}
+	// Slots: index entries name events of the slot; state == fold(base, events).
+	err := slots.ForEachBucket(func(name []byte) error {
+		slot := string(name)
+		sb := slots.Bucket(name)
+		idx := sb.Bucket(bucketSIdx)
+		if idx == nil {
+			add("slot %q has no event index", slot)
+			return nil
+		}
+		var base State
+		if v := sb.Get(keyBase); v != nil {
+			b, err := DecodeState(v)
+			if err != nil {
+				add("slot %q base state: %v", slot, err)
+				return nil
+			}
+			base = b
+		}
+		st := base
+		n := 0
+		var prev uint64
+		ic := idx.Cursor()
+		for k, kind := ic.First(); k != nil; k, kind = ic.Next() {
+			n++
+			v := events.Get(k)
+			if v == nil {
+				add("slot %q index names missing event %d", slot, be(k))
+				continue
+			}
+			e, err := DecodeEvent(v)
+			if err != nil {
+				continue // reported above
+			}
+			if e.Slot != slot || string(kind) != string(e.Kind) {
+				add("slot %q index entry %d is a %s event of slot %q", slot, e.Seq, e.Kind, e.Slot)
+			}
+			if e.Seq <= base.LastSeq && base.LastSeq != 0 {
+				add("slot %q event %d is older than its pruned history (up to %d)", slot, e.Seq, base.LastSeq)
+			}
+			if e.Seq <= prev {
+				add("slot %q events out of order", slot)
+			}
+			prev = e.Seq
+			st = Fold(st, e)
+		}
+		if n != bySlot[slot] {
+			add("slot %q indexes %d events, the log holds %d", slot, n, bySlot[slot])
+		}
+		if got := getU64(sb, keyCount); got != uint64(n) {
+			add("slot %q counts %d events, its index holds %d", slot, got, n)
+		}
+		delete(bySlot, slot)
+		var stored State
+		if v := sb.Get(keyState); v != nil {
+			s, err := DecodeState(v)
+			if err != nil {
+				add("slot %q state: %v", slot, err)
+				return nil
+			}
+			stored = s
+		}
+		a, _ := encodeState(st)
+		b, _ := encodeState(stored)
+		if !bytes.Equal(a, b) {
+			add("slot %q: stored state differs from the fold of its events:\n stored %s\n folded %s", slot, b, a)
+		}
+		return nil
+	})
+	if err != nil {
+		add("%v", err)
+	}
+	for slot, n := range bySlot {
+		add("%d events of slot %q are in no slot index", n, slot)
+	}
+	// Job index.
+	jc := jobs.Cursor()
+	for k, v := jc.First(); k != nil; k, v = jc.Next() {
+		if len(k) != 16 {
+			add("job index key %x is malformed", k)
+			continue
+		}
+		job, seq := int(be(k[:8])), be(k[8:])
+		ev := events.Get(k[8:])
+		if ev == nil {
+			add("job index names missing event %d", seq)
+			continue
+		}
+		e, err := DecodeEvent(ev)
+		if err != nil {
+			continue
+		}
+		if e.Job != job || e.Slot != string(v) {
+			add("job index entry (%d, %d) is an event of job %d, slot %q", job, seq, e.Job, e.Slot)
+		}
+	}
+	// Orphans.
+	oc := orphans.Cursor()
+	for k, v := oc.First(); k != nil; k, v = oc.Next() {
+		o, err := decodeOrphan(v)
+		if err != nil {
+			add("orphan %x: %v", k, err)
+			continue
+		}
+		if o.Seq != be(k) {
+			add("orphan under key %d has seq %d", be(k), o.Seq)
+		}
+	}
+}
+
+// Compact rewrites the journal into a new file with bbolt's Compact helper
+// and atomically renames it over the old one, so that the file shrinks to
+// what it holds (bbolt never shrinks a file in place). The file lock is held
+// throughout (the new file is locked before it replaces the old one);
+// appends wait meanwhile. It returns the file sizes before and after. The
+// background flusher calls it when free pages pass CompactFreeRatio.
+func (db *DB) Compact() (before, after int64, err error) {
+	if db.opts.ReadOnly {
+		return 0, 0, db.errf(ErrReadOnly)
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.closed.Load() {
+		return 0, 0, db.errf(ErrClosed)
+	}
+	if err := db.flushLocked(); err != nil {
+		return 0, 0, err
+	}
+	fi, err := os.Stat(db.path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("journal: %s: compact: %w", db.path, err)
+	}
+	before = fi.Size()
+	tmp := db.path + ".compact"
+	_ = os.Remove(tmp)
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: DefaultTimeout, NoSync: true})
+	if err != nil {
+		return before, before, fmt.Errorf("journal: %s: compact: %w", db.path, err)
+	}
+	fail := func(err error) (int64, int64, error) {
+		dst.Close()
+		os.Remove(tmp)
+		return before, before, fmt.Errorf("journal: %s: compact: %w", db.path, err)
+	}
+	if err := compactGuarded(dst, db.bolt); err != nil {
+		return fail(err)
+	}
+	if !db.opts.NoSync {
+		if err := dst.Sync(); err != nil {
+			return fail(err)
+		}
+	}
+	if err := os.Rename(tmp, db.path); err != nil {
+		return fail(err)
+	}
+	if !db.opts.NoSync {
+		if d, err := os.Open(filepath.Dir(db.path)); err == nil {
+			_ = d.Sync()
+			d.Close()
+		}
+	}
+	dst.NoSync = db.opts.NoSync
+	old := db.bolt
+	db.bolt = dst
+	_ = old.Close()
+	if fi, err := os.Stat(db.path); err == nil {
+		after = fi.Size()
+	}
+	return before, after, nil
+}
+
+func compactGuarded(dst, src *bolt.DB) (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			err = errors.Join(ErrCorrupt, fmt.Errorf("%v", r))
+		}
+	}()
+	return bolt.Compact(dst, src, 4<<20)
+}

@@ -1,0 +1,739 @@
+package journal
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// request is one Append (or a flush, ev == nil) waiting in the group-commit
+// queue. done, res and err are written by the committing goroutine while it
+// holds commitMu and read by the owner after it took commitMu in turn.
+type request struct {
+	ev   *Event
+	done bool
+	res  Event
+	err  error
+}
+
+// Append validates e against its slot's current state, assigns its Version,
+// Seq and Time, and writes it together with the slot's new state in one
+// transaction. It is durable: the transaction is fsynced before Append
+// returns (unless Options.NoSync). Concurrent Appends, from any slots, share
+// transactions and fsyncs (group commit), so many slots appending at once
+// cost little more than one.
+//
+// Append fills in e.Job from the state where it is zero and the kind refers
+// to the held job (progress, checkpoint, completion, flag, release, failed,
+// session-lost) or to the orphan (orphan-resolved, which also fills Slot).
+// An event that does not fit the state (for example a completion without a
+// held job of that number, or a claim while a completion is pending) is
+// refused with an error wrapping ErrInvalidEvent, and nothing is written.
+// Buffered progress (AppendProgress) of every slot is written in the same
+// transaction, before e.
+func (db *DB) Append(e Event) (Event, error) {
+	if err := db.acquire(); err != nil {
+		return Event{}, err
+	}
+	defer db.release()
+	if db.opts.ReadOnly {
+		return Event{}, db.errf(ErrReadOnly)
+	}
+	r := &request{ev: &e}
+	db.submit(r)
+	return r.res, r.err
+}
+
+// AppendProgress records text as slot's latest progress. It never waits for
+// the disk and never blocks on other appends: the text is kept in memory
+// (latest wins) and written with the next durable Append or by the
+// background flusher within Options.ProgressInterval; Close writes it too.
+// Progress of a slot without a session is dropped when written; so is
+// progress given to a read-only or closed DB.
+func (db *DB) AppendProgress(slot, text string) {
+	if db.opts.ReadOnly || db.closed.Load() || slot == "" {
+		return
+	}
+	db.pmu.Lock()
+	db.pending[slot] = text
+	db.pmu.Unlock()
+}
+
+// Flush writes buffered progress now (durably).
+func (db *DB) Flush() error {
+	if err := db.acquire(); err != nil {
+		return err
+	}
+	defer db.release()
+	if db.opts.ReadOnly {
+		return nil
+	}
+	r := &request{}
+	db.submit(r)
+	return r.err
+}
+
+// submit queues r and commits the queue unless another goroutine's commit
+// already took r: the leader-based group commit. While one goroutine
+// commits (and waits for fsync), the others queue up; the next to get
+// commitMu commits all of them in one transaction. A lone appender never
+// waits for a batch to fill (unlike bbolt's DB.Batch, which waits
+// MaxBatchDelay), and each request is applied exactly once.
+func (db *DB) submit(r *request) {
+	db.qmu.Lock()
+	db.queue = append(db.queue, r)
+	db.qmu.Unlock()
+
+	db.commitMu.Lock()
+	defer db.commitMu.Unlock()
+	if r.done {
+		return
+	}
+	db.qmu.Lock()
+	batch := db.queue
+	db.queue = nil
+	db.qmu.Unlock()
+	db.commitBatch(batch)
+}
+
+// flushLocked writes buffered progress; the caller holds mu exclusively.
+func (db *DB) flushLocked() error {
+	db.commitMu.Lock()
+	defer db.commitMu.Unlock()
+	db.qmu.Lock()
+	batch := db.queue
+	db.queue = nil
+	db.qmu.Unlock()
+	r := &request{}
+	db.commitBatch(append(batch, r))
+	return r.err
+}
+
+// commitBatch writes buffered progress and the batch's events in one
+// transaction and marks every request done. The caller holds commitMu.
+func (db *DB) commitBatch(batch []*request) {
+	db.pmu.Lock()
+	progress := db.pending
+	if len(progress) > 0 {
+		db.pending = make(map[string]string)
+	}
+	db.pmu.Unlock()
+
+	now := db.now().UTC()
+	err := db.update("append", func(tx *bolt.Tx) error {
+		for _, r := range batch {
+			r.err, r.res = nil, Event{}
+		}
+		w, err := newTxWriter(tx, db, now)
+		if err != nil {
+			return err
+		}
+		slots := make([]string, 0, len(progress))
+		for s := range progress {
+			slots = append(slots, s)
+		}
+		sort.Strings(slots)
+		for _, s := range slots {
+			st, err := w.state(s)
+			if err != nil {
+				return err
+			}
+			if st.Session == nil {
+				continue
+			}
+			e := Event{Slot: s, Kind: KindProgress, Progress: progress[s]}
+			if st.Job != nil {
+				e.Job = st.Job.Number
+			}
+			if _, err := w.append(e); err != nil {
+				return err
+			}
+		}
+		for _, r := range batch {
+			if r.ev == nil {
+				continue
+			}
+			e := *r.ev
+			if err := w.check(&e); err != nil {
+				r.err = err
+				continue
+			}
+			res, err := w.append(e)
+			if err != nil {
+				return err
+			}
+			r.res = res
+		}
+		return w.finish()
+	})
+	if err != nil {
+		if !strings.HasPrefix(err.Error(), "journal:") {
+			err = fmt.Errorf("journal: %s: append: %w", db.path, err)
+		}
+		for _, r := range batch {
+			r.err, r.res = err, Event{}
+		}
+		// Put progress back unless newer text arrived meanwhile.
+		db.pmu.Lock()
+		for s, t := range progress {
+			if _, ok := db.pending[s]; !ok {
+				db.pending[s] = t
+			}
+		}
+		db.pmu.Unlock()
+	}
+	for _, r := range batch {
+		r.done = true
+	}
+}
+
+// flusher writes buffered progress every ProgressInterval and compacts the
+// file when free pages pass CompactFreeRatio.
+func (db *DB) flusher() {
+	defer close(db.flusherDone)
+	t := time.NewTicker(db.opts.ProgressInterval)
+	defer t.Stop()
+	ticks := 0
+	for {
+		select {
+		case <-db.stop:
+			return
+		case <-t.C:
+		}
+		db.pmu.Lock()
+		n := len(db.pending)
+		db.pmu.Unlock()
+		if n > 0 {
+			_ = db.Flush() // a failure keeps the text buffered for the next try
+		}
+		ticks++
+		if !db.opts.NoAutoCompact && ticks%10 == 0 && db.needsCompact() {
+			_, _, _ = db.Compact()
+		}
+	}
+}
+
+// txWriter applies events inside one write transaction, caching the states
+// of the slots it touches.
+type txWriter struct {
+	tx      *bolt.Tx
+	db      *DB
+	now     time.Time
+	events  *bolt.Bucket
+	slots   *bolt.Bucket
+	jobs    *bolt.Bucket
+	orphans *bolt.Bucket
+	cache   map[string]*slotTx
+	order   []string
+}
+
+type slotTx struct {
+	b     *bolt.Bucket
+	idx   *bolt.Bucket
+	state State
+	dirty bool
+}
+
+func newTxWriter(tx *bolt.Tx, db *DB, now time.Time) (*txWriter, error) {
+	w := &txWriter{tx: tx, db: db, now: now, cache: make(map[string]*slotTx)}
+	var err error
+	if w.events, err = tx.CreateBucketIfNotExists(bucketEvents); err != nil {
+		return nil, err
+	}
+	if w.slots, err = tx.CreateBucketIfNotExists(bucketSlots); err != nil {
+		return nil, err
+	}
+	if w.jobs, err = tx.CreateBucketIfNotExists(bucketJobs); err != nil {
+		return nil, err
+	}
+	if w.orphans, err = tx.CreateBucketIfNotExists(bucketOrphans); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// slot returns the cached per-slot data, loading (but not creating) it.
+func (w *txWriter) slot(name string) (*slotTx, error) {
+	if s, ok := w.cache[name]; ok {
+		return s, nil
+	}
+	s := &slotTx{state: State{Slot: name}}
+	if b := w.slots.Bucket([]byte(name)); b != nil {
+		s.b = b
+		s.idx = b.Bucket(bucketSIdx)
+		if v := b.Get(keyState); v != nil {
+			st, err := DecodeState(v)
+			if err != nil {
+				return nil, fmt.Errorf("journal: %s: slot %q: %w", w.db.path, name, err)
+			}
+			s.state = st
+		}
+	}
+	w.cache[name] = s
+	w.order = append(w.order, name)
+	return s, nil
+}
+
+func (w *txWriter) state(name string) (State, error) {
+	s, err := w.slot(name)
+	if err != nil {
+		return State{}, err
+	}
+	return s.state, nil
+}
+
+// check fills in derived fields of e and validates it against the state.
+func (w *txWriter) check(e *Event) error {
+	if e.Kind == KindOrphanResolved && e.OrphanSeq != 0 {
+		if v := w.orphans.Get(u64(e.OrphanSeq)); v != nil {
+			o, err := decodeOrphan(v)
+			if err != nil {
+				return fmt.Errorf("journal: %s: %w", w.db.path, err)
+			}
+			if e.Slot == "" {
+				e.Slot = o.Slot
+			}
+			if e.Job == 0 {
+				e.Job = o.Job
+			}
+			if e.Slot != o.Slot {
+				return w.invalid(*e, "orphan %d belongs to slot %q", e.OrphanSeq, o.Slot)
+			}
+		} else {
+			return w.invalid(*e, "no unresolved orphan with seq %d", e.OrphanSeq)
+		}
+	}
+	if e.Slot == "" {
+		return w.invalid(*e, "no slot")
+	}
+	if !KnownKind(e.Kind) {
+		return w.invalid(*e, "unknown kind")
+	}
+	if len(e.Report) > 0 && !json.Valid(e.Report) {
+		return w.invalid(*e, "report is not valid JSON")
+	}
+	s, err := w.state(e.Slot)
+	if err != nil {
+		return err
+	}
+	fill := func() {
+		if e.Job == 0 {
+			if s.Job != nil {
+				e.Job = s.Job.Number
+			} else if s.Completion != nil {
+				e.Job = s.Completion.Job.Number
+			}
+		}
+	}
+	needSession := func() error {
+		if s.Session == nil {
+			if s.Closed {
+				return w.invalid(*e, "the session is closed")
+			}
+			return w.invalid(*e, "the slot has no session")
+		}
+		return nil
+	}
+	needJob := func() error {
+		if s.Job == nil {
+			return w.invalid(*e, "no job is held")
+		}
+		if s.Job.Number != e.Job {
+			return w.invalid(*e, "the held job is %d", s.Job.Number)
+		}
+		return nil
+	}
+	switch e.Kind {
+	case KindRegistered:
+		if s.Session != nil {
+			return w.invalid(*e, "the slot already has a session (record session-lost or closed first)")
+		}
+		if s.Job != nil || s.Completion != nil {
+			return w.invalid(*e, "the slot still holds a job or a pending completion")
+		}
+		if e.Token == "" {
+			return w.invalid(*e, "no token")
+		}
+	case KindClaimed:
+		if err := needSession(); err != nil {
+			return err
+		}
+		switch {
+		case s.Completion != nil:
+			return w.invalid(*e, "the completion of job %d is pending (claiming would release nothing but lose track of it)", s.Completion.Job.Number)
+		case s.FlagPending:
+			return w.invalid(*e, "a flag is pending")
+		case s.ByePending:
+			return w.invalid(*e, "a bye is pending")
+		case e.Job <= 0:
+			return w.invalid(*e, "job number must be positive")
+		}
+	case KindProgress:
+		fill()
+		return needSession()
+	case KindCheckpoint:
+		if s.Job != nil && e.Job == 0 {
+			e.Job = s.Job.Number
+		}
+		return needJob()
+	case KindCompletionPending:
+		if s.Job != nil && e.Job == 0 {
+			e.Job = s.Job.Number
+		}
+		if err := needJob(); err != nil {
+			return err
+		}
+		switch {
+		case e.Output == nil:
+			return w.invalid(*e, "no output")
+		case s.Completion != nil:
+			return w.invalid(*e, "the completion of job %d is pending", s.Completion.Job.Number)
+		case s.FlagPending:
+			return w.invalid(*e, "a flag is pending")
+		}
+	case KindCompletionSettled:
+		if s.Completion != nil && e.Job == 0 {
+			e.Job = s.Completion.Job.Number
+		}
+		if s.Completion == nil {
+			return w.invalid(*e, "no completion is pending")
+		}
+		if s.Completion.Job.Number != e.Job {
+			return w.invalid(*e, "the pending completion is of job %d", s.Completion.Job.Number)
+		}
+		switch e.Outcome {
+		case OutcomeAccepted, OutcomeAppliedEarlier, OutcomeOrphaned:
+		default:
+			return w.invalid(*e, "outcome %q is not accepted, applied-earlier or orphaned", e.Outcome)
+		}
+	case KindFlagPending:
+		if s.Job != nil && e.Job == 0 {
+			e.Job = s.Job.Number
+		}
+		if err := needJob(); err != nil {
+			return err
+		}
+		if s.FlagPending {
+			return w.invalid(*e, "a flag is already pending")
+		}
+	case KindFlagSettled:
+		if s.Job != nil && e.Job == 0 {
+			e.Job = s.Job.Number
+		}
+		if !s.FlagPending {
+			return w.invalid(*e, "no flag is pending")
+		}
+		if err := needJob(); err != nil {
+			return err
+		}
+		switch e.Outcome {
+		case OutcomeAccepted, OutcomeAppliedEarlier, OutcomeFailed, OutcomeOrphaned:
+		default:
+			return w.invalid(*e, "outcome %q is not accepted, applied-earlier, failed or orphaned", e.Outcome)
+		}
+	case KindReleased:
+		if s.Job != nil && e.Job == 0 {
+			e.Job = s.Job.Number
+		}
+		if err := needJob(); err != nil {
+			return err
+		}
+		if s.FlagPending {
+			return w.invalid(*e, "a flag is pending: settle it first")
+		}
+	case KindByePending:
+		if err := needSession(); err != nil {
+			return err
+		}
+		if s.Completion != nil {
+			return w.invalid(*e, "the completion of job %d is pending: settle it first", s.Completion.Job.Number)
+		}
+		if s.ByePending {
+			return w.invalid(*e, "a bye is already pending")
+		}
+	case KindClosed:
+		if err := needSession(); err != nil {
+			return err
+		}
+		if s.Completion != nil {
+			return w.invalid(*e, "the completion of job %d is pending: settle it first", s.Completion.Job.Number)
+		}
+	case KindSessionLost:
+		fill()
+		return needSession()
+	case KindOrphanResolved:
+		if e.OrphanSeq == 0 {
+			return w.invalid(*e, "no orphan seq")
+		}
+		switch e.Outcome {
+		case OutcomeResubmitted, OutcomeExported, OutcomeAcknowledged:
+		default:
+			return w.invalid(*e, "outcome %q is not resubmitted, exported or acknowledged", e.Outcome)
+		}
+	case KindReplayed:
+	case KindFailed:
+		fill()
+	}
+	return nil
+}
+
+func (w *txWriter) invalid(e Event, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	return fmt.Errorf("journal: %s: slot %q: %s: %w: %s", w.db.path, e.Slot, e.Kind, ErrInvalidEvent, msg)
+}
+
+// append writes e (already checked) and folds it into the cached state.
+func (w *txWriter) append(e Event) (Event, error) {
+	s, err := w.slot(e.Slot)
+	if err != nil {
+		return Event{}, err
+	}
+	if s.b == nil {
+		if s.b, err = w.slots.CreateBucketIfNotExists([]byte(e.Slot)); err != nil {
+			return Event{}, err
+		}
+		if s.idx, err = s.b.CreateBucketIfNotExists(bucketSIdx); err != nil {
+			return Event{}, err
+		}
+		if _, err = s.b.CreateBucketIfNotExists(bucketClm); err != nil {
+			return Event{}, err
+		}
+	}
+	seq, err := w.events.NextSequence()
+	if err != nil {
+		return Event{}, err
+	}
+	e.Version, e.Seq, e.Time = FormatVersion, seq, w.now
+	data, err := encodeEvent(e)
+	if err != nil {
+		return Event{}, fmt.Errorf("journal: %s: encode event: %w", w.db.path, err)
+	}
+	key := u64(seq)
+	if err := w.events.Put(key, data); err != nil {
+		return Event{}, err
+	}
+	n := getU64(s.b, keyCount)
+	// A progress event directly after another of the same slot replaces it:
+	// Fold of the later one overwrites all the earlier one set.
+	if e.Kind == KindProgress {
+		c := s.idx.Cursor()
+		if k, v := c.Last(); k != nil && string(v) == string(KindProgress) {
+			if err := w.deleteEvent(k); err != nil {
+				return Event{}, err
+			}
+			if err := c.Delete(); err != nil {
+				return Event{}, err
+			}
+			n--
+		}
+	}
+	if err := s.idx.Put(key, []byte(e.Kind)); err != nil {
+		return Event{}, err
+	}
+	if err := putU64(s.b, keyCount, n+1); err != nil {
+		return Event{}, err
+	}
+	if e.Job != 0 {
+		if err := w.jobs.Put(jobKey(e.Job, seq), []byte(e.Slot)); err != nil {
+			return Event{}, err
+		}
+	}
+	if e.Kind == KindClaimed {
+		if err := s.b.Bucket(bucketClm).Put(key, u64(uint64(e.Job))); err != nil {
+			return Event{}, err
+		}
+		if err := putU64(s.b, keyClaimsN, getU64(s.b, keyClaimsN)+1); err != nil {
+			return Event{}, err
+		}
+	}
+	// Orphans.
+	st := s.state
+	var orphanReason string
+	switch {
+	case e.Kind == KindCompletionSettled && e.Outcome == OutcomeOrphaned && st.Completion != nil:
+		orphanReason = "completion settled as orphaned"
+	case e.Kind == KindSessionLost && st.Completion != nil:
+		orphanReason = "session lost while the completion was pending"
+	case e.Kind == KindOrphanResolved:
+		if err := w.orphans.Delete(u64(e.OrphanSeq)); err != nil {
+			return Event{}, err
+		}
+	}
+	if orphanReason != "" {
+		if e.Reason != "" {
+			orphanReason += ": " + e.Reason
+		}
+		c := st.Completion
+		o := Orphan{Seq: c.Seq, Slot: e.Slot, Stage: c.Job.Stage, Job: c.Job.Number,
+			Input: c.Job.Input, Output: c.Output, Time: e.Time, Reason: orphanReason}
+		data, err := encodeOrphan(o)
+		if err != nil {
+			return Event{}, err
+		}
+		if err := w.orphans.Put(u64(o.Seq), data); err != nil {
+			return Event{}, err
+		}
+	}
+	s.state = Fold(s.state, e)
+	s.dirty = true
+	return e, nil
+}
+
+// deleteEvent removes an event record and its job-index entry (not its
+// slot-index entry).
+func (w *txWriter) deleteEvent(key []byte) error {
+	if v := w.events.Get(key); v != nil {
+		e, err := DecodeEvent(v)
+		if err != nil {
+			return fmt.Errorf("journal: %s: event %d: %w", w.db.path, be(key), err)
+		}
+		if e.Job != 0 {
+			if err := w.jobs.Delete(jobKey(e.Job, e.Seq)); err != nil {
+				return err
+			}
+		}
+	}
+	return w.events.Delete(key)
+}
+
+// finish prunes the touched slots a little and stores their states.
+func (w *txWriter) finish() error {
+	for _, name := range w.order {
+		s := w.cache[name]
+		if !s.dirty {
+			continue
+		}
+		if w.db.retention > 0 {
+			if err := w.prune(s); err != nil {
+				return err
+			}
+		}
+		data, err := encodeState(s.state)
+		if err != nil {
+			return err
+		}
+		if err := s.b.Put(keyState, data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// prune folds at most PruneBudget of the slot's oldest events into its base
+// state and deletes them, if they are older than the claim of the
+// Retention-th most recent job, or if the slot holds more than
+// Retention*EventsPerJob events.
+func (w *txWriter) prune(s *slotTx) error {
+	retention := uint64(w.db.retention)
+	clm := s.b.Bucket(bucketClm)
+	claimsN := getU64(s.b, keyClaimsN)
+	if claimsN > retention {
+		c := clm.Cursor()
+		for k, _ := c.First(); k != nil && claimsN > retention; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			claimsN--
+		}
+		if err := putU64(s.b, keyClaimsN, claimsN); err != nil {
+			return err
+		}
+		k, _ := clm.Cursor().First()
+		if err := putU64(s.b, keyPruneTo, be(k)); err != nil {
+			return err
+		}
+	}
+	pruneTo := getU64(s.b, keyPruneTo)
+	n := getU64(s.b, keyCount)
+	maxEvents := retention * EventsPerJob
+	c := s.idx.Cursor()
+	k, _ := c.First()
+	if k == nil || (be(k) >= pruneTo && n <= maxEvents) {
+		return nil
+	}
+	var base State
+	if v := s.b.Get(keyBase); v != nil {
+		b, err := DecodeState(v)
+		if err != nil {
+			return fmt.Errorf("journal: %s: base state: %w", w.db.path, err)
+		}
+		base = b
+	}
+	pruned := 0
+	for ; k != nil && pruned < PruneBudget; k, _ = c.First() {
+		if be(k) >= pruneTo && n <= maxEvents {
+			break
+		}
+		v := w.events.Get(k)
+		if v == nil {
+			return fmt.Errorf("journal: %s: %w: slot index names missing event %d", w.db.path, ErrCorrupt, be(k))
+		}
+		e, err := DecodeEvent(v)
+		if err != nil {
+			return fmt.Errorf("journal: %s: event %d: %w", w.db.path, be(k), err)
+		}
+		base = Fold(base, e)
+		if err := w.deleteEvent(k); err != nil {
+			return err
+		}
+		if err := c.Delete(); err != nil {
+			return err
+		}
+		n--
+		pruned++
+	}
+	data, err := encodeState(base)
+	if err != nil {
+		return err
+	}
+	if err := s.b.Put(keyBase, data); err != nil {
+		return err
+	}
+	return putU64(s.b, keyCount, n)
+}
+
+// needsCompact reports whether free pages make up more than
+// CompactFreeRatio of a file larger than CompactMinSize.
+func (db *DB) needsCompact() bool {
+	if err := db.acquire(); err != nil {
+		return false
+	}
+	defer db.release()
+	fi, err := os.Stat(db.path)
+	if err != nil || fi.Size() < CompactMinSize {
+		return false
+	}
+	st := db.bolt.Stats()
+	free := int64(st.FreePageN+st.PendingPageN) * int64(db.bolt.Info().PageSize)
+	return float64(free) > CompactFreeRatio*float64(fi.Size())
+}
+
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+func be(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+func jobKey(job int, seq uint64) []byte {
+	b := make([]byte, 16)
+	binary.BigEndian.PutUint64(b, uint64(job))
+	binary.BigEndian.PutUint64(b[8:], seq)
+	return b
+}
+
+func getU64(b *bolt.Bucket, key []byte) uint64 { return be(b.Get(key)) }
+
+func putU64(b *bolt.Bucket, key []byte, v uint64) error { return b.Put(key, u64(v)) }
