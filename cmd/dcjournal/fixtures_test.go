@@ -109,7 +109,7 @@ func fixtureCrash(path string) error {
 		report, _ := json.Marshal(map[string]any{"Slot": "2", "Resubmitted": []int{11}, "Released": []int{}, "SessionLost": false})
 		a.add(journal.Event{Slot: "2", Kind: journal.KindReplayed, Report: report})
 		a.add(journal.Event{Slot: "2", Kind: journal.KindClaimed, Job: 12, Input: str("s3://bucket/part-00012.tar")})
-		a.add(journal.Event{Slot: "2", Kind: journal.KindCompletionPending, Job: 12, Output: str("12 images, 0 failed")})
+		a.add(journal.Event{Slot: "2", Kind: journal.KindCompletionPending, Job: 12, Output: str("12 images, 0 failed\n")})
 		a.add(journal.Event{Slot: "2", Kind: journal.KindSessionLost, Reason: "validateWorker answered False: the tracker timed the worker out"})
 
 		// Slot 3: finished cleanly.

@@ -111,20 +111,24 @@ func openError(path string, err error) error {
 	case errors.Is(err, journal.ErrNewerFormat):
 		return withCode(exitJournal, fmt.Errorf("%s was written by a newer version of distcompute-go; use a dcjournal of that version or later (%v)", path, err))
 	case errors.Is(err, journal.ErrNotJournal):
-		return withCode(exitJournal, fmt.Errorf("%s is not a distcompute journal (%v); check the path", path, unprefix(err, path)))
+		return withCode(exitJournal, fmt.Errorf("%s is not a distcompute journal (%s); check the path", path, unprefix(err, path, journal.ErrNotJournal)))
 	case errors.Is(err, journal.ErrCorrupt):
-		return withCode(exitJournal, fmt.Errorf("%s is damaged (%v); keep the file, and try \"dcjournal verify\" and \"dcjournal export --all\" on a copy", path, unprefix(err, path)))
+		return withCode(exitJournal, fmt.Errorf("%s is damaged (%s) and cannot be read; keep it for analysis, and look for an intact copy (a snapshot of the volume)", path, unprefix(err, path, journal.ErrCorrupt)))
 	case errors.Is(err, fs.ErrPermission):
 		return withCode(exitJournal, fmt.Errorf("%s: permission denied; run as the user that owns the journal, or read a copy", path))
 	default:
-		return withCode(exitJournal, fmt.Errorf("cannot open %s: %v", path, unprefix(err, path)))
+		return withCode(exitJournal, fmt.Errorf("cannot open %s: %s", path, unprefix(err, path, nil)))
 	}
 }
 
 // unprefix drops the "journal: PATH: " the journal package puts before its errors,
-// since the message names the file already.
-func unprefix(err error, path string) string {
-	return strings.TrimPrefix(err.Error(), "journal: "+path+": ")
+// and the sentinel's text after it, since the message says both already.
+func unprefix(err error, path string, sentinel error) string {
+	s := strings.TrimPrefix(err.Error(), "journal: "+path+": ")
+	if sentinel != nil {
+		s = strings.TrimPrefix(s, sentinel.Error()+": ")
+	}
+	return s
 }
 
 // lockedError says which process holds the journal (best effort) and how to look

@@ -31,6 +31,7 @@ func TestMain(m *testing.M) {
 		"mkjournal":     mkjournalMain,
 		"holdjournal":   holdjournalMain,
 		"servesnapshot": servesnapshotMain,
+		"expectexit":    expectexitMain,
 	})
 }
 
@@ -249,3 +250,23 @@ func waitSignal() {
 }
 
 
+
+// expectexit N dcjournal ARGS...: runs dcjournal ARGS and succeeds if and only if it
+// exits with status N (its stdout and stderr are kept for the script to check).
+func expectexitMain() {
+	if len(os.Args) < 3 || os.Args[2] != "dcjournal" {
+		fmt.Fprintln(os.Stderr, "usage: expectexit N dcjournal ARGS...")
+		os.Exit(2)
+	}
+	want, err := strconv.Atoi(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "expectexit:", err)
+		os.Exit(2)
+	}
+	os.Args = os.Args[2:]
+	if got := mainExit(); got != want {
+		fmt.Fprintf(os.Stderr, "expectexit: dcjournal exited with %d, want %d\n", got, want)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/distcompute/distcompute-go/journal"
@@ -67,8 +68,9 @@ var ErrNothingSelected = errors.New("choose what to export: orphans or all")
 
 // Export writes outputs of db to opts.Dir, one file per output named by stage and job
 // (a-000042.json, b-000007.txt; a second output of the same stage and job gets its
-// sequence number: a-000042-seq57.json), and index.json listing them. It only reads
-// db. It returns the index it wrote.
+// sequence number: a-000042-seq57.json), and index.json listing them. A text output
+// is written byte for byte; a JSON one without the <!json!> marker and with a final
+// newline. It only reads db. It returns the index it wrote.
 func Export(db *journal.DB, opts ExportOptions) (*ExportIndex, error) {
 	if !opts.Orphans && !opts.All {
 		return nil, ErrNothingSelected
@@ -113,7 +115,11 @@ func Export(db *journal.DB, opts ExportOptions) (*ExportIndex, error) {
 		}
 		used[name] = true
 		e.File = name
-		if err := writeFileAtomic(filepath.Join(opts.Dir, name), []byte(e.output)); err != nil {
+		data := []byte(e.output)
+		if e.Kind == "json" && !strings.HasSuffix(e.output, "\n") {
+			data = append(data, '\n') // a text file ends with a newline; JSON does not mind
+		}
+		if err := writeFileAtomic(filepath.Join(opts.Dir, name), data); err != nil {
 			return nil, err
 		}
 	}

@@ -93,11 +93,13 @@ func Inspect(w io.Writer, db *journal.DB, opts InspectOptions) error {
 		return writeJSON(w, sum)
 	}
 	p := newPrinter(w, opts)
-	p.summary(sum)
 	if opts.Timeline {
+		p.journal(sum.Journal)
 		p.heading("Timeline (%d events)", len(sum.Events))
 		p.events(sum.Events)
+		return p.err
 	}
+	p.summary(sum)
 	return p.err
 }
 
@@ -247,7 +249,11 @@ func fmtDuration(d time.Duration) string {
 }
 
 func (p *printer) summary(s *Summary) {
-	j := s.Journal
+	p.journal(s.Journal)
+	p.slots(s)
+}
+
+func (p *printer) journal(j JournalSummary) {
 	if p.opts.Source != "" {
 		p.heading("Journal: %s", p.opts.Source)
 	} else {
@@ -262,9 +268,11 @@ func (p *printer) summary(s *Summary) {
 		rows = append(rows, []string{"last event", "none: the journal is empty"})
 	}
 	p.table("  ", rows)
+}
 
+func (p *printer) slots(s *Summary) {
 	p.heading("Slots (%d)", len(s.Slots))
-	rows = [][]string{{"SLOT", "SESSION", "WORKER", "STAGE", "PROJECT", "JOB", "PENDING", "TRACKER"}}
+	rows := [][]string{{"SLOT", "SESSION", "WORKER", "STAGE", "PROJECT", "JOB", "PENDING", "TRACKER"}}
 	for _, sl := range s.Slots {
 		job := "-"
 		if sl.Job != nil {
@@ -284,7 +292,7 @@ func (p *printer) summary(s *Summary) {
 
 	if len(s.Orphans) > 0 {
 		p.heading("%s", p.paint(ansiYellow, fmt.Sprintf("Orphaned outputs (%d): finished work the tracker no longer takes from this worker", len(s.Orphans))))
-		rows = [][]string{{"SEQ", "SLOT", "STAGE", "JOB", "WRITTEN", "OUTPUT", "REASON"}}
+		rows = [][]string{{"SEQ", "SLOT", "STAGE", "JOB", "ORPHANED", "OUTPUT", "REASON"}}
 		for _, o := range s.Orphans {
 			rows = append(rows, []string{fmt.Sprint(o.Seq), o.Slot, orDash(o.Stage), fmt.Sprint(o.Job), fmtTime(o.Time),
 				o.OutputKind + ", " + byteSize(o.OutputBytes), orDash(o.Reason)})

@@ -129,7 +129,6 @@ type EventSummary struct {
 // slotScan gathers from the event history what the materialized state does not keep.
 type slotScan struct {
 	registration   *journal.Event // the last registered event: who the slot was, even after a bye or a loss
-	registered     time.Time
 	lost           bool
 	lostReason     string
 	progressTime   time.Time
@@ -169,7 +168,7 @@ func Summarize(db *journal.DB, showSecrets bool) (*Summary, error) {
 		sc := scan(e.Slot)
 		switch e.Kind {
 		case journal.KindRegistered:
-			sc.registered, sc.lost, sc.lostReason = e.Time, false, ""
+			sc.lost, sc.lostReason = false, ""
 			reg := e
 			sc.registration = &reg
 		case journal.KindSessionLost:
