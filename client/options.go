@@ -1,0 +1,238 @@
+package client
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/distcompute/distcompute-go/journal"
+	"github.com/distcompute/distcompute-go/session"
+	"github.com/lmittmann/tint"
+)
+
+// Defaults of the options.
+const (
+	// DefaultNickname is the nickname of a worker when WithNickname is not
+	// given, as in the upstream client.
+	DefaultNickname = "anonymous"
+	// DefaultSlot is the journal slot of a Client when WithSlot is not given.
+	DefaultSlot = "default"
+	// DefaultIdleTimeout is the upstream tracker's idle timeout: a worker not
+	// refreshed for this long is deleted.
+	DefaultIdleTimeout = 7200 * time.Second
+	// HeartbeatDivisor: the default heartbeat interval is the idle timeout
+	// divided by this, so seven heartbeats in a row can be lost before the
+	// tracker deletes the worker.
+	HeartbeatDivisor = 8
+	// DefaultWaitMin and DefaultWaitMax bound the wait between two claims
+	// of WaitForJob on an empty queue (doubling, with jitter).
+	DefaultWaitMin = time.Second
+	DefaultWaitMax = 30 * time.Second
+	// EnvJournal names the environment variable that overrides the default
+	// journal path (WithJournal overrides both).
+	EnvJournal = "DISTCOMPUTE_JOURNAL"
+)
+
+// Point is a place in an action where a crash test may kill the process
+// (see WithHook).
+type Point string
+
+// The hook points.
+const (
+	// PointAfterJournal: the action's durable record is written, its request
+	// not yet sent (for "register": the registration is recorded and the
+	// token not yet used).
+	PointAfterJournal Point = "after-journal"
+	// PointAfterSend: the answer arrived, its outcome is not yet recorded.
+	PointAfterSend Point = "after-send"
+)
+
+// Option configures Init and OpenPool.
+type Option func(*options)
+
+type options struct {
+	nickname      string
+	verbose       bool
+	logger        *slog.Logger
+	httpClient    *http.Client
+	journalPath   string
+	journalOpts   *journal.Options
+	db            *journal.DB
+	retry         *session.RetryPolicy
+	heartbeat     time.Duration
+	idleTimeout   time.Duration
+	release       bool
+	slot          string
+	slotSet       bool
+	resubmit      bool
+	hook          func(Point, string)
+	waitMin       time.Duration
+	waitMax       time.Duration
+	aliveEvery    int
+	progressLimit time.Duration
+}
+
+func defaultOptions() options {
+	return options{
+		nickname:    DefaultNickname,
+		verbose:     true,
+		idleTimeout: DefaultIdleTimeout,
+		slot:        DefaultSlot,
+		resubmit:    true,
+		waitMin:     DefaultWaitMin,
+		waitMax:     DefaultWaitMax,
+		aliveEvery:  1,
+	}
+}
+
+// WithNickname sets the worker's nickname (default "anonymous"), at most
+// 128 characters: a machine, user or company identifier shown on the
+// tracker's leaderboard.
+func WithNickname(name string) Option { return func(o *options) { o.nickname = name } }
+
+// WithVerbose turns console messages on or off. On by default, as in the
+// upstream client: messages go to stderr through a tint handler at level
+// Info. WithLogger takes precedence.
+func WithVerbose(on bool) Option { return func(o *options) { o.verbose = on } }
+
+// WithLogger sends the client's messages to l instead of the console. Tokens
+// are only ever logged redacted.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithHTTPClient sends requests with c (redirects are never followed).
+func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.httpClient = c } }
+
+// WithJournal sets the journal file's path, overriding $DISTCOMPUTE_JOURNAL
+// and the default (see DefaultJournalPath). Journaling is always on.
+func WithJournal(path string) Option { return func(o *options) { o.journalPath = path } }
+
+// WithJournalOptions sets the options the journal is opened with.
+func WithJournalOptions(jo *journal.Options) Option { return func(o *options) { o.journalOpts = jo } }
+
+// WithJournalDB makes the client use an open journal, which Close leaves
+// open (the caller closes it after the client). Tests use it to look at the
+// journal while the client runs.
+func WithJournalDB(db *journal.DB) Option { return func(o *options) { o.db = db } }
+
+// WithRetry sets the retry policy of requests (default
+// session.DefaultRetryPolicy: it gives up after 10 minutes).
+func WithRetry(p session.RetryPolicy) Option { return func(o *options) { o.retry = &p } }
+
+// WithHeartbeat sets the heartbeat interval: how often the last progress
+// text is sent to keep the worker alive and the worker's liveness checked.
+// Default: the idle timeout divided by HeartbeatDivisor (15 minutes).
+func WithHeartbeat(d time.Duration) Option { return func(o *options) { o.heartbeat = d } }
+
+// WithIdleTimeout tells the client the tracker's idle timeout (default
+// 7200 s), from which the default heartbeat interval is derived.
+func WithIdleTimeout(d time.Duration) Option { return func(o *options) { o.idleTimeout = d } }
+
+// WithRelease makes recovery release a job the slot held when the process
+// stopped (hand it back to the tracker with bye, then register afresh)
+// instead of resuming it.
+func WithRelease() Option { return func(o *options) { o.release = true } }
+
+// WithSlot names the journal slot (default "default"). Two processes, or two
+// Clients, must not use the same slot of one journal. For OpenPool it is the
+// prefix of the slots' names ("slot" by default: slot-0, slot-1, ...).
+func WithSlot(name string) Option {
+	return func(o *options) { o.slot = name; o.slotSet = true }
+}
+
+// WithResubmitOrphans turns on (the default) or off the resubmission of
+// orphaned output: when a claim returns the job (same stage, number and
+// input) whose completion was orphaned because the worker had been lost,
+// the recorded output is submitted instead of handing the job to the
+// program again.
+func WithResubmitOrphans(on bool) Option { return func(o *options) { o.resubmit = on } }
+
+// WithHook calls fn at the points of each action where a crash test may kill
+// the process (op: "register", "claim", "complete", "flag", "bye",
+// "checkpoint"; recovery resends call it with PointAfterSend too). fn runs
+// on the action's goroutine with the slot's lock held.
+func WithHook(fn func(p Point, op string)) Option { return func(o *options) { o.hook = fn } }
+
+// WithWaitBackoff bounds the wait of WaitForJob between two claims on an
+// empty queue (default 1 s doubling up to 30 s, with jitter).
+func WithWaitBackoff(min, max time.Duration) Option {
+	return func(o *options) { o.waitMin, o.waitMax = min, max }
+}
+
+// WithAliveCheckEvery checks the worker's liveness (validateWorker) on one
+// heartbeat in n (default 1: every heartbeat).
+func WithAliveCheckEvery(n int) Option { return func(o *options) { o.aliveEvery = n } }
+
+func (o *options) check() error {
+	if o.heartbeat < 0 || o.idleTimeout < 0 || o.waitMin < 0 || o.waitMax < 0 {
+		return fmt.Errorf("client: %w: negative duration", ErrInvalidArgument)
+	}
+	if o.idleTimeout == 0 {
+		o.idleTimeout = DefaultIdleTimeout
+	}
+	if o.heartbeat == 0 {
+		o.heartbeat = o.idleTimeout / HeartbeatDivisor
+	}
+	if o.waitMin == 0 {
+		o.waitMin = DefaultWaitMin
+	}
+	if o.waitMax < o.waitMin {
+		o.waitMax = o.waitMin
+	}
+	if o.aliveEvery < 1 {
+		o.aliveEvery = 1
+	}
+	if o.slot == "" {
+		return fmt.Errorf("client: %w: empty slot name", ErrInvalidArgument)
+	}
+	if o.logger == nil {
+		if o.verbose {
+			o.logger = slog.New(tint.NewHandler(os.Stderr, &tint.Options{Level: slog.LevelInfo, TimeFormat: time.TimeOnly}))
+		} else {
+			o.logger = slog.New(slog.DiscardHandler)
+		}
+	}
+	return nil
+}
+
+// DefaultJournalPath returns where the journal lives when WithJournal is not
+// given: $DISTCOMPUTE_JOURNAL if set, else $XDG_STATE_HOME/distcompute/journal.db
+// if XDG_STATE_HOME is set to an absolute path, else
+// ~/.local/state/distcompute/journal.db.
+func DefaultJournalPath() (string, error) {
+	if p := os.Getenv(EnvJournal); p != "" {
+		return p, nil
+	}
+	if x := os.Getenv("XDG_STATE_HOME"); x != "" && filepath.IsAbs(x) {
+		return filepath.Join(x, "distcompute", "journal.db"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("client: no journal path: set %s or use WithJournal: %w", EnvJournal, err)
+	}
+	return filepath.Join(home, ".local", "state", "distcompute", "journal.db"), nil
+}
+
+// openJournal opens the journal the options name, creating its directory.
+func (o *options) openJournal() (*journal.DB, bool, error) {
+	if o.db != nil {
+		return o.db, false, nil
+	}
+	path := o.journalPath
+	if path == "" {
+		var err error
+		if path, err = DefaultJournalPath(); err != nil {
+			return nil, false, err
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, false, fmt.Errorf("client: journal directory: %w", err)
+	}
+	db, err := journal.Open(path, o.journalOpts)
+	if err != nil {
+		return nil, false, fmt.Errorf("client: %w", err)
+	}
+	return db, true, nil
+}
