@@ -1,0 +1,233 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Slot states, as shown by /status and the dcworker_state_seconds_total metric.
+const (
+	stateIdle       = "idle"       // not started yet
+	stateWaiting    = "waiting"    // waiting for a job
+	stateRunning    = "running"    // the command runs
+	stateCompleting = "completing" // sending the output
+	stateFlagging   = "flagging"   // flagging invalid data
+	stateReleasing  = "releasing"  // handing a failed job back
+	stateDraining   = "draining"   // stop signal passed on, grace period running
+	stateStopped    = "stopped"    // the slot is done
+)
+
+var allStates = []string{stateIdle, stateWaiting, stateRunning, stateCompleting, stateFlagging, stateReleasing, stateDraining, stateStopped}
+
+// metrics are the engine's counters; all safe for concurrent use.
+type metrics struct {
+	completed, failed, flagged, resubmitted, orphaned atomic.Int64
+	heartbeatFailures, commandFailures, runs          atomic.Int64
+	checkpoints, preemptions                          atomic.Int64
+
+	mu        sync.Mutex
+	stateTime map[string]time.Duration // closed intervals only
+}
+
+func newMetrics(int) *metrics { return &metrics{stateTime: map[string]time.Duration{}} }
+
+// slotState is what one slot is doing, for /status and the state-time metric.
+type slotState struct {
+	mu       sync.Mutex
+	index    int
+	name     string
+	state    string
+	since    time.Time
+	job      int
+	progress string
+}
+
+func (s *slotState) set(m *metrics, state string, job int) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == state && s.job == job {
+		return
+	}
+	m.mu.Lock()
+	m.stateTime[s.state] += now.Sub(s.since)
+	m.mu.Unlock()
+	if job != s.job {
+		s.progress = ""
+	}
+	s.state, s.since, s.job = state, now, job
+}
+
+func (s *slotState) setProgress(p string) {
+	s.mu.Lock()
+	s.progress = p
+	s.mu.Unlock()
+}
+
+// SlotStatus is one slot in GET /status.
+type SlotStatus struct {
+	Slot        int       `json:"slot"`
+	DisplayName string    `json:"display_name"`
+	State       string    `json:"state"`
+	Since       time.Time `json:"since"`
+	Job         int       `json:"job,omitempty"`
+	Progress    string    `json:"progress,omitempty"`
+}
+
+// Status is the JSON document served at GET /status.
+type Status struct {
+	Tracker  string           `json:"tracker"`
+	Stage    string           `json:"stage"`
+	Journal  string           `json:"journal,omitempty"`
+	Draining bool             `json:"draining"`
+	Slots    []SlotStatus     `json:"slots"`
+	Counters map[string]int64 `json:"counters"`
+}
+
+func (e *engine) counters() map[string]int64 {
+	return map[string]int64{
+		"completed":          e.m.completed.Load(),
+		"failed":             e.m.failed.Load(),
+		"flagged":            e.m.flagged.Load(),
+		"resubmitted":        e.m.resubmitted.Load(),
+		"orphaned":           e.m.orphaned.Load(),
+		"heartbeat_failures": e.m.heartbeatFailures.Load(),
+		"command_failures":   e.m.commandFailures.Load(),
+		"command_runs":       e.m.runs.Load(),
+		"checkpoints":        e.m.checkpoints.Load(),
+		"preemption_notices": e.m.preemptions.Load(),
+	}
+}
+
+func (e *engine) status() Status {
+	st := Status{Tracker: e.cfg.TrackerURL, Stage: e.cfg.Stage, Journal: e.cfg.Journal, Draining: e.isDraining(), Counters: e.counters()}
+	for _, s := range e.slots {
+		s.mu.Lock()
+		st.Slots = append(st.Slots, SlotStatus{Slot: s.index, DisplayName: s.name, State: s.state, Since: s.since, Job: s.job, Progress: s.progress})
+		s.mu.Unlock()
+	}
+	return st
+}
+
+// stateSeconds sums the time all slots spent in each state, including the
+// current, still open, intervals.
+func (e *engine) stateSeconds() map[string]float64 {
+	now := time.Now()
+	out := map[string]float64{}
+	e.m.mu.Lock()
+	for k, v := range e.m.stateTime {
+		out[k] += v.Seconds()
+	}
+	e.m.mu.Unlock()
+	for _, s := range e.slots {
+		s.mu.Lock()
+		out[s.state] += now.Sub(s.since).Seconds()
+		s.mu.Unlock()
+	}
+	return out
+}
+
+// writeMetrics writes the Prometheus text exposition format (version 0.0.4).
+func (e *engine) writeMetrics(w io.Writer) {
+	c := e.counters()
+	counter := func(name, help string, v int64) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)
+	}
+	counter("dcworker_jobs_completed_total", "Jobs completed (output accepted or journaled for resubmission).", c["completed"])
+	counter("dcworker_jobs_failed_total", "Jobs released after the command failed on every attempt.", c["failed"])
+	counter("dcworker_jobs_flagged_total", "Jobs whose input was flagged invalid.", c["flagged"])
+	counter("dcworker_jobs_resubmitted_total", "Completions resubmitted from the journal on start.", c["resubmitted"])
+	counter("dcworker_jobs_orphaned_total", "Completions found orphaned (worker timed out) on start.", c["orphaned"])
+	counter("dcworker_heartbeat_failures_total", "Progress/heartbeat requests that failed.", c["heartbeat_failures"])
+	counter("dcworker_command_failures_total", "Command runs that failed (each attempt).", c["command_failures"])
+	counter("dcworker_command_runs_total", "Command runs started.", c["command_runs"])
+	counter("dcworker_checkpoints_total", "Checkpoints stored.", c["checkpoints"])
+	counter("dcworker_preemption_notices_total", "Cloud preemption notices received.", c["preemption_notices"])
+
+	secs := e.stateSeconds()
+	fmt.Fprintf(w, "# HELP dcworker_state_seconds_total Time slots spent in each state.\n# TYPE dcworker_state_seconds_total counter\n")
+	for _, s := range allStates {
+		fmt.Fprintf(w, "dcworker_state_seconds_total{state=%q} %g\n", s, secs[s])
+	}
+	busy := map[string]int{}
+	for _, s := range e.slots {
+		s.mu.Lock()
+		busy[s.state]++
+		s.mu.Unlock()
+	}
+	fmt.Fprintf(w, "# HELP dcworker_slots Slots currently in each state.\n# TYPE dcworker_slots gauge\n")
+	for _, s := range allStates {
+		fmt.Fprintf(w, "dcworker_slots{state=%q} %d\n", s, busy[s])
+	}
+	draining := 0
+	if e.isDraining() {
+		draining = 1
+	}
+	fmt.Fprintf(w, "# HELP dcworker_draining 1 while the worker drains after a stop signal or preemption notice.\n# TYPE dcworker_draining gauge\ndcworker_draining %d\n", draining)
+}
+
+func (e *engine) statusHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(e.status())
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		e.writeMetrics(w)
+	})
+	mux.HandleFunc("GET /journal", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Disposition", `attachment; filename="journal.db"`)
+		if _, err := e.db.WriteSnapshot(w); err != nil {
+			// Headers may be gone already; the truncated body tells the
+			// reader (dcjournal verifies what it reads).
+			http.Error(w, "journal snapshot failed: "+err.Error(), http.StatusInternalServerError)
+		}
+	})
+	return mux
+}
+
+// serveStatus starts the status server; the returned func stops it.
+func (e *engine) serveStatus() (func(), error) {
+	ln, err := net.Listen("tcp", e.cfg.StatusAddr)
+	if err != nil {
+		return nil, fmt.Errorf("worker: status server: %w", err)
+	}
+	if e.cfg.StatusListening != nil {
+		e.cfg.StatusListening(ln.Addr())
+	}
+	e.log.Info("status server listening", "addr", ln.Addr().String())
+	srv := &http.Server{Handler: e.statusHandler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
+
+// countingTransport counts failed heartbeats (updateProgress requests).
+type countingTransport struct {
+	next http.RoundTripper
+	m    *metrics
+}
+
+func (t *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(r)
+	if len(r.URL.Path) >= len("updateProgress") && r.URL.Path[len(r.URL.Path)-len("updateProgress"):] == "updateProgress" {
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.m.heartbeatFailures.Add(1)
+		}
+	}
+	return resp, err
+}

@@ -1,0 +1,719 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/distcompute/distcompute-go/client"
+	"github.com/distcompute/distcompute-go/internal/preempt"
+	"github.com/distcompute/distcompute-go/journal"
+	"github.com/distcompute/distcompute-go/session"
+)
+
+// Documented defaults of Config.
+const (
+	DefaultGrace           = 25 * time.Second
+	DefaultRetries         = 2
+	DefaultInvalidExitCode = 65 // EX_DATAERR from sysexits.h
+	DefaultMaxOutput       = 16 << 20
+	DefaultPollInterval    = 200 * time.Millisecond
+	DefaultRetryDelay      = time.Second
+	DefaultEmptyPoll       = 2 * time.Second
+)
+
+// Environment variables set for the command.
+const (
+	EnvJobNumber      = "DC_JOB_NUMBER"      // the job's number
+	EnvStage          = "DC_STAGE"           // the stage letter, a..e
+	EnvStageName      = "DC_STAGE_NAME"      // the stage's name, e.g. "CPU"
+	EnvProject        = "DC_PROJECT"         // the tracker's project name
+	EnvWorker         = "DC_WORKER"          // the worker's display name
+	EnvSlot           = "DC_SLOT"            // the slot (0-based) running the job
+	EnvCheckpointFile = "DC_CHECKPOINT_FILE" // path of the checkpoint file, pre-filled on resume
+	EnvResumed        = "DC_RESUMED"         // "1" when this run resumes an interrupted job, else "0"
+	EnvAttempt        = "DC_ATTEMPT"         // 1 for the first run of the job here, 2.. for retries
+	EnvProgressFD     = "DC_PROGRESS_FD"     // "3": lines written to this fd become progress
+	EnvProgressFile   = "DC_PROGRESS_FILE"   // lines appended to this file become progress too
+	EnvDataKind       = "DC_DATA_KIND"       // "string", "json" or "null"
+	EnvDataNull       = "DC_DATA_NULL"       // "1" when the job's data is null (stdin is then empty), else "0"
+)
+
+// Errors returned by Run.
+var (
+	// ErrConfig reports an invalid Config.
+	ErrConfig = errors.New("worker: invalid configuration")
+	// ErrStopped reports that Run was stopped at once (second signal, or the
+	// end of its context): running commands were killed and their jobs left
+	// held in the journal.
+	ErrStopped = errors.New("worker: stopped")
+)
+
+// Config configures Run. Zero numeric fields take the documented defaults.
+type Config struct {
+	TrackerURL string
+	Stage      string
+	Nickname   string
+	// Journal is the journal file; empty means the client's default
+	// ($DISTCOMPUTE_JOURNAL, else the XDG state directory).
+	Journal string
+	// Slots is how many jobs run at once, one worker identity each (>= 1).
+	Slots int
+	// Command is the program and its arguments, run once per job.
+	Command []string
+
+	InvalidExitCode int           // default DefaultInvalidExitCode
+	Retries         int           // retries after the first failure; default DefaultRetries; -1 means none
+	RetryDelay      time.Duration // pause before a retry; default DefaultRetryDelay; -1 means none
+	MaxOutput       int64         // stdout size limit; default DefaultMaxOutput
+	Grace           time.Duration // time given to commands after a stop signal; default DefaultGrace
+	ReleaseOnExit   bool          // release held jobs on a drain instead of leaving them resumable
+	ExitWhenEmpty   bool          // return when the stage has no open job and no slot is busy
+	EmptyPoll       time.Duration // poll interval for ExitWhenEmpty; default DefaultEmptyPoll
+
+	// PreemptionNotice, when set, watches that cloud's metadata service and
+	// drains on its notice as on SIGTERM.
+	PreemptionNotice preempt.Provider
+	// MetadataAddr overrides preempt.DefaultAddr (tests serve a fake one).
+	MetadataAddr string
+	// MetadataClient sends metadata requests; nil means a private client.
+	MetadataClient *http.Client
+	// MetadataInterval is the notice poll interval; 0 means preempt.DefaultInterval.
+	MetadataInterval time.Duration
+
+	// StatusAddr, when set, serves GET /status, /metrics and /journal there.
+	StatusAddr string
+	// StatusListening, if set, is told the status server's actual address.
+	StatusListening func(net.Addr)
+
+	// WorkDir holds the per-job checkpoint and progress files; empty means
+	// a fresh directory under os.TempDir(), removed by Run.
+	WorkDir string
+	// PollInterval is how often the checkpoint and progress files are
+	// checked; default DefaultPollInterval.
+	PollInterval time.Duration
+
+	// Signals delivers stop signals: the first drains, the second stops at
+	// once. nil means none (only ctx stops Run).
+	Signals <-chan os.Signal
+
+	Logger     *slog.Logger // nil discards
+	Stderr     io.Writer    // receives the commands' stderr; nil discards it (its tail is still journaled)
+	HTTPClient *http.Client // for the tracker; nil means the client's default
+	Verbose    bool
+
+	// ClientOptions are passed to client.OpenPool after the engine's own
+	// (tests and the quick start add client.WithHook, WithHeartbeat...).
+	ClientOptions []client.Option
+}
+
+func (c *Config) setDefaults() error {
+	if c.TrackerURL == "" {
+		return fmt.Errorf("%w: no tracker URL", ErrConfig)
+	}
+	if len(c.Command) == 0 {
+		return fmt.Errorf("%w: no command", ErrConfig)
+	}
+	if c.Slots == 0 {
+		c.Slots = 1
+	}
+	if c.Slots < 1 {
+		return fmt.Errorf("%w: slots must be >= 1", ErrConfig)
+	}
+	if c.InvalidExitCode == 0 {
+		c.InvalidExitCode = DefaultInvalidExitCode
+	}
+	if c.InvalidExitCode < 1 || c.InvalidExitCode > 255 {
+		return fmt.Errorf("%w: invalid-exit-code must be 1..255", ErrConfig)
+	}
+	switch {
+	case c.Retries == 0:
+		c.Retries = DefaultRetries
+	case c.Retries < 0:
+		c.Retries = 0
+	}
+	switch {
+	case c.RetryDelay == 0:
+		c.RetryDelay = DefaultRetryDelay
+	case c.RetryDelay < 0:
+		c.RetryDelay = 0
+	}
+	if c.MaxOutput <= 0 {
+		c.MaxOutput = DefaultMaxOutput
+	}
+	if c.Grace <= 0 {
+		c.Grace = DefaultGrace
+	}
+	if c.EmptyPoll <= 0 {
+		c.EmptyPoll = DefaultEmptyPoll
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// engine is one Run.
+type engine struct {
+	cfg     Config
+	log     *slog.Logger
+	pool    *client.Pool
+	db      *journal.DB
+	clients []*client.Client
+	slots   []*slotState
+	m       *metrics
+	workDir string
+
+	runCtx context.Context // ends on a hard stop: commands are killed
+	hard   context.CancelFunc
+
+	drainOnce sync.Once
+	drainCh   chan struct{} // closed when draining starts
+	drainMu   sync.Mutex
+	drainSig  syscall.Signal
+	drainEnd  time.Time // grace deadline
+
+	mu   sync.Mutex
+	busy int // slots holding a job
+}
+
+// Run runs cfg.Command as a worker until ctx ends, a stop signal arrives on
+// cfg.Signals (drain, then return nil), a preemption notice arrives (same), or
+// with cfg.ExitWhenEmpty the stage runs dry (return nil). It returns
+// ErrStopped after a hard stop, ErrConfig for a bad configuration, and the
+// client's error when the pool cannot be opened.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.setDefaults(); err != nil {
+		return err
+	}
+	e := &engine{cfg: cfg, log: cfg.Logger, drainCh: make(chan struct{}), m: newMetrics(cfg.Slots)}
+	e.runCtx, e.hard = context.WithCancel(ctx)
+	defer e.hard()
+
+	e.workDir = cfg.WorkDir
+	if e.workDir == "" {
+		d, err := os.MkdirTemp("", "dcworker-")
+		if err != nil {
+			return err
+		}
+		e.workDir = d
+		defer os.RemoveAll(d)
+	}
+
+	// Stop signals: the first drains, the second stops at once.
+	sigDone := make(chan struct{})
+	defer close(sigDone)
+	if cfg.Signals != nil {
+		go func() {
+			n := 0
+			for {
+				select {
+				case <-sigDone:
+					return
+				case s := <-cfg.Signals:
+					n++
+					sig, ok := s.(syscall.Signal)
+					if !ok {
+						sig = syscall.SIGTERM
+					}
+					if n == 1 {
+						e.log.Info("stop signal: draining", "signal", sig.String(), "grace", cfg.Grace)
+						e.drain(sig)
+					} else {
+						e.log.Warn("second stop signal: stopping at once", "signal", sig.String())
+						e.hard()
+					}
+				}
+			}
+		}()
+	}
+
+	jpath := cfg.Journal
+	if jpath == "" {
+		p, err := client.DefaultJournalPath()
+		if err != nil {
+			return err
+		}
+		jpath = p
+	}
+	if err := os.MkdirAll(filepath.Dir(jpath), 0o700); err != nil {
+		return fmt.Errorf("worker: journal directory: %w", err)
+	}
+	db, err := journal.Open(jpath, nil)
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	defer db.Close()
+	e.db = db
+	e.cfg.Journal = jpath
+
+	opts := e.clientOptions()
+	pool, err := client.OpenPool(e.runCtx, cfg.TrackerURL, cfg.Stage, cfg.Slots, opts...)
+	if err != nil {
+		if e.runCtx.Err() != nil && ctx.Err() == nil {
+			return ErrStopped
+		}
+		return err
+	}
+	e.pool = pool
+	e.clients = pool.Clients()
+	e.slots = make([]*slotState, len(e.clients))
+	for i, c := range e.clients {
+		e.slots[i] = &slotState{index: i, state: stateIdle, since: time.Now(), name: c.DisplayName()}
+		rep := c.Report()
+		e.m.resubmitted.Add(int64(len(rep.Resubmitted)))
+		e.m.orphaned.Add(int64(len(rep.Orphaned)))
+		if len(rep.Resubmitted)+len(rep.AppliedEarlier)+len(rep.Orphaned)+len(rep.Resumed)+len(rep.Released) > 0 {
+			e.log.Info("journal replayed", "slot", i, "resubmitted", rep.Resubmitted, "applied_earlier", rep.AppliedEarlier,
+				"orphaned", rep.Orphaned, "resumed", rep.Resumed, "released", rep.Released)
+		}
+	}
+
+	if cfg.StatusAddr != "" {
+		stop, err := e.serveStatus()
+		if err != nil {
+			pool.Close()
+			return err
+		}
+		defer stop()
+	}
+
+	if cfg.PreemptionNotice != "" {
+		wctx, cancel := context.WithCancel(e.runCtx)
+		defer cancel()
+		go e.watchPreemption(wctx)
+	}
+
+	var wg sync.WaitGroup
+	for i := range e.clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.runSlot(i)
+		}()
+	}
+	wg.Wait()
+
+	if e.isDraining() && cfg.ReleaseOnExit && e.runCtx.Err() == nil {
+		e.releaseAll()
+	}
+	closeErr := pool.Close()
+	if e.runCtx.Err() != nil {
+		return ErrStopped
+	}
+	return closeErr
+}
+
+func (e *engine) clientOptions() []client.Option {
+	opts := []client.Option{
+		client.WithLogger(e.log),
+		client.WithVerbose(e.cfg.Verbose),
+	}
+	if e.cfg.Nickname != "" {
+		opts = append(opts, client.WithNickname(e.cfg.Nickname))
+	}
+	opts = append(opts, client.WithJournalDB(e.db))
+	hc := e.cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	counted := *hc
+	next := hc.Transport
+	if next == nil {
+		next = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	counted.Transport = &countingTransport{next: next, m: e.m}
+	opts = append(opts, client.WithHTTPClient(&counted))
+	return append(opts, e.cfg.ClientOptions...)
+}
+
+// drain starts draining once: stop claiming, signal the running commands.
+func (e *engine) drain(sig syscall.Signal) {
+	e.drainOnce.Do(func() {
+		e.drainMu.Lock()
+		e.drainSig = sig
+		e.drainEnd = time.Now().Add(e.cfg.Grace)
+		e.drainMu.Unlock()
+		close(e.drainCh)
+	})
+}
+
+func (e *engine) isDraining() bool {
+	select {
+	case <-e.drainCh:
+		return true
+	default:
+		return false
+	}
+}
+
+func (e *engine) drainState() (syscall.Signal, time.Time) {
+	e.drainMu.Lock()
+	defer e.drainMu.Unlock()
+	return e.drainSig, e.drainEnd
+}
+
+// netCtx is the context for tracker calls: the run's, bounded by the end
+// of the grace period once draining. What does not reach the tracker in
+// time stays in the journal and is resent on restart.
+func (e *engine) netCtx() (context.Context, context.CancelFunc) {
+	if !e.isDraining() {
+		return context.WithCancel(e.runCtx)
+	}
+	_, end := e.drainState()
+	return context.WithDeadline(e.runCtx, end.Add(2*time.Second))
+}
+
+// claimCtx ends when draining starts or the run stops.
+func (e *engine) claimCtx() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(e.runCtx)
+	go func() {
+		select {
+		case <-e.drainCh:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+func (e *engine) watchPreemption(ctx context.Context) {
+	n, err := preempt.Watch(ctx, e.cfg.PreemptionNotice, &preempt.Options{
+		Addr: e.cfg.MetadataAddr, HTTPClient: e.cfg.MetadataClient,
+		Interval: e.cfg.MetadataInterval, Logger: e.log,
+	})
+	if err != nil {
+		return
+	}
+	e.log.Warn("preemption notice: draining", "provider", string(n.Provider), "action", n.Action, "time", n.Time, "grace", e.cfg.Grace)
+	e.m.preemptions.Add(1)
+	e.drain(syscall.SIGTERM)
+}
+
+func (e *engine) setBusy(delta int) {
+	e.mu.Lock()
+	e.busy += delta
+	e.mu.Unlock()
+}
+
+func (e *engine) busyCount() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.busy
+}
+
+// runSlot claims and runs jobs on slot i until draining, a hard stop, or
+// (ExitWhenEmpty) an empty stage.
+func (e *engine) runSlot(i int) {
+	c := e.clients[i]
+	st := e.slots[i]
+	defer st.set(e.m, stateStopped, 0)
+	first := true
+	for e.runCtx.Err() == nil {
+		resumed := false
+		if first && c.HasJob() {
+			resumed = true // handed back by the journal's replay
+		}
+		first = false
+		if !c.HasJob() {
+			if e.isDraining() {
+				return
+			}
+			st.set(e.m, stateWaiting, 0)
+			if !e.claim(i) {
+				return
+			}
+		}
+		e.setBusy(1)
+		keep := e.runJob(i, resumed || c.Resumed())
+		e.setBusy(-1)
+		if !keep {
+			return
+		}
+	}
+}
+
+// claim gets slot i a job. It returns false when the slot should stop.
+func (e *engine) claim(i int) bool {
+	c := e.clients[i]
+	ctx, cancel := e.claimCtx()
+	defer cancel()
+	if !e.cfg.ExitWhenEmpty {
+		err := c.WaitForJob(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.Error("waiting for a job failed", "slot", i, "err", err)
+			}
+			return false
+		}
+		return true
+	}
+	for {
+		err := c.NewJob(ctx)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if !errors.Is(err, client.ErrNoJobs) {
+			e.log.Warn("claiming a job failed", "slot", i, "err", err)
+		} else if e.busyCount() == 0 {
+			n, err := c.JobCount(ctx)
+			if err == nil && n == 0 {
+				e.log.Info("no open jobs and no slot busy: stopping", "slot", i)
+				return false
+			}
+		}
+		if !sleepCtx(ctx, e.cfg.EmptyPoll) {
+			return false
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// runJob runs the command for the job slot i holds, retrying failures. It
+// returns false when the slot should stop (draining, hard stop).
+func (e *engine) runJob(i int, resumed bool) bool {
+	c := e.clients[i]
+	st := e.slots[i]
+	job := c.Job()
+	num := c.JobID()
+	log := e.log.With("slot", i, "job", num)
+	dir := filepath.Join(e.workDir, fmt.Sprintf("slot-%d", i))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		log.Error("cannot create the work directory", "err", err)
+		return false
+	}
+	cpPath := filepath.Join(dir, "checkpoint")
+	progPath := filepath.Join(dir, "progress")
+	if err := os.WriteFile(cpPath, c.LastCheckpoint(), 0o600); err != nil {
+		log.Error("cannot write the checkpoint file", "err", err)
+		return false
+	}
+	defer os.Remove(cpPath)
+	defer os.Remove(progPath)
+	if resumed {
+		log.Info("resuming an interrupted job", "checkpoint_bytes", len(c.LastCheckpoint()))
+	}
+
+	for attempt := 1; ; attempt++ {
+		if err := os.WriteFile(progPath, nil, 0o600); err != nil {
+			log.Error("cannot create the progress file", "err", err)
+			return false
+		}
+		st.set(e.m, stateRunning, num)
+		res := e.runOnce(i, c, job, num, resumed, attempt, cpPath, progPath)
+		e.m.runs.Add(1)
+		drained := e.isDraining()
+		if e.runCtx.Err() != nil {
+			log.Warn("stopped at once: job left in the journal", "outcome", res.describe())
+			return false
+		}
+		switch {
+		case res.ok():
+			st.set(e.m, stateCompleting, num)
+			out := outputPayload(res.output)
+			ctx, cancel := e.netCtx()
+			err := c.CompleteJob(ctx, out)
+			cancel()
+			if err != nil {
+				log.Error("completing the job failed; the output stays in the journal", "err", err)
+				return !drained && e.runCtx.Err() == nil && !c.HasJob()
+			}
+			e.m.completed.Add(1)
+			log.Info("job completed", "output_bytes", len(res.output), "kind", out.Kind().String())
+			return !drained
+		case res.err == nil && res.signal == 0 && !res.tooLarge && res.exitCode == e.cfg.InvalidExitCode:
+			st.set(e.m, stateFlagging, num)
+			ctx, cancel := e.netCtx()
+			err := c.FlagInvalidData(ctx)
+			cancel()
+			if err != nil {
+				log.Error("flagging the job's data failed", "err", err)
+				return !drained && !c.HasJob()
+			}
+			e.m.flagged.Add(1)
+			log.Info("job data flagged invalid", "exit_code", res.exitCode)
+			return !drained
+		case drained:
+			log.Info("command ended during the drain: job left resumable", "outcome", res.describe())
+			return false
+		}
+		e.m.commandFailures.Add(1)
+		reason := fmt.Sprintf("attempt %d of %d: %s", attempt, e.cfg.Retries+1, res.describe())
+		log.Warn("command failed", "attempt", attempt, "outcome", res.describe(), "stderr_tail", lastLine(res.stderrTail))
+		if attempt <= e.cfg.Retries {
+			resumed = len(c.LastCheckpoint()) > 0 || resumed
+			if e.cfg.RetryDelay > 0 {
+				ctx, cancel := e.claimCtx()
+				ok := sleepCtx(ctx, e.cfg.RetryDelay)
+				cancel()
+				if !ok {
+					return false
+				}
+			}
+			continue
+		}
+		st.set(e.m, stateReleasing, num)
+		e.m.failed.Add(1)
+		tail := res.stderrTail
+		if err := e.recordFailure(i, num, reason, tail); err != nil {
+			log.Error("journaling the failure failed", "err", err)
+		}
+		ctx, cancel := e.netCtx()
+		err := releaseJob(ctx, c, "command failed: "+reason)
+		cancel()
+		if err != nil {
+			log.Error("releasing the failed job failed", "err", err)
+			return !c.HasJob() && !drained
+		}
+		log.Warn("job released after failures", "attempts", attempt)
+		return !drained
+	}
+}
+
+// runOnce starts the command for one attempt and waits for it, forwarding a
+// drain's signal and enforcing the grace period.
+func (e *engine) runOnce(i int, c *client.Client, job session.Payload, num int, resumed bool, attempt int, cpPath, progPath string) result {
+	log := e.log.With("slot", i, "job", num)
+	dataKind := "string"
+	switch job.Kind() {
+	case session.KindJSON:
+		dataKind = "json"
+	case session.KindNull:
+		dataKind = "null"
+	}
+	env := append(os.Environ(),
+		EnvJobNumber+"="+strconv.Itoa(num),
+		EnvStage+"="+c.Stage(),
+		EnvStageName+"="+c.StageName(),
+		EnvProject+"="+c.Project(),
+		EnvWorker+"="+c.DisplayName(),
+		EnvSlot+"="+strconv.Itoa(i),
+		EnvCheckpointFile+"="+cpPath,
+		EnvResumed+"="+boolEnv(resumed),
+		EnvAttempt+"="+strconv.Itoa(attempt),
+		EnvProgressFD+"=3",
+		EnvProgressFile+"="+progPath,
+		EnvDataKind+"="+dataKind,
+		EnvDataNull+"="+boolEnv(job.IsNull()),
+	)
+	s := spec{
+		argv:           e.cfg.Command,
+		env:            env,
+		stdin:          []byte(job.Text()),
+		checkpointPath: cpPath,
+		progressPath:   progPath,
+		maxOutput:      e.cfg.MaxOutput,
+		poll:           e.cfg.PollInterval,
+		stderr:         e.cfg.Stderr,
+		onProgress: func(line string) {
+			e.slots[i].setProgress(line)
+			c.Log(line)
+		},
+		onCheckpoint: func(data []byte) {
+			ctx, cancel := e.netCtx()
+			defer cancel()
+			if err := c.Checkpoint(ctx, data); err != nil {
+				log.Error("storing a checkpoint failed", "err", err, "bytes", len(data))
+				return
+			}
+			e.m.checkpoints.Add(1)
+		},
+	}
+	p, err := start(e.runCtx, s)
+	if err != nil {
+		return result{exitCode: -1, err: fmt.Errorf("starting %s: %w", e.cfg.Command[0], err)}
+	}
+	select {
+	case <-p.done:
+		return p.res
+	case <-e.drainCh:
+	}
+	sig, end := e.drainState()
+	e.slots[i].set(e.m, stateDraining, num)
+	log.Info("passing the stop signal to the command", "signal", sig.String(), "grace_left", time.Until(end).Round(time.Millisecond))
+	p.signal(sig)
+	t := time.NewTimer(time.Until(end))
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return p.res
+	case <-t.C:
+		log.Warn("grace period over: killing the command", "signal", "SIGKILL")
+		p.signal(syscall.SIGKILL)
+		return p.wait()
+	}
+}
+
+func (e *engine) releaseAll() {
+	for i, c := range e.clients {
+		if !c.HasJob() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(e.runCtx, 10*time.Second)
+		err := releaseJob(ctx, c, "released on exit")
+		cancel()
+		if err != nil {
+			e.log.Error("releasing the job on exit failed", "slot", i, "err", err)
+		} else {
+			e.log.Info("job released on exit", "slot", i)
+		}
+	}
+}
+
+// outputPayload turns a command's stdout into the job's output: one trailing
+// newline trimmed; a JSON array or object as JSON, anything else as a string.
+func outputPayload(out []byte) session.Payload {
+	s := strings.TrimSuffix(string(out), "\n")
+	t := strings.TrimSpace(s)
+	if strings.HasPrefix(t, "[") || strings.HasPrefix(t, "{") {
+		if p, err := session.RawJSON([]byte(t)); err == nil {
+			return p
+		}
+	}
+	return session.String(s)
+}
+
+func boolEnv(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+func lastLine(b []byte) string {
+	s := strings.TrimRight(string(b), "\n")
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	if len(s) > 200 {
+		s = s[len(s)-200:]
+	}
+	return s
+}

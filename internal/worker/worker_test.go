@@ -1,0 +1,536 @@
+package worker_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/distcompute/distcompute-go/internal/preempt"
+	"github.com/distcompute/distcompute-go/internal/worker"
+	"github.com/distcompute/distcompute-go/journal"
+	"github.com/distcompute/distcompute-go/trackertest"
+)
+
+// TestCompletesStringAndJSON: string input on stdin, string and JSON output.
+func TestCompletesStringAndJSON(t *testing.T) {
+	srv := startTracker(t, "the quick brown fox", []any{"x", "y"}, map[string]any{"n": 3})
+	sh := script(t, `
+input=$(cat)
+if [ "$DC_DATA_KIND" = json ]; then
+  printf '{"job":%s,"input":%s}\n' "$DC_JOB_NUMBER" "$input"
+else
+  printf '%s words\n' "$(printf '%s' "$input" | wc -w | tr -d ' ')"
+fi`)
+	run(t, config(t, srv.URL, sh))
+	for n, want := range map[int]string{
+		1: "4 words",
+		2: `<!json!>{"job":2,"input":["x", "y"]}`, // the tracker serves Python's json.dumps text
+		3: `<!json!>{"job":3,"input":{"n": 3}}`,
+	} {
+		v := job(t, srv, n)
+		if v.State != trackertest.JobClosed || output(v, "a") != want {
+			t.Errorf("job %d: state %s output %q; want closed %q", n, v.State, output(v, "a"), want)
+		}
+	}
+}
+
+// TestEnvironment checks the DC_* variables the command gets, for a fresh
+// job and for a null-data job (stage b of a Quirks tracker serves null).
+func TestEnvironment(t *testing.T) {
+	srv := trackertest.Start(t, trackertest.Options{Stages: map[string]string{"a": "CPU", "b": "GPU"}, Jobs: []any{"in"}, Quirks: true, Seed: 1})
+	sh := script(t, `
+stdin=$(cat | wc -c | tr -d ' ')
+test -f "$DC_CHECKPOINT_FILE" && test -f "$DC_PROGRESS_FILE" && files=ok
+echo "n=$DC_JOB_NUMBER s=$DC_STAGE sn=$DC_STAGE_NAME w=$DC_WORKER r=$DC_RESUMED fd=$DC_PROGRESS_FD k=$DC_DATA_KIND null=$DC_DATA_NULL a=$DC_ATTEMPT stdin=$stdin files=$files"`)
+	cfg := config(t, srv.URL, sh)
+	cfg.Nickname = "envtest"
+	run(t, cfg)
+	v := job(t, srv, 1)
+	if got := output(v, "a"); !strings.HasPrefix(got, "n=1 s=a sn=CPU w=") || !strings.HasSuffix(got, " r=0 fd=3 k=string null=0 a=1 stdin=2 files=ok") {
+		t.Errorf("stage a output %q", got)
+	}
+	cfg = config(t, srv.URL, sh)
+	cfg.Stage = "b"
+	run(t, cfg)
+	v = job(t, srv, 1)
+	if got := output(v, "b"); !strings.HasPrefix(got, "n=1 s=b sn=GPU") || !strings.Contains(got, " k=null null=1 a=1 stdin=0 ") {
+		t.Errorf("stage b output %q", got)
+	}
+}
+
+// TestInvalidExitCode flags the job's input (exit 65 by default, or the code
+// given) instead of completing it.
+func TestInvalidExitCode(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		code int
+		exit int
+	}{{"default 65", 0, 65}, {"custom", 9, 9}} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startTracker(t, "bad input")
+			cfg := config(t, srv.URL, script(t, "cat >/dev/null; echo 'cannot parse' >&2; exit "+strconv.Itoa(tc.exit)))
+			cfg.InvalidExitCode = tc.code
+			cfg.ExitWhenEmpty = false
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			sigs := make(chan os.Signal, 2)
+			cfg.Signals = sigs
+			done := start(t, ctx, cfg)
+			waitFor(t, 10*time.Second, "a flag", func() bool { return job(t, srv, 1).Flags["a"] >= 1 })
+			sigs <- syscall.SIGTERM
+			if err := waitErr(t, done, 10*time.Second); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if c := job(t, srv, 1).Completions["a"]; c != 0 {
+				t.Errorf("completions = %d, want 0", c)
+			}
+		})
+	}
+}
+
+// TestFailureRetriedThenReleased: a failing command runs 1+Retries times,
+// then the job is released and the failure journaled with stderr's tail.
+func TestFailureRetriedThenReleased(t *testing.T) {
+	srv := startTracker(t, "doomed")
+	dir := t.TempDir()
+	cfg := config(t, srv.URL, script(t, `echo run >> `+dir+`/runs; echo "exploded on purpose" >&2; exit 3`))
+	cfg.Retries = 2
+	cfg.ExitWhenEmpty = false
+	sigs := make(chan os.Signal, 2)
+	cfg.Signals = sigs
+	done := start(t, context.Background(), cfg)
+	// A 4th run means the job was released after 3 and claimed again.
+	waitFor(t, 10*time.Second, "a release and a new claim", func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "runs"))
+		return strings.Count(string(b), "run") >= 4
+	})
+	sigs <- syscall.SIGTERM
+	if err := waitErr(t, done, 10*time.Second); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	fails := events(t, cfg.Journal, journal.KindFailed)
+	if len(fails) == 0 {
+		t.Fatal("no failed event in the journal")
+	}
+	f := fails[0]
+	if f.Job != 1 || !strings.Contains(f.Reason, "exit status 3") || !strings.Contains(f.Reason, "exploded on purpose") || !strings.Contains(f.Reason, "attempt 3 of 3") {
+		t.Errorf("failed event: job %d reason %q", f.Job, f.Reason)
+	}
+	if len(events(t, cfg.Journal, journal.KindReleased)) == 0 {
+		t.Error("no released event in the journal")
+	}
+	if c := job(t, srv, 1).Completions["a"]; c != 0 {
+		t.Errorf("completions = %d", c)
+	}
+}
+
+// TestOutputOverLimit: output over MaxOutput is a failed run, not a crash.
+func TestOutputOverLimit(t *testing.T) {
+	srv := startTracker(t, "big")
+	dir := t.TempDir()
+	cfg := config(t, srv.URL, script(t, `echo run >> `+dir+`/runs; head -c 5000 /dev/zero | tr '\0' x`))
+	cfg.MaxOutput = 1000
+	cfg.Retries = -1
+	cfg.ExitWhenEmpty = false
+	sigs := make(chan os.Signal, 2)
+	cfg.Signals = sigs
+	done := start(t, context.Background(), cfg)
+	waitFor(t, 10*time.Second, "a release and a new claim", func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "runs"))
+		return strings.Count(string(b), "run") >= 2
+	})
+	sigs <- syscall.SIGTERM
+	if err := waitErr(t, done, 10*time.Second); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if f := events(t, cfg.Journal, journal.KindFailed)[0]; !strings.Contains(f.Reason, "size limit") {
+		t.Errorf("reason %q", f.Reason)
+	}
+}
+
+// TestProgressReachesTracker: lines on fd 3 and in $DC_PROGRESS_FILE become
+// the worker's progress on the tracker.
+func TestProgressReachesTracker(t *testing.T) {
+	srv := startTracker(t, "p")
+	dir := t.TempDir()
+	sh := script(t, `
+echo "fd3: halfway" >&3
+while [ ! -f `+dir+`/next ]; do sleep 0.02; done
+echo "file: almost" >> "$DC_PROGRESS_FILE"
+while [ ! -f `+dir+`/go ]; do sleep 0.02; done
+echo done`)
+	done := start(t, context.Background(), config(t, srv.URL, sh))
+	progress := func(want string) func() bool {
+		return func() bool {
+			for _, w := range srv.Tracker.Workers() {
+				if w.Progress == want {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	waitFor(t, 10*time.Second, "fd 3 progress on the tracker", progress("fd3: halfway"))
+	os.WriteFile(filepath.Join(dir, "next"), nil, 0o600)
+	waitFor(t, 10*time.Second, "file progress on the tracker", progress("file: almost"))
+	os.WriteFile(filepath.Join(dir, "go"), nil, 0o600)
+	if err := waitErr(t, done, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := output(job(t, srv, 1), "a"); got != "done" {
+		t.Errorf("output %q", got)
+	}
+}
+
+// TestCheckpointSurvivesSIGKILL: a dcworker process is SIGKILLed while its
+// command runs; restarted on the same journal, it hands the job back with
+// its last checkpoint pre-filled and DC_RESUMED=1.
+func TestCheckpointSurvivesSIGKILL(t *testing.T) {
+	srv := startTracker(t, "long job")
+	dir := t.TempDir()
+	jpath := filepath.Join(dir, "journal.db")
+	pidFile := filepath.Join(dir, "pid")
+	killGroupFrom(t, pidFile)
+	sh := script(t, `
+if [ "$DC_RESUMED" = 1 ]; then
+  echo "resumed from $(cat "$DC_CHECKPOINT_FILE")"
+  exit 0
+fi
+echo $$ > `+pidFile+`
+printf 'step 41' > "$DC_CHECKPOINT_FILE"
+sleep 0.1
+printf 'step 42' > "$DC_CHECKPOINT_FILE"
+touch `+dir+`/checkpointed
+sleep 30`)
+	cmd, out := workerProcess(t, "--tracker", srv.URL, "--journal", jpath, "--", "/bin/sh", sh)
+	waitFor(t, 15*time.Second, "the command's checkpoint", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "checkpointed"))
+		return err == nil
+	})
+	// The checkpoint file is polled: give the watcher a few rounds.
+	time.Sleep(300 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	t.Logf("killed worker's output:\n%s", out.String())
+
+	if v := job(t, srv, 1); v.State != trackertest.JobHeld {
+		t.Fatalf("job state after the kill = %s, want held", v.State)
+	}
+	cfg := config(t, srv.URL, sh)
+	cfg.Journal = jpath
+	run(t, cfg)
+	v := job(t, srv, 1)
+	if got := output(v, "a"); v.State != trackertest.JobClosed || got != "resumed from step 42" {
+		t.Errorf("after restart: state %s output %q", v.State, got)
+	}
+	if cps := events(t, jpath, journal.KindCheckpoint); len(cps) == 0 || string(cps[len(cps)-1].Checkpoint) != "step 42" {
+		t.Errorf("checkpoint events %v", cps)
+	}
+}
+
+// TestSIGTERMGrace: SIGTERM reaches both running commands (own process
+// groups); the one that finishes inside the grace period completes its job,
+// the other is killed at its end and its job stays held, resumable; the
+// restarted worker resumes it.
+func TestSIGTERMGrace(t *testing.T) {
+	srv := startTracker(t, "fast", "slow")
+	dir := t.TempDir()
+	jpath := filepath.Join(dir, "journal.db")
+	sh := script(t, `
+input=$(cat)
+if [ "$DC_RESUMED" = 1 ]; then echo "$input resumed"; exit 0; fi
+if [ "$input" = fast ]; then
+  trap 'echo "fast finished on TERM"; exit 0' TERM
+else
+  trap 'echo "slow ignores TERM" >&2' TERM
+fi
+touch `+dir+`/running-$input
+i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+echo "$input timed out"`)
+	cmd, out := workerProcess(t, "--tracker", srv.URL, "--journal", jpath, "--slots", "2", "--grace", "1s", "--", "/bin/sh", sh)
+	waitFor(t, 15*time.Second, "both commands running", func() bool {
+		_, e1 := os.Stat(filepath.Join(dir, "running-fast"))
+		_, e2 := os.Stat(filepath.Join(dir, "running-slow"))
+		return e1 == nil && e2 == nil
+	})
+	t0 := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	elapsed := time.Since(t0)
+	t.Logf("worker output:\n%s", out.String())
+	if err != nil {
+		t.Fatalf("worker exit: %v", err)
+	}
+	if elapsed < time.Second || elapsed > 8*time.Second {
+		t.Errorf("drain took %v, want about the 1s grace", elapsed)
+	}
+	fast, slow := job(t, srv, 1), job(t, srv, 2)
+	if fast.State != trackertest.JobClosed || output(fast, "a") != "fast finished on TERM" {
+		t.Errorf("fast job: %s %q", fast.State, output(fast, "a"))
+	}
+	if slow.State != trackertest.JobHeld {
+		t.Errorf("slow job state %s, want held (resumable)", slow.State)
+	}
+
+	run(t, config(t, srv.URL, sh)) // a different journal: nothing to resume
+	if job(t, srv, 2).State == trackertest.JobClosed {
+		t.Fatal("a fresh worker got the held job")
+	}
+	cfg := config(t, srv.URL, sh)
+	cfg.Journal = jpath
+	cfg.Slots = 2
+	run(t, cfg)
+	if v := job(t, srv, 2); v.State != trackertest.JobClosed || output(v, "a") != "slow resumed" {
+		t.Errorf("slow job after restart: %s %q", v.State, output(v, "a"))
+	}
+}
+
+// TestReleaseOnExit: with ReleaseOnExit the unfinished job goes back to the
+// tracker at once instead of staying held.
+func TestReleaseOnExit(t *testing.T) {
+	srv := startTracker(t, "slow")
+	dir := t.TempDir()
+	cfg := config(t, srv.URL, script(t, `trap '' TERM; touch `+dir+`/running; sleep 5`))
+	cfg.ReleaseOnExit = true
+	cfg.Grace = 300 * time.Millisecond
+	sigs := make(chan os.Signal, 2)
+	cfg.Signals = sigs
+	done := start(t, context.Background(), cfg)
+	waitFor(t, 10*time.Second, "the command", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "running"))
+		return err == nil
+	})
+	sigs <- syscall.SIGTERM
+	if err := waitErr(t, done, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if v := job(t, srv, 1); v.State != trackertest.JobOpen {
+		t.Errorf("job state %s, want open (released)", v.State)
+	}
+}
+
+// TestSecondSignalStopsAtOnce: a second signal kills the commands without
+// waiting for the grace period.
+func TestSecondSignalStopsAtOnce(t *testing.T) {
+	srv := startTracker(t, "stubborn")
+	dir := t.TempDir()
+	cfg := config(t, srv.URL, script(t, `trap '' TERM INT; touch `+dir+`/running; sleep 20`))
+	cfg.Grace = 30 * time.Second
+	sigs := make(chan os.Signal, 2)
+	cfg.Signals = sigs
+	done := start(t, context.Background(), cfg)
+	waitFor(t, 10*time.Second, "the command", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "running"))
+		return err == nil
+	})
+	sigs <- syscall.SIGTERM
+	time.Sleep(100 * time.Millisecond)
+	t0 := time.Now()
+	sigs <- syscall.SIGINT
+	err := waitErr(t, done, 10*time.Second)
+	if err != worker.ErrStopped {
+		t.Errorf("Run = %v, want ErrStopped", err)
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("hard stop took %v", d)
+	}
+	if v := job(t, srv, 1); v.State != trackertest.JobHeld {
+		t.Errorf("job state %s, want held (in the journal)", v.State)
+	}
+}
+
+// TestAWSNoticeDrains: a (fake, loopback) AWS spot interruption notice
+// drains the worker like SIGTERM: the command gets SIGTERM and its output is
+// completed.
+func TestAWSNoticeDrains(t *testing.T) {
+	srv := startTracker(t, "work", "more work")
+	dir := t.TempDir()
+	var notice atomic.Bool
+	var polls atomic.Int64
+	meta := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodPut && r.URL.Path == "/latest/api/token":
+			w.Write([]byte("token"))
+		case r.URL.Path == "/latest/meta-data/spot/instance-action" && r.Header.Get("X-aws-ec2-metadata-token") == "token":
+			polls.Add(1)
+			if !notice.Load() {
+				http.NotFound(w, r)
+				return
+			}
+			w.Write([]byte(`{"action":"terminate","time":"2026-11-26T23:59:00Z"}`))
+		default:
+			http.Error(w, "unexpected", http.StatusBadRequest)
+		}
+	}))
+	defer meta.Close()
+	cfg := config(t, srv.URL, script(t, `trap 'echo "saved on notice"; exit 0' TERM; touch `+dir+`/running; sleep 20 & wait`))
+	cfg.ExitWhenEmpty = false
+	cfg.PreemptionNotice = preempt.AWS
+	cfg.MetadataAddr = meta.Listener.Addr().String()
+	cfg.MetadataClient = loopbackClient()
+	cfg.MetadataInterval = 20 * time.Millisecond
+	done := start(t, context.Background(), cfg)
+	waitFor(t, 10*time.Second, "the command and a few metadata polls", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "running"))
+		return err == nil && polls.Load() >= 2
+	})
+	notice.Store(true)
+	if err := waitErr(t, done, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	closed, open := 0, 0
+	for _, v := range srv.Tracker.Jobs() {
+		switch v.State {
+		case trackertest.JobClosed:
+			closed++
+			if output(v, "a") != "saved on notice" {
+				t.Errorf("job %d output %q", v.Number, output(v, "a"))
+			}
+		case trackertest.JobOpen:
+			open++
+		}
+	}
+	if closed != 1 || open != 1 {
+		t.Errorf("closed %d open %d, want 1 and 1 (no claim after the notice)", closed, open)
+	}
+}
+
+// TestSlots4 runs four jobs at once under four worker identities.
+func TestSlots4(t *testing.T) {
+	jobs := make([]any, 12)
+	for i := range jobs {
+		jobs[i] = "job " + strconv.Itoa(i)
+	}
+	srv := startTracker(t, jobs...)
+	dir := t.TempDir()
+	// Each command waits until four are running at once (or 3 s), proving
+	// the slots run concurrently.
+	sh := script(t, `
+touch `+dir+`/running-$DC_JOB_NUMBER
+i=0; while [ $(ls `+dir+` | wc -l) -lt 4 ] && [ $i -lt 150 ]; do sleep 0.02; i=$((i+1)); done
+echo "slot $DC_SLOT: $(ls `+dir+` | wc -l | tr -d ' ')"`)
+	cfg := config(t, srv.URL, sh)
+	cfg.Slots = 4
+	run(t, cfg)
+	names := map[string]bool{}
+	for _, w := range srv.Tracker.Workers() {
+		names[w.DisplayName] = true
+	}
+	if len(names) != 4 {
+		t.Errorf("%d worker identities, want 4", len(names))
+	}
+	for _, v := range srv.Tracker.Jobs() {
+		if v.State != trackertest.JobClosed {
+			t.Errorf("job %d %s", v.Number, v.State)
+		}
+	}
+	if got := output(job(t, srv, 1), "a"); strings.HasSuffix(got, ": 1") {
+		t.Errorf("job 1 ran alone: %q", got)
+	}
+}
+
+// TestStatusServer: /status JSON, /metrics in Prometheus text format, and
+// /journal a snapshot that opens as a journal.
+func TestStatusServer(t *testing.T) {
+	srv := startTracker(t, "one", "two")
+	dir := t.TempDir()
+	cfg := config(t, srv.URL, script(t, `if [ -f `+dir+`/one ]; then touch `+dir+`/two; while [ ! -f `+dir+`/go ]; do sleep 0.02; done; fi; touch `+dir+`/one; echo ok`))
+	cfg.Slots = 1
+	cfg.StatusAddr = "127.0.0.1:0"
+	addrCh := make(chan net.Addr, 1)
+	cfg.StatusListening = func(a net.Addr) { addrCh <- a }
+	done := start(t, context.Background(), cfg)
+	base := "http://" + (<-addrCh).String()
+	waitFor(t, 10*time.Second, "the second job", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "two"))
+		return err == nil
+	})
+	get := func(path string) string {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	st := get("/status")
+	for _, want := range []string{`"state": "running"`, `"completed": 1`, `"job": `} {
+		if !strings.Contains(st, want) {
+			t.Errorf("/status lacks %s:\n%s", want, st)
+		}
+	}
+	m := get("/metrics")
+	checkExposition(t, m)
+	for _, want := range []string{"dcworker_jobs_completed_total 1", "dcworker_jobs_failed_total 0", "dcworker_jobs_flagged_total 0",
+		"dcworker_jobs_resubmitted_total 0", "dcworker_jobs_orphaned_total 0", "dcworker_heartbeat_failures_total 0",
+		`dcworker_state_seconds_total{state="running"}`, `dcworker_slots{state="running"} 1`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	snap := filepath.Join(dir, "snapshot.db")
+	os.WriteFile(snap, []byte(get("/journal")), 0o600)
+	db, err := journal.Open(snap, &journal.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("snapshot does not open: %v", err)
+	}
+	if errs := db.Verify(); len(errs) > 0 {
+		t.Errorf("snapshot verify: %v", errs)
+	}
+	db.Close()
+	os.WriteFile(filepath.Join(dir, "go"), nil, 0o600)
+	if err := waitErr(t, done, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkExposition checks the Prometheus text format line by line: HELP and
+// TYPE comments, then `name{labels} value` samples of declared families.
+func checkExposition(t *testing.T, text string) {
+	t.Helper()
+	types := map[string]string{}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "# HELP ") {
+			continue
+		}
+		if f, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			parts := strings.Fields(f)
+			if len(parts) != 2 || (parts[1] != "counter" && parts[1] != "gauge") {
+				t.Errorf("bad TYPE line %q", line)
+				continue
+			}
+			types[parts[0]] = parts[1]
+			continue
+		}
+		name, rest, _ := strings.Cut(line, " ")
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			if !strings.HasSuffix(name, "}") {
+				t.Errorf("bad labels in %q", line)
+			}
+			name = name[:i]
+		}
+		if _, ok := types[name]; !ok {
+			t.Errorf("sample %q before its TYPE", line)
+		}
+		if _, err := strconv.ParseFloat(rest, 64); err != nil {
+			t.Errorf("bad value in %q", line)
+		}
+	}
+}
