@@ -600,4 +600,3 @@ func (r *replay) checkCompletionBurst(steps []transcriptStep, results []result) 
 	}
 	r.t.Logf("completion burst: answers %s, recorded %s (allowed: a 200/500 mix)", got, want)
 }
-
