@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -32,6 +33,9 @@ func TestMain(m *testing.M) {
 		"holdjournal":   holdjournalMain,
 		"servesnapshot": servesnapshotMain,
 		"expectexit":    expectexitMain,
+		"tracker":       trackerMain,
+		"trackerctl":    trackerctlMain,
+		"crashworker":   crashworkerMain,
 	})
 }
 
@@ -52,6 +56,7 @@ func TestScript(t *testing.T) {
 			"envfile":     cmdEnvfile,
 			"checkjson":   cmdCheckJSON,
 			"truncate":    cmdTruncate,
+			"globcp":      cmdGlobcp,
 		},
 	})
 }
@@ -133,6 +138,21 @@ func cmdEnvfile(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("usage: envfile VAR FILE")
 	}
 	ts.Setenv(args[0], strings.TrimSpace(ts.ReadFile(args[1])))
+}
+
+// globcp PATTERN DST: copies the one file matching PATTERN to DST.
+func cmdGlobcp(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: globcp PATTERN DST")
+	}
+	m, err := filepath.Glob(ts.MkAbs(args[0]))
+	ts.Check(err)
+	if len(m) != 1 {
+		ts.Fatalf("%s matches %d files, want 1", args[0], len(m))
+	}
+	data, err := os.ReadFile(m[0])
+	ts.Check(err)
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), data, 0o644))
 }
 
 // truncate FILE SIZE: cuts FILE to SIZE bytes.
@@ -248,8 +268,6 @@ func waitSignal() {
 	case <-time.After(60 * time.Second):
 	}
 }
-
-
 
 // expectexit N dcjournal ARGS...: runs dcjournal ARGS and succeeds if and only if it
 // exits with status N (its stdout and stderr are kept for the script to check).

@@ -1,14 +1,169 @@
 package main
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"time"
 
-const replayHelp = `Usage: dcjournal replay JOURNAL [--tracker URL] [--release | --resume]
+	"github.com/distcompute/distcompute-go/internal/postmortem"
+	"github.com/distcompute/distcompute-go/replay"
+	"github.com/distcompute/distcompute-go/session"
+	"github.com/lmittmann/tint"
+)
+
+const replayHelp = `Usage: dcjournal replay JOURNAL [--tracker URL] [--release | --resume] [flags]
+
+Runs the worker's recovery from the command line, without the worker program,
+against the tracker recorded in the journal (or --tracker URL), for every slot
+with an open session or a pending completion:
+  - a pending bye is resent;
+  - the worker's liveness is checked; if the tracker forgot it, the session is
+    recorded as lost and a pending completion's output kept as an orphan
+    (export it with "dcjournal export --orphans");
+  - a pending completion is resent (the tracker's 403 means an earlier attempt
+    was applied, which is recorded as such);
+  - a pending flag is resent;
+  - a held job is released (--release, the default here: the tracker re-opens it
+    for another worker and forgets this one), or left held for the worker to resume
+    at its next start (--resume, also --keep).
+It prints what it did, and records it in the journal (inspect shows it as the last
+recovery). It writes to the journal, so it needs the lock: stop the worker first.
+It never claims a job. What it could not settle stays pending; run it again.
+
+Exit status 0 when every slot was settled; 5 when the tracker could not be reached
+within --timeout; 1 for any other failure.
 `
 
 func runReplay(env *cmdEnv, args []string) error {
 	fs := newFlags("replay", replayHelp)
-	if _, err := fs.parse(env, args); err != nil {
+	tracker := fs.String("tracker", "", "talk to the tracker at `URL` instead of the one recorded in the journal")
+	release := fs.Bool("release", false, "release held jobs to the tracker (the default)")
+	resume := fs.Bool("resume", false, "leave held jobs held, for the worker to resume at its next start")
+	keep := fs.Bool("keep", false, "same as --resume")
+	slot := fs.String("slot", "", "replay only slot `S`")
+	timeout := fs.Duration("timeout", 2*time.Minute, "give up on an unreachable tracker after this long (retries with backoff until then)")
+	jsonOut := fs.Bool("json", false, "write the reports as a JSON array (replay.Report objects) instead of text")
+	verbose := fs.Bool("v", false, "log each step to stderr")
+	lockWait := fs.Duration("lock-wait", defaultLockWait, "how long to wait for a running worker's lock before saying who holds it")
+	pos, err := fs.parse(env, args)
+	if err != nil {
 		return err
 	}
-	return errors.New("replay: not built yet")
+	path, err := journalArg(fs, pos)
+	if err != nil {
+		return err
+	}
+	if *release && (*resume || *keep) {
+		return usageErrorf("replay: --release and --resume contradict each other")
+	}
+	if *timeout <= 0 {
+		return usageErrorf("replay: --timeout must be positive")
+	}
+	opts := replay.Options{Mode: replay.Release, URL: *tracker}
+	if *resume || *keep {
+		opts.Mode = replay.Resume
+	}
+	if *tracker != "" {
+		if _, err := session.New(*tracker, nil); err != nil {
+			return usageErrorf("replay: --tracker: %v", err)
+		}
+	}
+	policy := session.DefaultRetryPolicy()
+	policy.MaxElapsedTime = *timeout
+	if policy.AttemptTimeout > *timeout {
+		policy.AttemptTimeout = *timeout
+	}
+	opts.Retry = &policy
+	if *verbose {
+		opts.Logger = slog.New(tint.NewHandler(env.stderr, &tint.Options{TimeFormat: time.TimeOnly, NoColor: !colorOK(env.stderr)}))
+	}
+
+	db, err := openJournal(path, true, *lockWait)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	ctx, cancel := context.WithCancel(env.ctx)
+	defer cancel()
+	var reports []replay.Report
+	if *slot != "" {
+		known, err := db.Slots()
+		if err != nil {
+			return err
+		}
+		if !contains(known, *slot) {
+			return fmt.Errorf("%w %q in %s", postmortem.ErrNoSuchSlot, *slot, path)
+		}
+		rep, err := replay.Slot(ctx, db, *slot, opts)
+		if err != nil || !rep.Empty() {
+			reports = []replay.Report{rep}
+		}
+		return replayDone(env, reports, err, *jsonOut, *tracker)
+	}
+	reports, err = replay.Run(ctx, db, opts)
+	return replayDone(env, reports, err, *jsonOut, *tracker)
+}
+
+func replayDone(env *cmdEnv, reports []replay.Report, err error, jsonOut bool, tracker string) error {
+	var perr error
+	if jsonOut {
+		if reports == nil {
+			reports = []replay.Report{}
+		}
+		perr = postmortem.WriteJSON(env.stdout, reports)
+	} else {
+		perr = postmortem.PrintReplay(env.stdout, reports)
+	}
+	switch {
+	case err == nil:
+		return perr
+	case env.ctx.Err() != nil:
+		return fmt.Errorf("interrupted; what was settled is recorded, the rest stays pending: run replay again")
+	case unreachable(err):
+		where := "the tracker recorded in the journal"
+		if tracker != "" {
+			where = tracker
+		}
+		return withCode(exitTracker, fmt.Errorf("cannot reach %s (%v); nothing is lost, what was not settled stays pending in the journal: run replay again when the tracker is up, or give --tracker URL", where, rootCause(err)))
+	default:
+		return fmt.Errorf("replay: %v; what was not settled stays pending in the journal", err)
+	}
+}
+
+// unreachable reports whether err means the tracker could not be talked to: a
+// network error, a timeout, or 5xx/429 answers until the retries gave up.
+func unreachable(err error) bool {
+	var ne net.Error
+	var ue *url.Error
+	var se *session.ServerError
+	switch {
+	case errors.As(err, &ue), errors.As(err, &ne), errors.Is(err, context.DeadlineExceeded):
+		return true
+	case errors.As(err, &se):
+		return se.Status >= 500 || se.Status == 429
+	}
+	return false
+}
+
+// rootCause is the innermost error, the one that says what the network did.
+func rootCause(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }

@@ -90,7 +90,7 @@ func Inspect(w io.Writer, db *journal.DB, opts InspectOptions) error {
 		}
 	}
 	if opts.JSON {
-		return writeJSON(w, sum)
+		return WriteJSON(w, sum)
 	}
 	p := newPrinter(w, opts)
 	if opts.Timeline {
@@ -128,14 +128,15 @@ func inspectJob(w io.Writer, db *journal.DB, sum *Summary, opts InspectOptions) 
 		sum.Events = []EventSummary{}
 	}
 	if opts.JSON {
-		return writeJSON(w, sum)
+		return WriteJSON(w, sum)
 	}
 	p := newPrinter(w, opts)
 	p.job(opts.Job, sum)
 	return p.err
 }
 
-func writeJSON(w io.Writer, v any) error {
+// WriteJSON writes v to w as indented JSON, HTML characters left as they are.
+func WriteJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)

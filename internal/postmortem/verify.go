@@ -3,6 +3,7 @@ package postmortem
 import (
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 
 	"github.com/distcompute/distcompute-go/journal"
@@ -36,8 +37,16 @@ func Verify(w io.Writer, db *journal.DB) (problems []error, err error) {
 }
 
 // problemText drops the "journal: PATH: journal is corrupt: " every problem starts with.
+// Tokens inside records quoted in a problem are redacted like everywhere else.
 func problemText(err error, path string) string {
 	s := strings.TrimPrefix(err.Error(), "journal: "+path+": ")
 	s = strings.TrimPrefix(s, journal.ErrCorrupt.Error()+": ")
+	s = tokenInJSON.ReplaceAllStringFunc(s, func(m string) string {
+		tok := tokenInJSON.FindStringSubmatch(m)[1]
+		return `"token":"` + journal.RedactToken(tok) + `"`
+	})
 	return oneLine(s)
 }
+
+// tokenInJSON finds a token field in the JSON of a record.
+var tokenInJSON = regexp.MustCompile(`"token":\s*"([^"]*)"`)
