@@ -3,6 +3,7 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"path/filepath"
@@ -278,3 +279,5 @@ func modes(t *testing.T, f func(t *testing.T, quirks bool)) {
 }
 
 func strp(s string) *string { return &s }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
