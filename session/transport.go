@@ -216,7 +216,7 @@ func (c *Conn) attempt(ctx context.Context, r request, method, target string, bo
 	}
 	if st >= 300 && st < 400 {
 		return answer{}, false, &ServerError{Endpoint: r.endpoint, Status: st, Body: c.errBody(data, r.token),
-			Err: fmt.Errorf("redirect to %q not followed", resp.Header.Get("Location"))}
+			Err: fmt.Errorf("redirect to %q not followed", redactIn(resp.Header.Get("Location"), r.token))}
 	}
 	return answer{status: st, body: data}, false, nil
 }
