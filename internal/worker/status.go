@@ -92,11 +92,19 @@ type Status struct {
 }
 
 func (e *engine) counters() map[string]int64 {
+	// Resubmissions: those of the start-up replay, plus orphaned outputs the
+	// clients submitted when they claimed the same job again.
+	resubmitted, lost := e.m.resubmitted.Load(), int64(0)
+	for _, c := range e.clients {
+		resubmitted += int64(len(c.Resubmitted()))
+		lost += int64(c.SessionsLost())
+	}
 	return map[string]int64{
 		"completed":          e.m.completed.Load(),
 		"failed":             e.m.failed.Load(),
 		"flagged":            e.m.flagged.Load(),
-		"resubmitted":        e.m.resubmitted.Load(),
+		"resubmitted":        resubmitted,
+		"sessions_lost":      lost,
 		"orphaned":           e.m.orphaned.Load(),
 		"heartbeat_failures": e.m.heartbeatFailures.Load(),
 		"command_failures":   e.m.commandFailures.Load(),
@@ -143,8 +151,9 @@ func (e *engine) writeMetrics(w io.Writer) {
 	counter("dcworker_jobs_completed_total", "Jobs completed (output accepted or journaled for resubmission).", c["completed"])
 	counter("dcworker_jobs_failed_total", "Jobs released after the command failed on every attempt.", c["failed"])
 	counter("dcworker_jobs_flagged_total", "Jobs whose input was flagged invalid.", c["flagged"])
-	counter("dcworker_jobs_resubmitted_total", "Completions resubmitted from the journal on start.", c["resubmitted"])
-	counter("dcworker_jobs_orphaned_total", "Completions found orphaned (worker timed out) on start.", c["orphaned"])
+	counter("dcworker_jobs_resubmitted_total", "Completions resubmitted from the journal (on start, or orphaned output on a new claim).", c["resubmitted"])
+	counter("dcworker_jobs_orphaned_total", "Completions orphaned: the worker had timed out (found on start, or answered on completion).", c["orphaned"])
+	counter("dcworker_sessions_lost_total", "Times the tracker lost a worker identity (timed out) and the client registered afresh.", c["sessions_lost"])
 	counter("dcworker_heartbeat_failures_total", "Progress/heartbeat requests that failed.", c["heartbeat_failures"])
 	counter("dcworker_command_failures_total", "Command runs that failed (each attempt).", c["command_failures"])
 	counter("dcworker_command_runs_total", "Command runs started.", c["command_runs"])

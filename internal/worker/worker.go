@@ -541,6 +541,11 @@ func (e *engine) runJob(i int, resumed bool) bool {
 			ctx, cancel := e.netCtx()
 			err := c.CompleteJob(ctx, out)
 			cancel()
+			if errors.Is(err, client.ErrWorkerGone) {
+				e.m.orphaned.Add(1)
+				log.Warn("the tracker had lost this worker: output kept in the journal as an orphan", "err", err)
+				return !drained
+			}
 			if err != nil {
 				log.Error("completing the job failed; the output stays in the journal", "err", err)
 				return !drained && e.runCtx.Err() == nil && !c.HasJob()

@@ -534,3 +534,35 @@ func checkExposition(t *testing.T, text string) {
 		}
 	}
 }
+
+// TestHeartbeatFailuresCounted: failed progress requests show in /metrics.
+func TestHeartbeatFailuresCounted(t *testing.T) {
+	srv := startTracker(t, "one")
+	srv.Tracker.SetFault(func(r *http.Request, endpoint string) (trackertest.Fault, time.Duration) {
+		if endpoint == "updateProgress" {
+			return trackertest.Fault503, 0
+		}
+		return trackertest.FaultNone, 0
+	})
+	dir := t.TempDir()
+	cfg := config(t, srv.URL, script(t, `echo working >&3; while [ ! -f `+dir+`/go ]; do sleep 0.02; done; echo ok`))
+	cfg.StatusAddr = "127.0.0.1:0"
+	addrCh := make(chan net.Addr, 1)
+	cfg.StatusListening = func(a net.Addr) { addrCh <- a }
+	done := start(t, context.Background(), cfg)
+	base := "http://" + (<-addrCh).String()
+	waitFor(t, 15*time.Second, "a counted heartbeat failure", func() bool {
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return !strings.Contains(string(b), "dcworker_heartbeat_failures_total 0\n") && strings.Contains(string(b), "dcworker_heartbeat_failures_total ")
+	})
+	srv.Tracker.SetFault(nil)
+	os.WriteFile(filepath.Join(dir, "go"), nil, 0o600)
+	if err := waitErr(t, done, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
