@@ -80,4 +80,3 @@ func TestExitCode(t *testing.T) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
-
