@@ -81,7 +81,9 @@ func TestStatusMapping(t *testing.T) {
 	complete := func(ctx context.Context, c *session.Conn) (any, error) {
 		return nil, c.CompleteJob(ctx, recordedToken, session.String("x"))
 	}
-	flag := func(ctx context.Context, c *session.Conn) (any, error) { return nil, c.FlagInvalidData(ctx, recordedToken) }
+	flag := func(ctx context.Context, c *session.Conn) (any, error) {
+		return nil, c.FlagInvalidData(ctx, recordedToken)
+	}
 	bye := func(ctx context.Context, c *session.Conn) (any, error) { return nil, c.Bye(ctx, recordedToken) }
 
 	mustJSON := func(s string) session.Payload {
