@@ -125,11 +125,11 @@ func replayDone(env *cmdEnv, reports []replay.Report, err error, jsonOut bool, t
 	case env.ctx.Err() != nil:
 		return fmt.Errorf("interrupted; what was settled is recorded, the rest stays pending: run replay again")
 	case unreachable(err):
-		where := "the tracker recorded in the journal"
+		where, hint := "the tracker recorded in the journal", ", or give --tracker URL"
 		if tracker != "" {
-			where = tracker
+			where, hint = tracker, ""
 		}
-		return withCode(exitTracker, fmt.Errorf("cannot reach %s (%v); nothing is lost, what was not settled stays pending in the journal: run replay again when the tracker is up, or give --tracker URL", where, rootCause(err)))
+		return withCode(exitTracker, fmt.Errorf("cannot reach %s (%v); nothing is lost, what was not settled stays pending in the journal: run replay again when the tracker is up%s", where, rootCause(err), hint))
 	default:
 		return fmt.Errorf("replay: %v; what was not settled stays pending in the journal", err)
 	}
