@@ -36,6 +36,9 @@ type spec struct {
 
 	onProgress   func(line string)
 	onCheckpoint func(data []byte)
+	// onCheckpointTooBig is told when the checkpoint file exceeds maxOutput
+	// (it is then not stored).
+	onCheckpointTooBig func(size int64)
 }
 
 // result is how a run ended.
@@ -119,7 +122,7 @@ func start(ctx context.Context, s spec) (*proc, error) {
 
 	watchDone := make(chan struct{})
 	watchStopped := make(chan struct{})
-	cw := &checkpointWatch{path: s.checkpointPath, fn: s.onCheckpoint}
+	cw := &checkpointWatch{path: s.checkpointPath, fn: s.onCheckpoint, max: s.maxOutput, tooBig: s.onCheckpointTooBig}
 	cw.prime()
 	ft := &fileTail{path: s.progressPath, fn: s.onProgress}
 	go func() {
@@ -275,11 +278,13 @@ func (t *tailBuffer) bytes() []byte {
 // modification time, or by content on the final check) and hands the new
 // content to fn. It only runs from one goroutine at a time.
 type checkpointWatch struct {
-	path  string
-	fn    func([]byte)
-	size  int64
-	mtime time.Time
-	last  []byte // content last handed over (or pre-filled)
+	path   string
+	fn     func([]byte)
+	max    int64       // larger checkpoints are refused (tooBig is told)
+	tooBig func(int64) // may be nil
+	size   int64
+	mtime  time.Time
+	last   []byte // content last handed over (or pre-filled)
 }
 
 func (c *checkpointWatch) prime() {
@@ -304,6 +309,12 @@ func (c *checkpointWatch) check(final bool) {
 		return
 	}
 	c.size, c.mtime = fi.Size(), fi.ModTime()
+	if c.max > 0 && fi.Size() > c.max {
+		if c.tooBig != nil {
+			c.tooBig(fi.Size())
+		}
+		return
+	}
 	data, err := os.ReadFile(c.path)
 	if err != nil || bytes.Equal(data, c.last) {
 		return

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -195,13 +196,23 @@ func (e *engine) statusHandler() http.Handler {
 		e.writeMetrics(w)
 	})
 	mux.HandleFunc("GET /journal", func(w http.ResponseWriter, r *http.Request) {
+		// Snapshot to a temporary file first, so that the answer has a
+		// Content-Length (a cut transfer is detectable) and a failed
+		// snapshot is a 500, not a truncated 200.
+		f, err := os.CreateTemp(e.workDir, "snapshot-*.db")
+		if err != nil {
+			http.Error(w, "journal snapshot failed: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		defer os.Remove(f.Name())
+		defer f.Close()
+		if _, err := e.db.WriteSnapshot(f); err != nil {
+			http.Error(w, "journal snapshot failed: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Disposition", `attachment; filename="journal.db"`)
-		if _, err := e.db.WriteSnapshot(w); err != nil {
-			// Headers may be gone already; the truncated body tells the
-			// reader (dcjournal verifies what it reads).
-			http.Error(w, "journal snapshot failed: "+err.Error(), http.StatusInternalServerError)
-		}
+		http.ServeContent(w, r, "", time.Time{}, f)
 	})
 	return mux
 }

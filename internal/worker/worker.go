@@ -367,15 +367,28 @@ func (e *engine) drainState() (syscall.Signal, time.Time) {
 	return e.drainSig, e.drainEnd
 }
 
-// netCtx is the context for tracker calls: the run's, bounded by the end
-// of the grace period once draining. What does not reach the tracker in
-// time stays in the journal and is resent on restart.
+// netCtx is the context for tracker calls: the run's, ended 2 s after the
+// grace period once a drain starts (also when the call began before it).
+// What does not reach the tracker in time stays in the journal and is
+// resent on restart.
 func (e *engine) netCtx() (context.Context, context.CancelFunc) {
-	if !e.isDraining() {
-		return context.WithCancel(e.runCtx)
-	}
-	_, end := e.drainState()
-	return context.WithDeadline(e.runCtx, end.Add(2*time.Second))
+	ctx, cancel := context.WithCancel(e.runCtx)
+	go func() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.drainCh:
+		}
+		_, end := e.drainState()
+		t := time.NewTimer(time.Until(end.Add(2 * time.Second)))
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+			cancel()
+		}
+	}()
+	return ctx, cancel
 }
 
 // claimCtx ends when draining starts or the run stops.
@@ -517,6 +530,9 @@ func (e *engine) runJob(i int, resumed bool) bool {
 	}
 	defer os.Remove(cpPath)
 	defer os.Remove(progPath)
+	st.mu.Lock()
+	st.name = c.DisplayName() // a lost worker is replaced by a new registration
+	st.mu.Unlock()
 	if resumed {
 		log.Info("resuming an interrupted job", "checkpoint_bytes", len(c.LastCheckpoint()))
 	}
@@ -649,6 +665,9 @@ func (e *engine) runOnce(i int, c *client.Client, job session.Payload, num int, 
 				return
 			}
 			e.m.checkpoints.Add(1)
+		},
+		onCheckpointTooBig: func(size int64) {
+			log.Error("checkpoint file over the size limit (--max-output): not stored", "bytes", size, "limit", e.cfg.MaxOutput)
 		},
 	}
 	p, err := start(e.runCtx, s)
