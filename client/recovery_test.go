@@ -634,3 +634,37 @@ func TestReplayReportJournaled(t *testing.T) {
 		t.Fatalf("last report %s (%v)", st.LastReport, err)
 	}
 }
+
+// TestTokenNeverLogged: retries, a lost worker, recovery and a re-registration
+// all log at Debug level; no line holds a token in full. (Every test's
+// cleanup checks this too, see newEnv.)
+func TestTokenNeverLogged(t *testing.T) {
+	e := newEnv(t, trackertest.Options{Jobs: []any{"1", "2"}})
+	h := &crashHook{}
+	c := e.init("a", client.WithHook(h.fn))
+	failures := 0
+	e.tr.SetFault(func(r *http.Request, ep string) (trackertest.Fault, time.Duration) {
+		if failures < 3 {
+			failures++
+			return trackertest.Fault502, 0
+		}
+		return trackertest.FaultNone, 0
+	})
+	wantNoErr(t, "NewJob", c.NewJob(e.ctx))
+	h.arm(client.PointAfterJournal, "complete")
+	mustCrash(t, func() error { return c.CompleteJob(e.ctx, "o") })
+	e.crash(c)
+	e.advancePastIdle()
+	c = e.init("a")
+	wantNoErr(t, "NewJob", c.NewJob(e.ctx))
+	e.noteTokens()
+	logs := e.logs.String()
+	if !strings.Contains(logs, "token=") || !strings.Contains(logs, "…") {
+		t.Fatalf("expected redacted tokens in the logs:\n%s", logs)
+	}
+	for tok := range e.tokens {
+		if strings.Contains(logs, tok) {
+			t.Fatalf("token %s… logged in full", tok[:8])
+		}
+	}
+}
