@@ -288,3 +288,25 @@ func expectexitMain() {
 	}
 	os.Exit(0)
 }
+
+func TestColorOK(t *testing.T) {
+	if colorOK(&bytes.Buffer{}) {
+		t.Error("colour for a buffer")
+	}
+	t.Setenv("NO_COLOR", "1")
+	if colorOK(os.Stdout) {
+		t.Error("colour with NO_COLOR set")
+	}
+}
+
+func TestRunUsage(t *testing.T) {
+	var out, errb bytes.Buffer
+	err := run(t.Context(), []string{"inspect", "--help"}, &out, &errb)
+	if code := report(t.Context(), err, &errb); code != exitOK || !strings.Contains(out.String(), "Usage: dcjournal inspect") {
+		t.Errorf("inspect --help: code %d, stdout %q", code, out.String())
+	}
+	err = run(t.Context(), []string{"nope"}, &out, &errb)
+	if code := report(t.Context(), err, &errb); code != exitUsage {
+		t.Errorf("unknown command: code %d, want %d", code, exitUsage)
+	}
+}
