@@ -31,7 +31,10 @@ type JobView struct {
 	// Outputs holds, by stage letter, the output last accepted at that stage.
 	Outputs     map[string]*string
 	Completions map[string]int // stage letter -> times completed there
-	Flags       map[string]int // stage letter -> flags counted there (see flagInvalidData)
+	// Flags counts the flagInvalidData calls at each stage. In the default mode the count
+	// restarts when the 5th flag sends the job back a stage; in Quirks mode it never does
+	// (upstream keeps it in Redis), so every later flag at stage b fails.
+	Flags map[string]int
 }
 
 // WorkerView is a copy of one registered worker's state.
