@@ -261,6 +261,14 @@ func Run(ctx context.Context, cfg Config) error {
 	e.db = db
 	e.cfg.Journal = jpath
 
+	// Watch for a preemption notice from the start: the replay in OpenPool
+	// may take a while when the tracker is hard to reach.
+	if cfg.PreemptionNotice != "" {
+		wctx, cancel := context.WithCancel(e.runCtx)
+		defer cancel()
+		go e.watchPreemption(wctx)
+	}
+
 	opts := e.clientOptions()
 	pool, err := client.OpenPool(e.runCtx, cfg.TrackerURL, cfg.Stage, cfg.Slots, opts...)
 	if err != nil {
@@ -278,7 +286,7 @@ func Run(ctx context.Context, cfg Config) error {
 		e.m.resubmitted.Add(int64(len(rep.Resubmitted)))
 		e.m.orphaned.Add(int64(len(rep.Orphaned)))
 		if len(rep.Resubmitted)+len(rep.AppliedEarlier)+len(rep.Orphaned)+len(rep.Resumed)+len(rep.Released) > 0 {
-			e.log.Info("journal replayed", "slot", i, "resubmitted", rep.Resubmitted, "applied_earlier", rep.AppliedEarlier,
+			e.log.Info("journal replayed", "slot", c.Slot(), "resubmitted", rep.Resubmitted, "applied_earlier", rep.AppliedEarlier,
 				"orphaned", rep.Orphaned, "resumed", rep.Resumed, "released", rep.Released)
 		}
 	}
@@ -290,12 +298,6 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		defer stop()
-	}
-
-	if cfg.PreemptionNotice != "" {
-		wctx, cancel := context.WithCancel(e.runCtx)
-		defer cancel()
-		go e.watchPreemption(wctx)
 	}
 
 	var wg sync.WaitGroup
@@ -436,7 +438,7 @@ func (e *engine) runSlot(i int) {
 	st := e.slots[i]
 	defer st.set(e.m, stateStopped, 0)
 	first := true
-	for e.runCtx.Err() == nil {
+	for e.runCtx.Err() == nil && !e.isDraining() {
 		resumed := false
 		if first && c.HasJob() {
 			resumed = true // handed back by the journal's replay
@@ -469,7 +471,7 @@ func (e *engine) claim(i int) bool {
 		err := c.WaitForJob(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				e.log.Error("waiting for a job failed", "slot", i, "err", err)
+				e.log.Error("waiting for a job failed", "slot", c.Slot(), "err", err)
 			}
 			return false
 		}
@@ -484,11 +486,11 @@ func (e *engine) claim(i int) bool {
 			return false
 		}
 		if !errors.Is(err, client.ErrNoJobs) {
-			e.log.Warn("claiming a job failed", "slot", i, "err", err)
+			e.log.Warn("claiming a job failed", "slot", c.Slot(), "err", err)
 		} else if e.busyCount() == 0 {
 			n, err := c.JobCount(ctx)
 			if err == nil && n == 0 {
-				e.log.Info("no open jobs and no slot busy: stopping", "slot", i)
+				e.log.Info("no open jobs and no slot busy: stopping", "slot", c.Slot())
 				return false
 			}
 		}
@@ -516,7 +518,7 @@ func (e *engine) runJob(i int, resumed bool) bool {
 	st := e.slots[i]
 	job := c.Job()
 	num := c.JobID()
-	log := e.log.With("slot", i, "job", num)
+	log := e.log.With("slot", c.Slot(), "job", num)
 	dir := filepath.Join(e.workDir, fmt.Sprintf("slot-%d", i))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		log.Error("cannot create the work directory", "err", err)
@@ -621,7 +623,7 @@ func (e *engine) runJob(i int, resumed bool) bool {
 // runOnce starts the command for one attempt and waits for it, forwarding a
 // drain's signal and enforcing the grace period.
 func (e *engine) runOnce(i int, c *client.Client, job session.Payload, num int, resumed bool, attempt int, cpPath, progPath string) result {
-	log := e.log.With("slot", i, "job", num)
+	log := e.log.With("slot", c.Slot(), "job", num)
 	dataKind := "string"
 	switch job.Kind() {
 	case session.KindJSON:
@@ -696,7 +698,7 @@ func (e *engine) runOnce(i int, c *client.Client, job session.Payload, num int, 
 }
 
 func (e *engine) releaseAll() {
-	for i, c := range e.clients {
+	for _, c := range e.clients {
 		if !c.HasJob() {
 			continue
 		}
@@ -704,9 +706,9 @@ func (e *engine) releaseAll() {
 		err := releaseJob(ctx, c, "released on exit")
 		cancel()
 		if err != nil {
-			e.log.Error("releasing the job on exit failed", "slot", i, "err", err)
+			e.log.Error("releasing the job on exit failed", "slot", c.Slot(), "err", err)
 		} else {
-			e.log.Info("job released on exit", "slot", i)
+			e.log.Info("job released on exit", "slot", c.Slot())
 		}
 	}
 }
