@@ -20,15 +20,19 @@
 // errors.Is and errors.As. No error message and no log line holds a token in
 // full (see Redact).
 //
-//	method           endpoint                 success         4xx answers
-//	Register         GET  /api/new            Registration    400 ErrInvalidStage, ErrStageDisabled; 422
-//	JobCount         GET  /api/jobCount       int             400 ErrInvalidStage; 422
-//	IsAlive          POST /api/validateWorker true / false    422
-//	UpdateProgress   POST /api/updateProgress nil             404 ErrWorkerGone; 422
-//	NewJob           POST /api/newJob         Job             403 ErrNoJobs; 404 ErrWorkerGone; 422
-//	CompleteJob      POST /api/completeJob    nil             403 ErrNoJobHeld or ErrAppliedEarlier; 404 ErrWorkerGone; 422
-//	FlagInvalidData  POST /api/flagInvalidData nil            403 ErrNoJobHeld or ErrAppliedEarlier; 404 ErrWorkerGone; 422
-//	Bye              POST /api/bye            nil             404 ErrWorkerGone or ErrAppliedEarlier; 422
+//	method           endpoint                   success        4xx answers
+//	Register         GET  /api/new              Registration   400 ErrInvalidStage, ErrStageDisabled; 422
+//	JobCount         GET  /api/jobCount         int            400 ErrInvalidStage; 422
+//	IsAlive          POST /api/validateWorker   true, false    422
+//	UpdateProgress   POST /api/updateProgress   nil            404 ErrWorkerGone; 422
+//	NewJob           POST /api/newJob           Job            403 ErrNoJobs; 404 ErrWorkerGone; 422
+//	CompleteJob      POST /api/completeJob      nil            403 ErrNoJobHeld or ErrAppliedEarlier; 404 ErrWorkerGone; 422
+//	FlagInvalidData  POST /api/flagInvalidData  nil            403 ErrNoJobHeld or ErrAppliedEarlier; 404 ErrWorkerGone; 422
+//	Bye              POST /api/bye              nil            404 ErrWorkerGone or ErrAppliedEarlier; 422
+//
+// NewJob whose data starts with JSONPrefix but is not valid JSON returns the
+// Job it claimed (Data holding the raw text) with a *ServerError wrapping
+// ErrInvalidPayload, so that the caller can flag it. Null data is no error.
 //
 // On every endpoint:
 //   - Arguments are checked before anything is sent (ErrInvalidArgument,

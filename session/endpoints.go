@@ -37,13 +37,22 @@ type Job struct {
 // d, e, in either case. Anything else, "GPU" included (never read as its
 // first letter), is an error wrapping ErrInvalidStage that quotes s.
 func NormalizeStage(s string) (string, error) {
+	l, err := normalizeStage(s)
+	if err != nil {
+		return "", fmt.Errorf("session: %w", err)
+	}
+	return l, nil
+}
+
+// normalizeStage is NormalizeStage with an error that callers prefix.
+func normalizeStage(s string) (string, error) {
 	if len(s) == 1 {
 		l := s[0] | 0x20 // lower case for ASCII letters
 		if l >= 'a' && l <= 'e' && (s[0] == l || s[0] == l-0x20) {
 			return string(l), nil
 		}
 	}
-	return "", fmt.Errorf("session: stage %q: %w: choose from a, b, c, d, e", s, ErrInvalidStage)
+	return "", fmt.Errorf("stage %q: %w: choose from a, b, c, d, e", s, ErrInvalidStage)
 }
 
 // Register registers a new worker at stage (a to e, either case) under
@@ -52,9 +61,9 @@ func NormalizeStage(s string) (string, error) {
 // before sending. Errors: ErrInvalidStage, ErrStageDisabled,
 // *ValidationError, *ServerError, transport and context errors.
 func (c *Conn) Register(ctx context.Context, nickname, stage string) (Registration, error) {
-	st, err := NormalizeStage(stage)
+	st, err := normalizeStage(stage)
 	if err != nil {
-		return Registration{}, err
+		return Registration{}, fmt.Errorf("session: %s: %w", epRegister, err)
 	}
 	if n := utf8.RuneCountInString(nickname); n > MaxNicknameLen {
 		return Registration{}, fmt.Errorf("session: %s: %w: nickname of %d characters, over %d", epRegister, ErrInvalidArgument, n, MaxNicknameLen)
@@ -97,9 +106,9 @@ func (c *Conn) Register(ctx context.Context, nickname, stage string) (Registrati
 // ErrInvalidStage, *ValidationError, *ServerError, transport and context
 // errors.
 func (c *Conn) JobCount(ctx context.Context, stage string) (int, error) {
-	st, err := NormalizeStage(stage)
+	st, err := normalizeStage(stage)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("session: %s: %w", epJobCount, err)
 	}
 	a, err := c.call(ctx, request{endpoint: epJobCount, query: url.Values{"stage": {st}}})
 	if err != nil {

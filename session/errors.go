@@ -9,7 +9,7 @@ import (
 )
 
 // Errors returned by Conn's methods, wrapped with the endpoint's name (for
-// example "session: completeJob: you hold no job"); test for them with
+// example "session: completeJob: worker holds no job"); test for them with
 // errors.Is. Which endpoint returns which error is listed in the package
 // documentation.
 var (

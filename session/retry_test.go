@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -390,16 +391,15 @@ func TestRetryAfter(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			var first time.Time
-			var gap time.Duration
+			var first, second atomic.Int64 // UnixNano of the attempts
 			srv, hits := server(t, func(n int, w http.ResponseWriter, _ *http.Request) {
 				if n == 1 {
-					first = time.Now()
+					first.Store(time.Now().UnixNano())
 					w.Header().Set("Retry-After", tt.retryAfter())
 					answer(w, tt.status, "wait")
 					return
 				}
-				gap = time.Since(first)
+				second.Store(time.Now().UnixNano())
 				answer(w, 200, "7")
 			})
 			c, _ := newConn(t, srv.URL, func(o *session.Options) { o.Retry.MaxRetryAfter = tt.maxRetryAfter })
@@ -410,6 +410,7 @@ func TestRetryAfter(t *testing.T) {
 			if hits.Load() != 2 {
 				t.Fatalf("attempts = %d, want 2", hits.Load())
 			}
+			gap := time.Duration(second.Load() - first.Load())
 			if gap < tt.wantMin || gap > tt.wantMax {
 				t.Errorf("wait between attempts = %v, want between %v and %v", gap, tt.wantMin, tt.wantMax)
 			}

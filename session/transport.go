@@ -148,6 +148,9 @@ func (c *Conn) call(ctx context.Context, r request) (answer, error) {
 		}
 		return answer{}, fmt.Errorf("session: %s: %w", r.endpoint, ctxErr)
 	}
+	if re, ok := err.(*retryable); ok {
+		return answer{}, re.err // the retries gave up
+	}
 	return answer{}, err
 }
 
