@@ -268,7 +268,6 @@ func (t *Tracker) AddJobs(jobs ...any) []int {
 	defer t.mu.Unlock()
 	nums := make([]int, len(jobs))
 	for i, w := range wires {
-		w := w
 		j := &job{number: len(t.jobs) + 1, openIdx: -1}
 		j.data[0] = &w
 		t.jobs = append(t.jobs, j)
@@ -278,8 +277,15 @@ func (t *Tracker) AddJobs(jobs ...any) []int {
 	return nums
 }
 
-// nextStage is the next enabled stage after s, or -1.
+// nextStage is the next enabled stage after s, or -1. Upstream only looks at the very next
+// letter (a job completed before a disabled stage is closed); the default mode skips gaps.
 func (t *Tracker) nextStage(s int) int {
+	if t.quirks {
+		if s+1 < numStages && t.names[s+1] != "" {
+			return s + 1
+		}
+		return -1
+	}
 	for n := s + 1; n < numStages; n++ {
 		if t.names[n] != "" {
 			return n
