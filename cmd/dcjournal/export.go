@@ -75,9 +75,12 @@ func runExport(env *cmdEnv, args []string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	what := "orphaned outputs"
+	what := "orphaned output"
 	if opts.All {
-		what = "outputs"
+		what = "output"
+	}
+	if len(idx.Outputs) != 1 {
+		what += "s"
 	}
 	fmt.Fprintf(env.stdout, "exported %d %s to %s, listed in %s\n", len(idx.Outputs), what, opts.Dir, filepath.Join(opts.Dir, postmortem.IndexFile))
 	if *ack {
@@ -85,7 +88,11 @@ func runExport(env *cmdEnv, args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(env.stdout, "recorded %d orphan%s as exported in %s\n", n, map[bool]string{true: "", false: "s"}[n == 1], path)
+		plural := "s"
+		if n == 1 {
+			plural = ""
+		}
+		fmt.Fprintf(env.stdout, "recorded %d orphan%s as exported in %s\n", n, plural, path)
 	}
 	return nil
 }
