@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/distcompute/distcompute-go/journal"
+	"github.com/distcompute/distcompute-go/replay"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -106,7 +107,7 @@ func fixtureCrash(path string) error {
 
 		// Slot 2: recovered once, then lost its session with a completion pending.
 		register(a, "2", "green-elk-5", "99887766-5544-4332-8211-00ffeeddccbb")
-		report, _ := json.Marshal(map[string]any{"Slot": "2", "Resubmitted": []int{11}, "Released": []int{}, "SessionLost": false})
+		report, _ := json.Marshal(replay.Report{Slot: "2", Resubmitted: []int{11}})
 		a.add(journal.Event{Slot: "2", Kind: journal.KindReplayed, Report: report})
 		a.add(journal.Event{Slot: "2", Kind: journal.KindClaimed, Job: 12, Input: str("s3://bucket/part-00012.tar")})
 		a.add(journal.Event{Slot: "2", Kind: journal.KindCompletionPending, Job: 12, Output: str("12 images, 0 failed\n")})

@@ -88,6 +88,7 @@ func reportLine(raw json.RawMessage) string {
 			return string(raw)
 		}
 		key, _ := ktok.(string)
+		key = strings.ReplaceAll(key, "_", " ") // "applied_earlier" reads "applied earlier"
 		var v any
 		if err := dec.Decode(&v); err != nil {
 			return string(raw)

@@ -61,7 +61,7 @@ func TestFmtDuration(t *testing.T) {
 
 func TestReportLine(t *testing.T) {
 	for name, tc := range map[string]struct{ raw, want string }{
-		"replay report": {`{"slot":"0","resubmitted":[41,42],"released":[7],"session_lost":true,"errors":["x"]}`, "resubmitted 41 42; released 7; session_lost; errors x"},
+		"replay report": {`{"slot":"0","resubmitted":[41,42],"released":[7],"session_lost":true,"errors":["x"]}`, "resubmitted 41 42; released 7; session lost; errors x"},
 		"empty fields":  {`{"slot":"0","resubmitted":[],"bye_resent":false}`, "nothing to do"},
 		"not an object": {`[1,2]`, `[1,2]`},
 		"missing":       {``, "empty report"},
