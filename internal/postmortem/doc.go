@@ -13,8 +13,11 @@
 //
 // [Inspect] with InspectOptions.JSON writes one JSON object, the [Summary] type. Fields
 // are only ever added within a schema version; a removed or renamed field bumps
-// schema_version. Times are RFC 3339 in UTC; absent times and empty strings are
-// omitted.
+// schema_version (TestJSONSchemaStable guards this). Times are RFC 3339 in UTC;
+// absent times, empty strings and absent objects are omitted. With
+// InspectOptions.Slot or Job, "slots" and "orphans" hold only what concerns that slot
+// or job. [Export] writes index.json, the [ExportIndex] type, of the same
+// schema_version.
 //
 //	{
 //	  "schema_version": 1,
@@ -30,6 +33,7 @@
 //	    "worker": "blue-fox-17", "nickname": "spot-3", "token": "1f2e3d4c…",   // token redacted unless --show-secrets
 //	    "tracker": "http://tracker:8080", "stage": "a", "stage_name": "CPU", "project": "laion",
 //	    "registered": "2026-11-26T02:10:00Z",
+//	    "lost_reason": "...",                     // session "lost" only
 //	    "job": {                                   // the job held, absent if none
 //	      "number": 42, "stage": "a", "since": "...",
 //	      "input_kind": "json" | "text" | "null", "input_bytes": 123,
@@ -45,10 +49,10 @@
 //	    "seq": 33, "slot": "0", "stage": "a", "job": 40, "time": "...", "reason": "...",
 //	    "output_kind": "json", "output_bytes": 77
 //	  }],
-//	  "events": [{                                   // only with --timeline, --job or --slot --timeline
+//	  "events": [{                                   // only with InspectOptions.Timeline or Job
 //	    "seq": 1, "time": "...", "slot": "0", "kind": "registered", "job": 0,
 //	    "detail": "one line for people",
-//	    "input": "...", "output": "..."           // wire text, only with --job
+//	    "input": "...", "output": "..."           // wire text (JSON prefixed by <!json!>), only with Job
 //	  }]
 //	}
 package postmortem
