@@ -23,8 +23,8 @@ func TestJSONSchemaStable(t *testing.T) {
 		Slots: []postmortem.SlotSummary{{
 			Slot: "0", Session: "open", Worker: "w", Nickname: "n", Token: "t", Tracker: "u", Stage: "a", StageName: "CPU",
 			Project: "p", Registered: &now, LostReason: "r",
-			Job:               &postmortem.JobSummary{Number: 1, Stage: "a", Since: &now, InputKind: "json", InputBytes: 1, CheckpointBytes: 1, CheckpointTime: &now},
-			Progress:          "p", ProgressTime: &now,
+			Job:      &postmortem.JobSummary{Number: 1, Stage: "a", Since: &now, InputKind: "json", InputBytes: 1, CheckpointBytes: 1, CheckpointTime: &now},
+			Progress: "p", ProgressTime: &now,
 			CompletionPending: &postmortem.CompletionSummary{Job: 1, Stage: "a", Since: &now, OutputKind: "text", OutputBytes: 1, Seq: 1},
 			FlagPending:       true, ByePending: true, LastSeq: 1, LastEvent: &now,
 			LastReport: &postmortem.ReportSummary{Time: &now, Report: json.RawMessage(`{}`)},
