@@ -214,8 +214,12 @@ func TestLocalValidation(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, hits := server(t, func(_ int, w http.ResponseWriter, _ *http.Request) { answer(w, 200, bodyOK) })
 			c, _ := newConn(t, srv.URL, nil)
-			if err := tt.call(context.Background(), c); !errors.Is(err, tt.want) {
+			err := tt.call(context.Background(), c)
+			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			if !strings.HasPrefix(err.Error(), "session: ") || strings.Count(err.Error(), "session: ") != 1 {
+				t.Errorf("err = %q, want one \"session: <endpoint>: \" prefix", err)
 			}
 			if hits.Load() != 0 {
 				t.Errorf("%d requests sent, want none", hits.Load())

@@ -351,6 +351,22 @@ func TestCancelledContext(t *testing.T) {
 			t.Errorf("attempts = %d, want 1", got)
 		}
 	})
+	t.Run("while the tracker is unreachable", func(t *testing.T) {
+		c, _ := newConn(t, closedURL(t), func(o *session.Options) {
+			o.Retry.MaxRetries = 0
+			o.Retry.InitialInterval = 20 * time.Millisecond
+			o.Retry.MaxInterval = 20 * time.Millisecond
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+		defer cancel()
+		err := c.Bye(ctx, testToken)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want context.DeadlineExceeded", err)
+		}
+		if !strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("err = %q, want it to mention the last failure", err)
+		}
+	})
 	t.Run("during an attempt", func(t *testing.T) {
 		srv, _ := server(t, func(_ int, _ http.ResponseWriter, r *http.Request) {
 			_, _ = io.ReadAll(r.Body)

@@ -124,7 +124,9 @@ func (c *Conn) call(ctx context.Context, r request) (answer, error) {
 		if sent {
 			mayBe = true
 		}
-		lastErr = err
+		if ctx.Err() == nil {
+			lastErr = err // keep the last failure that was not the caller's doing
+		}
 		var re *retryable
 		if errors.As(err, &re) {
 			bo.retryAfter = re.retryAfter
