@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -77,12 +78,12 @@ func runInspect(env *cmdEnv, args []string) error {
 		if len(pos) > 0 {
 			return usageErrorf("inspect: give either JOURNAL or --live, not both")
 		}
-		tmp, err := fetchSnapshot(env.ctx, *live)
+		tmp, src, err := fetchSnapshot(env.ctx, *live)
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(tmp)
-		path = tmp
+		defer os.RemoveAll(filepath.Dir(tmp))
+		path, opts.Source = tmp, src
 	} else if path, err = journalArg(fs, pos); err != nil {
 		return err
 	}
@@ -91,9 +92,6 @@ func runInspect(env *cmdEnv, args []string) error {
 		return err
 	}
 	defer db.Close()
-	if *live != "" {
-		opts.Source = "live snapshot of " + *live
-	}
 	if err := postmortem.Inspect(env.stdout, db, opts); err != nil {
 		return err
 	}
@@ -117,14 +115,15 @@ func colorOK(w io.Writer) bool {
 const snapshotTimeout = 30 * time.Second
 
 // fetchSnapshot downloads a running worker's journal snapshot (journal.WriteSnapshot
-// served at GET /journal) into a temporary directory and returns the file's path.
-func fetchSnapshot(ctx context.Context, raw string) (string, error) {
+// served at GET /journal) into a temporary directory and returns the file's path
+// and the URL it came from.
+func fetchSnapshot(ctx context.Context, raw string) (path, src string, err error) {
 	if !strings.Contains(raw, "://") {
 		raw = "http://" + raw
 	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", usageErrorf("inspect: --live wants the worker's status address, like http://127.0.0.1:8080, got %q", raw)
+		return "", "", usageErrorf("inspect: --live wants the worker's status address, like http://127.0.0.1:8080, got %q", raw)
 	}
 	if u.Path == "" || u.Path == "/" {
 		u.Path = "/journal"
@@ -133,22 +132,22 @@ func fetchSnapshot(ctx context.Context, raw string) (string, error) {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return "", usageErrorf("inspect: --live: %v", err)
+		return "", "", usageErrorf("inspect: --live: %v", err)
 	}
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := client.Do(req)
 	if err != nil {
-		return "", withCode(exitJournal, fmt.Errorf("cannot fetch the live snapshot from %s: %v; is the worker running with --status-addr?", u, err))
+		return "", "", withCode(exitJournal, fmt.Errorf("cannot fetch the live snapshot from %s: %v; is the worker running with --status-addr?", u, err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return "", withCode(exitJournal, fmt.Errorf("cannot fetch the live snapshot: %s answered %s; is this a dcworker status address?", u, resp.Status))
+		return "", "", withCode(exitJournal, fmt.Errorf("cannot fetch the live snapshot: %s answered %s; is this a dcworker status address?", u, resp.Status))
 	}
 	dir, err := os.MkdirTemp("", "dcjournal-live-")
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	path := dir + string(os.PathSeparator) + "journal.db"
+	path = filepath.Join(dir, "journal.db")
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600)
 	if err == nil {
 		_, err = io.Copy(f, resp.Body)
@@ -158,7 +157,7 @@ func fetchSnapshot(ctx context.Context, raw string) (string, error) {
 	}
 	if err != nil {
 		os.RemoveAll(dir)
-		return "", withCode(exitJournal, fmt.Errorf("cannot fetch the live snapshot from %s: %v", u, err))
+		return "", "", withCode(exitJournal, fmt.Errorf("cannot fetch the live snapshot from %s: %v", u, err))
 	}
-	return path, nil
+	return path, u.String(), nil
 }

@@ -34,8 +34,9 @@ type InspectOptions struct {
 	Now time.Time
 	// Command is how the operator runs dcjournal in the "next steps" hints; "" means "dcjournal".
 	Command string
-	// Source, if set, names what is inspected instead of the journal's path (a live
-	// snapshot's URL); the "next steps" are left out, since the worker still runs.
+	// Source, if set, is the URL of the live snapshot being inspected: it is shown
+	// (and written as journal.path in JSON) instead of the temporary file's path, and
+	// the "next steps" are left out, since the worker still runs.
 	Source string
 }
 
@@ -60,6 +61,9 @@ func Inspect(w io.Writer, db *journal.DB, opts InspectOptions) error {
 	sum, err := Summarize(db, opts.ShowSecrets)
 	if err != nil {
 		return err
+	}
+	if opts.Source != "" {
+		sum.Journal.Path = opts.Source
 	}
 	if opts.Slot != "" {
 		var keep []SlotSummary
@@ -256,7 +260,7 @@ func (p *printer) summary(s *Summary) {
 
 func (p *printer) journal(j JournalSummary) {
 	if p.opts.Source != "" {
-		p.heading("Journal: %s", p.opts.Source)
+		p.heading("Journal %s (live snapshot)", p.opts.Source)
 	} else {
 		p.heading("Journal %s", j.Path)
 	}
