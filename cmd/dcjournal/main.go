@@ -65,4 +65,3 @@ func report(ctx context.Context, err error, stderr io.Writer) int {
 	}
 	return code
 }
-
