@@ -67,9 +67,9 @@ const recordedToken = "ea25c273-19a1-4c84-a904-7be689284ce3"
 func TestStatusMapping(t *testing.T) {
 	steps := loadRecorded(t)
 	type result struct {
-		value any   // expected value for a nil error
-		err   error // sentinel, or nil
-		as    any   // *session.ServerError / *session.ValidationError prototype
+		value any    // expected value for a nil error
+		err   error  // sentinel, or nil
+		as    string // "server": *session.ServerError, "validation": *session.ValidationError
 	}
 	register := func(ctx context.Context, c *session.Conn) (any, error) { return c.Register(ctx, "alice", "a") }
 	jobCount := func(ctx context.Context, c *session.Conn) (any, error) { return c.JobCount(ctx, "a") }
@@ -93,8 +93,7 @@ func TestStatusMapping(t *testing.T) {
 		}
 		return p
 	}
-	var se *session.ServerError
-	var ve *session.ValidationError
+	const se, ve = "server", "validation"
 	tests := []struct {
 		seq      int
 		call     func(context.Context, *session.Conn) (any, error)
@@ -106,23 +105,23 @@ func TestStatusMapping(t *testing.T) {
 		{5, register, result{err: session.ErrInvalidStage}, 0},
 		{6, register, result{err: session.ErrStageDisabled}, 0},
 		{7, register, result{err: session.ErrInvalidStage}, 0},
-		{8, register, result{as: &ve}, 0},
-		{10, register, result{as: &se}, 0},
-		{39, register, result{as: &se}, 4},
+		{8, register, result{as: ve}, 0},
+		{10, register, result{as: se}, 0},
+		{39, register, result{as: se}, 4},
 		{11, jobCount, result{value: 3}, 0},
 		{12, jobCount, result{value: 0}, 0},
 		{14, jobCount, result{err: session.ErrInvalidStage}, 0},
-		{16, jobCount, result{as: &ve}, 0},
-		{23, jobCount, result{as: &se}, 0},
+		{16, jobCount, result{as: ve}, 0},
+		{23, jobCount, result{as: se}, 0},
 		{26, isAlive, result{value: true}, 0},
 		{27, isAlive, result{value: false}, 0},
-		{28, isAlive, result{as: &ve}, 0},
-		{30, isAlive, result{as: &ve}, 0},
+		{28, isAlive, result{as: ve}, 0},
+		{30, isAlive, result{as: ve}, 0},
 		{31, progress, result{}, 0},
-		{33, progress, result{as: &ve}, 0},
+		{33, progress, result{as: ve}, 0},
 		{35, progress, result{err: session.ErrWorkerGone}, 0},
-		{24, newJob, result{as: &se}, 0},
-		{25, newJob, result{as: &se}, 0},
+		{24, newJob, result{as: se}, 0},
+		{25, newJob, result{as: se}, 0},
 		{46, newJob, result{err: session.ErrWorkerGone}, 0},
 		{47, newJob, result{err: session.ErrNoJobs}, 0},
 		{58, newJob, result{value: session.Job{Number: 2, Data: mustJSON(`{"shard": 2, "url": "s3://bucket/shard-00002.tar"}`)}}, 0},
@@ -131,16 +130,16 @@ func TestStatusMapping(t *testing.T) {
 		{208, newJob, result{value: session.Job{Number: 4, Data: mustJSON(`[4, "shard-00004.tar", true]`)}}, 0},
 		{42, complete, result{err: session.ErrNoJobHeld}, 0},
 		{44, complete, result{err: session.ErrWorkerGone}, 0},
-		{48, complete, result{as: &ve}, 0},
-		{49, complete, result{as: &ve}, 0},
-		{51, complete, result{as: &ve}, 0},
-		{52, complete, result{as: &ve}, 0},
+		{48, complete, result{as: ve}, 0},
+		{49, complete, result{as: ve}, 0},
+		{51, complete, result{as: ve}, 0},
+		{52, complete, result{as: ve}, 0},
 		{65, complete, result{}, 0},
-		{220, complete, result{as: &se}, 4},
+		{220, complete, result{as: se}, 4},
 		{43, flag, result{err: session.ErrNoJobHeld}, 0},
 		{45, flag, result{err: session.ErrWorkerGone}, 0},
 		{71, flag, result{}, 0},
-		{106, flag, result{as: &ve}, 0},
+		{106, flag, result{as: ve}, 0},
 		{111, bye, result{}, 0},
 		{127, bye, result{err: session.ErrWorkerGone}, 0},
 	}
@@ -166,9 +165,18 @@ func TestStatusMapping(t *testing.T) {
 				if !errors.Is(err, tt.want.err) {
 					t.Fatalf("err = %v, want %v", err, tt.want.err)
 				}
-			case tt.want.as != nil:
-				if !errors.As(err, tt.want.as) {
-					t.Fatalf("err = %v (%T), want %T", err, err, tt.want.as)
+			case tt.want.as == se:
+				var target *session.ServerError
+				if !errors.As(err, &target) {
+					t.Fatalf("err = %v (%T), want *session.ServerError", err, err)
+				}
+				if target.Status != s.Status {
+					t.Errorf("Status = %d, want %d", target.Status, s.Status)
+				}
+			case tt.want.as == ve:
+				var target *session.ValidationError
+				if !errors.As(err, &target) {
+					t.Fatalf("err = %v (%T), want *session.ValidationError", err, err)
 				}
 			default:
 				if err != nil {
