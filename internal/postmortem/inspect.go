@@ -348,7 +348,7 @@ func (p *printer) slot(sl SlotSummary) {
 		if j.Since != nil && sl.LastEvent != nil {
 			line += fmt.Sprintf(" (%s before the last event)", fmtDuration(sl.LastEvent.Sub(*j.Since)))
 		}
-		rows = append(rows, []string{"job", line}, []string{"input", payloadKindSize(j.InputKind, j.InputBytes)})
+		rows = append(rows, []string{"job", line}, []string{"input", withPreview(payloadKindSize(j.InputKind, j.InputBytes), j.preview)})
 		if j.CheckpointBytes > 0 {
 			rows = append(rows, []string{"checkpoint", fmt.Sprintf("%s at %s", byteSize(j.CheckpointBytes), fmtTime(j.CheckpointTime))})
 		} else {
@@ -361,8 +361,8 @@ func (p *printer) slot(sl SlotSummary) {
 		rows = append(rows, []string{"progress", fmt.Sprintf("%q at %s", sl.Progress, fmtTime(sl.ProgressTime))})
 	}
 	if c := sl.CompletionPending; c != nil {
-		rows = append(rows, []string{"pending", fmt.Sprintf("completion of job %d (%s) written %s, answer never recorded",
-			c.Job, payloadKindSize(c.OutputKind, c.OutputBytes), fmtTime(c.Since))})
+		rows = append(rows, []string{"pending", fmt.Sprintf("completion of job %d written %s, answer never recorded",
+			c.Job, fmtTime(c.Since))}, []string{"output", withPreview(payloadKindSize(c.OutputKind, c.OutputBytes), c.preview)})
 	}
 	if sl.FlagPending {
 		rows = append(rows, []string{"pending", "flag of invalid data, answer never recorded"})
@@ -375,6 +375,13 @@ func (p *printer) slot(sl SlotSummary) {
 	}
 	rows = append(rows, []string{"last event", fmt.Sprintf("seq %d at %s", sl.LastSeq, fmtTime(sl.LastEvent))})
 	p.table("  ", rows)
+}
+
+func withPreview(s, preview string) string {
+	if preview == "" {
+		return s
+	}
+	return s + ": " + preview
 }
 
 func payloadKindSize(kind string, n int) string {

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -82,6 +83,8 @@ type JobSummary struct {
 	InputBytes      int        `json:"input_bytes"`
 	CheckpointBytes int        `json:"checkpoint_bytes"`
 	CheckpointTime  *time.Time `json:"checkpoint_time,omitempty"`
+
+	preview string // the start of the input, for people
 }
 
 // CompletionSummary is a completion written to the journal whose answer from the
@@ -93,6 +96,8 @@ type CompletionSummary struct {
 	OutputKind  string     `json:"output_kind"`
 	OutputBytes int        `json:"output_bytes"`
 	Seq         uint64     `json:"seq,omitempty"`
+
+	preview string // the start of the output, for people
 }
 
 // ReportSummary is the last recovery report of a slot, as recovery wrote it.
@@ -247,6 +252,7 @@ func slotSummary(st journal.State, sc *slotScan, showSecrets bool) SlotSummary {
 			Number: j.Number, Stage: j.Stage, Since: timePtr(j.Since),
 			InputKind: wireKind(j.Input), InputBytes: len(payloadText(j.Input)),
 			CheckpointBytes: len(j.Checkpoint),
+			preview:         preview(j.Input),
 		}
 		if len(j.Checkpoint) > 0 {
 			ss.Job.CheckpointTime = timePtr(sc.checkpointTime[j.Number])
@@ -256,6 +262,7 @@ func slotSummary(st journal.State, sc *slotScan, showSecrets bool) SlotSummary {
 		ss.CompletionPending = &CompletionSummary{
 			Job: c.Job.Number, Stage: c.Job.Stage, Since: timePtr(c.Since), Seq: c.Seq,
 			OutputKind: wireKind(&c.Output), OutputBytes: len(payloadText(&c.Output)),
+			preview: preview(&c.Output),
 		}
 	}
 	if len(st.LastReport) > 0 {
@@ -328,4 +335,24 @@ func redactURL(raw string, show bool) string {
 		return raw
 	}
 	return u.Redacted()
+}
+
+// previewLen is how many characters of a payload the summary shows.
+const previewLen = 60
+
+// preview is the start of a payload on one line: JSON as it is, text quoted; "" for
+// null.
+func preview(wire *string) string {
+	if wire == nil {
+		return ""
+	}
+	r := []rune(oneLine(payloadText(wire)))
+	cut := ""
+	if len(r) > previewLen {
+		r, cut = r[:previewLen], "…"
+	}
+	if wireKind(wire) == "json" {
+		return string(r) + cut
+	}
+	return strconv.Quote(string(r)) + cut
 }
