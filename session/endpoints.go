@@ -239,7 +239,9 @@ func (c *Conn) NewJob(ctx context.Context, token string) (Job, error) {
 
 // CompleteJob submits output for the job the worker holds: POST
 // /api/completeJob. A Null output is refused before sending
-// (ErrInvalidArgument): the tracker stores strings only.
+// (ErrInvalidArgument): the tracker stores strings only. The output travels
+// in a JSON string, so invalid UTF-8 in it arrives as U+FFFD; callers with
+// binary output should encode it (base64, for example) first.
 //
 // Errors: ErrNoJobHeld (403), ErrAppliedEarlier (403 to a retry: the output
 // was accepted), ErrWorkerGone (404), *ValidationError, *ServerError,
