@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/distcompute/distcompute-go/journal"
@@ -72,7 +73,7 @@ type options struct {
 	waitMin       time.Duration
 	waitMax       time.Duration
 	aliveEvery    int
-	progressLimit time.Duration
+	jmu           *sync.RWMutex // shared by a Pool's clients
 }
 
 func defaultOptions() options {
