@@ -55,25 +55,25 @@ const (
 type Option func(*options)
 
 type options struct {
-	nickname      string
-	verbose       bool
-	logger        *slog.Logger
-	httpClient    *http.Client
-	journalPath   string
-	journalOpts   *journal.Options
-	db            *journal.DB
-	retry         *session.RetryPolicy
-	heartbeat     time.Duration
-	idleTimeout   time.Duration
-	release       bool
-	slot          string
-	slotSet       bool
-	resubmit      bool
-	hook          func(Point, string)
-	waitMin       time.Duration
-	waitMax       time.Duration
-	aliveEvery    int
-	jmu           *sync.RWMutex // shared by a Pool's clients
+	nickname    string
+	verbose     bool
+	logger      *slog.Logger
+	httpClient  *http.Client
+	journalPath string
+	journalOpts *journal.Options
+	db          *journal.DB
+	retry       *session.RetryPolicy
+	heartbeat   time.Duration
+	idleTimeout time.Duration
+	release     bool
+	slot        string
+	slotSet     bool
+	resubmit    bool
+	hook        func(Point, string)
+	waitMin     time.Duration
+	waitMax     time.Duration
+	aliveEvery  int
+	jmu         *sync.RWMutex // shared by a Pool's clients
 }
 
 func defaultOptions() options {
