@@ -59,6 +59,10 @@ func runExport(env *cmdEnv, args []string) error {
 	defer db.Close()
 	idx, err := postmortem.Export(db, opts)
 	if err != nil {
+		err = readError(path, err)
+		if opts.All {
+			err = fmt.Errorf("%w; --orphans reads only the orphan records and may still work", err)
+		}
 		return err
 	}
 	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -25,6 +26,7 @@ import (
 //	foreign   a bbolt file that is not a journal.
 //	newer     a journal whose format version is newer than this program's.
 //	badstate  a journal whose stored state of slot "0" disagrees with its events.
+//	badevent  a journal whose event record 5 is garbage.
 var fixtures = map[string]func(path string) error{
 	"crash":    fixtureCrash,
 	"clean":    fixtureClean,
@@ -33,6 +35,7 @@ var fixtures = map[string]func(path string) error{
 	"foreign":  fixtureForeign,
 	"newer":    fixtureNewer,
 	"badstate": fixtureBadState,
+	"badevent": fixtureBadEvent,
 }
 
 func mkjournalMain() {
@@ -210,4 +213,15 @@ func joinErr(a, b error) error {
 		return a
 	}
 	return b
+}
+
+func fixtureBadEvent(path string) error {
+	if err := fixtureCrash(path); err != nil {
+		return err
+	}
+	return boltUpdate(path, func(tx *bolt.Tx) error {
+		key := make([]byte, 8)
+		binary.BigEndian.PutUint64(key, 5)
+		return tx.Bucket([]byte("events")).Put(key, []byte("{not json"))
+	})
 }

@@ -34,8 +34,9 @@ Fields are only added within a schema_version; times are RFC 3339, UTC:
     "schema_version": 1,
     "journal": {"path", "size_bytes", "events", "first_seq", "last_seq",
                 "first_event", "last_event"},
-    "slots": [{"slot", "session": "open"|"closed"|"lost"|"none", "worker",
-               "nickname", "token", "tracker", "stage", "stage_name", "project",
+    "slots": [{"slot", "session": "open"|"closed"|"lost"|"none"|"unknown",
+               "worker", "nickname", "token", "tracker", "stage", "stage_name",
+               "project",
                "registered", "lost_reason",
                "job": {"number", "stage", "since", "input_kind": "json"|"text"|"null",
                        "input_bytes", "checkpoint_bytes", "checkpoint_time"},
@@ -47,12 +48,14 @@ Fields are only added within a schema_version; times are RFC 3339, UTC:
     "orphans": [{"seq", "slot", "stage", "job", "time", "reason",
                  "output_kind", "output_bytes"}],
     "events": [{"seq", "time", "slot", "kind", "job", "detail",
-                "input", "output"}]
+                "input", "output"}],
+    "warnings": ["what could not be read, for a damaged journal"]
   }
 
 "events" is present with --timeline and --job; "input" and "output" (wire text,
 JSON prefixed by <!json!>) only with --job. With --slot or --job, "slots" and
-"orphans" hold only what concerns that slot or job.
+"orphans" hold only what concerns that slot or job. "warnings" is present only
+for a damaged journal: inspect then shows what it could read, and exits 3.
 `
 
 func runInspect(env *cmdEnv, args []string) error {
@@ -92,10 +95,7 @@ func runInspect(env *cmdEnv, args []string) error {
 		return err
 	}
 	defer db.Close()
-	if err := postmortem.Inspect(env.stdout, db, opts); err != nil {
-		return err
-	}
-	return nil
+	return readError(path, postmortem.Inspect(env.stdout, db, opts))
 }
 
 // colorOK reports whether w is a terminal and NO_COLOR is unset (https://no-color.org).

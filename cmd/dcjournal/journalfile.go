@@ -146,3 +146,27 @@ func lockedError(path string) error {
 	return fmt.Errorf("%s is locked by %s, a worker still running; nothing was read or changed. "+
 		"Stop it first, or see it live with: dcjournal inspect --live http://ADDR (ADDR: the worker's --status-addr)", path, who)
 }
+
+// readError explains an error met while reading an open journal: a damaged record
+// gets the "cannot open" exit code and a pointer to verify.
+func readError(path string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, journal.ErrNewerFormat):
+		return withCode(exitJournal, fmt.Errorf("%s holds records of a newer version of distcompute-go; use a dcjournal of that version or later (%v)", path, err))
+	case errors.Is(err, journal.ErrCorrupt):
+		return withCode(exitJournal, fmt.Errorf("%s is damaged (%s); \"dcjournal verify %s\" lists the problems", path, lastPart(err, path), path))
+	}
+	return err
+}
+
+// lastPart is the message of a journal error without the file name and sentinel
+// texts the journal package puts in front.
+func lastPart(err error, path string) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, journal.ErrCorrupt.Error()+": "); i >= 0 {
+		return s[i+len(journal.ErrCorrupt.Error())+2:]
+	}
+	return strings.TrimPrefix(s, "journal: "+path+": ")
+}

@@ -29,7 +29,7 @@
 //	  },
 //	  "slots": [{
 //	    "slot": "0",
-//	    "session": "open" | "closed" | "lost" | "none",
+//	    "session": "open" | "closed" | "lost" | "none" | "unknown",   // unknown: damaged history
 //	    "worker": "blue-fox-17", "nickname": "spot-3", "token": "1f2e3d4c…",   // token redacted unless --show-secrets
 //	    "tracker": "http://tracker:8080", "stage": "a", "stage_name": "CPU", "project": "laion",
 //	    "registered": "2026-11-26T02:10:00Z",
@@ -53,6 +53,7 @@
 //	    "seq": 1, "time": "...", "slot": "0", "kind": "registered", "job": 0,
 //	    "detail": "one line for people",
 //	    "input": "...", "output": "..."           // wire text (JSON prefixed by <!json!>), only with Job
-//	  }]
+//	  }],
+//	  "warnings": ["..."]                          // only for a damaged journal: what could not be read
 //	}
 package postmortem

@@ -58,10 +58,17 @@ const eventTimeLayout = "2006-01-02 15:04:05.000"
 // report, and when the last event was written. It only reads db. Errors come from
 // reading the journal or writing to w, or are [ErrNoSuchSlot] / [ErrNoSuchJob].
 func Inspect(w io.Writer, db *journal.DB, opts InspectOptions) error {
-	sum, err := Summarize(db, opts.ShowSecrets)
-	if err != nil {
-		return err
+	sum, damage := Summarize(db, opts.ShowSecrets)
+	if sum == nil {
+		return damage
 	}
+	if err := inspect(w, db, sum, opts); err != nil {
+		return errors.Join(err, damage)
+	}
+	return damage
+}
+
+func inspect(w io.Writer, db *journal.DB, sum *Summary, opts InspectOptions) error {
 	if opts.Source != "" {
 		sum.Journal.Path = opts.Source
 	}
@@ -81,30 +88,51 @@ func Inspect(w io.Writer, db *journal.DB, opts InspectOptions) error {
 	if opts.Job != 0 {
 		return inspectJob(w, db, sum, opts)
 	}
+	var partial error // a damaged history: show what was read, then say so
 	if opts.Timeline {
 		err := db.Events(journal.Filter{Slot: opts.Slot}, func(e journal.Event) error {
 			sum.Events = append(sum.Events, eventSummary(e, opts.ShowSecrets, false))
 			return nil
 		})
-		if err != nil {
-			return fmt.Errorf("reading events: %w", err)
+		if err != nil && len(sum.Warnings) == 0 {
+			partial = fmt.Errorf("reading events: %w", err)
+			sum.Warnings = append(sum.Warnings, fmt.Sprintf("the event history could not be read past seq %d (%s)", lastSeq(sum.Events), errText(err)))
 		}
 		if sum.Events == nil {
 			sum.Events = []EventSummary{}
 		}
 	}
 	if opts.JSON {
-		return WriteJSON(w, sum)
+		return errors.Join(WriteJSON(w, sum), partial)
 	}
 	p := newPrinter(w, opts)
 	if opts.Timeline {
 		p.journal(sum.Journal)
+		p.warnings(sum.Warnings)
 		p.heading("Timeline (%d events)", len(sum.Events))
 		p.events(sum.Events)
-		return p.err
+		return errors.Join(p.err, partial)
 	}
 	p.summary(sum)
 	return p.err
+}
+
+func lastSeq(evs []EventSummary) uint64 {
+	if len(evs) == 0 {
+		return 0
+	}
+	return evs[len(evs)-1].Seq
+}
+
+// warnings says, right after the journal header, what could not be read.
+func (p *printer) warnings(ws []string) {
+	if len(ws) == 0 {
+		return
+	}
+	p.heading("%s", p.paint(ansiRed, "The journal is damaged: this is what could be read"))
+	for _, w := range ws {
+		p.printf("  - %s\n", w)
+	}
 }
 
 func inspectJob(w io.Writer, db *journal.DB, sum *Summary, opts InspectOptions) error {
@@ -255,6 +283,7 @@ func fmtDuration(d time.Duration) string {
 
 func (p *printer) summary(s *Summary) {
 	p.journal(s.Journal)
+	p.warnings(s.Warnings)
 	p.slots(s)
 }
 
@@ -337,6 +366,8 @@ func (p *printer) slot(sl SlotSummary) {
 		rows = append(rows, []string{"session", "lost: " + orDash(sl.LostReason)})
 	case SessionClosed:
 		rows = append(rows, []string{"session", "closed (bye applied)"})
+	case SessionUnknown:
+		rows = append(rows, []string{"session", "none now; lost or never registered (the history is damaged)"})
 	default:
 		rows = append(rows, []string{"session", "never registered"})
 	}

@@ -29,8 +29,9 @@ func TestJSONSchemaStable(t *testing.T) {
 			FlagPending:       true, ByePending: true, LastSeq: 1, LastEvent: &now,
 			LastReport: &postmortem.ReportSummary{Time: &now, Report: json.RawMessage(`{}`)},
 		}},
-		Orphans: []postmortem.OrphanSummary{{Seq: 1, Slot: "0", Stage: "a", Job: 1, Time: &now, Reason: "r", OutputKind: "text", OutputBytes: 1}},
-		Events:  []postmortem.EventSummary{{Seq: 1, Time: &now, Slot: "0", Kind: "claimed", Job: 1, Detail: "d", Input: &in, Output: &out}},
+		Orphans:  []postmortem.OrphanSummary{{Seq: 1, Slot: "0", Stage: "a", Job: 1, Time: &now, Reason: "r", OutputKind: "text", OutputBytes: 1}},
+		Events:   []postmortem.EventSummary{{Seq: 1, Time: &now, Slot: "0", Kind: "claimed", Job: 1, Detail: "d", Input: &in, Output: &out}},
+		Warnings: []string{"w"},
 	}
 	b, err := json.Marshal(s)
 	if err != nil {
@@ -54,7 +55,8 @@ func TestJSONSchemaStable(t *testing.T) {
 		slots[].flag_pending slots[].bye_pending slots[].last_seq slots[].last_event
 		slots[].last_report slots[].last_report.time slots[].last_report.report
 		orphans orphans[].seq orphans[].slot orphans[].stage orphans[].job orphans[].time orphans[].reason orphans[].output_kind orphans[].output_bytes
-		events events[].seq events[].time events[].slot events[].kind events[].job events[].detail events[].input events[].output`)
+		events events[].seq events[].time events[].slot events[].kind events[].job events[].detail events[].input events[].output
+		warnings`)
 	sort.Strings(want)
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("JSON paths changed:\n got %v\nwant %v", got, want)

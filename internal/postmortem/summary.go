@@ -2,6 +2,7 @@ package postmortem
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -27,6 +28,8 @@ const (
 	SessionClosed = "closed" // bye applied, nothing left to do
 	SessionLost   = "lost"   // the tracker forgot the worker (timed out); its held job was re-opened
 	SessionNone   = "none"   // never registered
+	// SessionUnknown: closed-or-lost cannot be told because the history is damaged.
+	SessionUnknown = "unknown"
 )
 
 // Summary is what [Inspect] shows, and the JSON object it writes (schema in the
@@ -37,6 +40,9 @@ type Summary struct {
 	Slots         []SlotSummary   `json:"slots"`
 	Orphans       []OrphanSummary `json:"orphans"`
 	Events        []EventSummary  `json:"events,omitempty"`
+	// Warnings says which parts of a damaged journal could not be read: the rest of
+	// the summary is what could.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // JournalSummary describes the journal file as a whole.
@@ -143,6 +149,11 @@ type slotScan struct {
 
 // Summarize builds the [Summary] of db. It reads the whole event history once. Tokens
 // are redacted unless showSecrets.
+//
+// A damaged journal still gives what can be read: when the history, the slot states
+// or the orphans cannot be read, Summarize returns the rest with Summary.Warnings
+// set, and an error wrapping journal.ErrCorrupt saying what failed. It returns a nil
+// Summary only when nothing could be read.
 func Summarize(db *journal.DB, showSecrets bool) (*Summary, error) {
 	s := &Summary{SchemaVersion: SchemaVersion, Slots: []SlotSummary{}, Orphans: []OrphanSummary{}}
 	s.Journal.Path = db.Path()
@@ -187,22 +198,38 @@ func Summarize(db *journal.DB, showSecrets bool) (*Summary, error) {
 		}
 		return nil
 	})
+	var damage []error
 	if err != nil {
-		return nil, fmt.Errorf("reading events: %w", err)
+		damage = append(damage, fmt.Errorf("reading events: %w", err))
+		s.Warnings = append(s.Warnings, fmt.Sprintf("the event history is damaged (%s); %d events were read before the damage: times and names below may be missing", errText(err), s.Journal.Events))
 	}
 
 	states, err := db.States()
 	if err != nil {
-		return nil, fmt.Errorf("reading slot states: %w", err)
+		damage = append(damage, fmt.Errorf("reading slot states: %w", err))
+		s.Warnings = append(s.Warnings, fmt.Sprintf("the slots' states could not be read (%s)", errText(err)))
 	}
 	sort.Slice(states, func(i, k int) bool { return lessSlot(states[i].Slot, states[k].Slot) })
+	historyOK := len(damage) == 0
 	for _, st := range states {
-		s.Slots = append(s.Slots, slotSummary(st, scan(st.Slot), showSecrets))
+		ss := slotSummary(st, scan(st.Slot), showSecrets)
+		if !historyOK && ss.Session == SessionNone && st.LastSeq > 0 {
+			ss.Session = SessionUnknown // lost or never registered: only the history says
+		}
+		s.Slots = append(s.Slots, ss)
+		// The states know the last event even when the history cannot be read.
+		if j := &s.Journal; st.LastSeq > j.LastSeq {
+			j.LastSeq = st.LastSeq
+		}
+		if j := &s.Journal; !st.LastTime.IsZero() && (j.LastEvent == nil || st.LastTime.After(*j.LastEvent)) {
+			j.LastEvent = timePtr(st.LastTime)
+		}
 	}
 
 	orphans, err := db.Orphans()
 	if err != nil {
-		return nil, fmt.Errorf("reading orphans: %w", err)
+		damage = append(damage, fmt.Errorf("reading orphans: %w", err))
+		s.Warnings = append(s.Warnings, fmt.Sprintf("the orphaned outputs could not be read (%s)", errText(err)))
 	}
 	for _, o := range orphans {
 		s.Orphans = append(s.Orphans, OrphanSummary{
@@ -210,7 +237,19 @@ func Summarize(db *journal.DB, showSecrets bool) (*Summary, error) {
 			OutputKind: wireKind(&o.Output), OutputBytes: len(payloadText(&o.Output)),
 		})
 	}
-	return s, nil
+	if len(damage) == len(s.Warnings) && len(damage) == 3 {
+		return nil, errors.Join(damage...)
+	}
+	return s, errors.Join(damage...)
+}
+
+// errText is a journal error without the file name the journal puts first.
+func errText(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, journal.ErrCorrupt.Error()+": "); i >= 0 {
+		return msg[i+len(journal.ErrCorrupt.Error())+2:]
+	}
+	return msg
 }
 
 func slotSummary(st journal.State, sc *slotScan, showSecrets bool) SlotSummary {
