@@ -61,7 +61,7 @@ for a damaged journal: inspect then shows what it could read, and exits 3.
 func runInspect(env *cmdEnv, args []string) error {
 	fs := newFlags("inspect", inspectHelp)
 	var opts postmortem.InspectOptions
-	fs.BoolVar(&opts.Timeline, "timeline", false, "also list every event, in order, with readable times")
+	fs.BoolVar(&opts.Timeline, "timeline", false, "list every event in order, with readable times, instead of the summary")
 	fs.IntVar(&opts.Job, "job", 0, "show the whole history of job `N` instead: its events, input and outputs")
 	fs.StringVar(&opts.Slot, "slot", "", "only slot `S`")
 	fs.BoolVar(&opts.JSON, "json", false, "write JSON for scripts (schema above)")
