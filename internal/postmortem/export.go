@@ -63,9 +63,6 @@ type ExportEntry struct {
 	output string
 }
 
-// ErrNothingSelected is returned by [Export] when neither Orphans nor All is set.
-var ErrNothingSelected = errors.New("choose what to export: orphans or all")
-
 // Export writes outputs of db to opts.Dir, one file per output named by stage and job
 // (a-000042.json, b-000007.txt; a second output of the same stage and job gets its
 // sequence number: a-000042-seq57.json), and index.json listing them. A text output

@@ -40,12 +40,6 @@ type InspectOptions struct {
 	Source string
 }
 
-// ErrNoSuchSlot is returned by [Inspect] when InspectOptions.Slot names no slot of the journal.
-var ErrNoSuchSlot = errors.New("no such slot")
-
-// ErrNoSuchJob is returned by [Inspect] when InspectOptions.Job appears in no event of the journal.
-var ErrNoSuchJob = errors.New("no event about that job")
-
 // TimeLayout is how times are written for people: UTC, to the second.
 const TimeLayout = "2006-01-02 15:04:05 UTC"
 
