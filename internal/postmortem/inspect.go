@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/distcompute/distcompute-go/journal"
 )
@@ -125,7 +126,7 @@ func (p *printer) warnings(ws []string) {
 	}
 	p.heading("%s", p.paint(ansiRed, "The journal is damaged: this is what could be read"))
 	for _, w := range ws {
-		p.printf("  - %s\n", w)
+		p.printf("  - %s\n", oneLine(w))
 	}
 }
 
@@ -244,7 +245,11 @@ func (p *printer) table(indent string, rows [][]string) {
 	}
 	tw := tabwriter.NewWriter(p.w, 0, 0, 2, ' ', 0)
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s%s\n", indent, strings.TrimRight(strings.Join(r, "\t"), "\t"))
+		cells := make([]string, len(r))
+		for i, c := range r {
+			cells[i] = oneLine(c)
+		}
+		fmt.Fprintf(tw, "%s%s\n", indent, strings.TrimRight(strings.Join(cells, "\t"), "\t"))
 	}
 	p.err = tw.Flush()
 }
@@ -501,9 +506,28 @@ func (p *printer) events(evs []EventSummary) {
 	p.table("  ", rows)
 }
 
-// oneLine keeps a table cell on one line and free of tabs.
+// oneLine keeps a table cell on one line, free of tabs and of control characters
+// (text from the tracker or the worker must not drive the terminal).
 func oneLine(s string) string {
-	return strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(s)
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\t' || r == '\n' || r == '\r':
+			return ' '
+		case unicode.IsControl(r):
+			return '\uFFFD'
+		}
+		return r
+	}, s)
+}
+
+// printable keeps newlines and tabs but replaces other control characters.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r != '\n' && r != '\t' && unicode.IsControl(r) {
+			return '\uFFFD'
+		}
+		return r
+	}, s)
 }
 
 func (p *printer) job(n int, s *Summary) {
@@ -547,7 +571,7 @@ func (p *printer) payload(wire *string) {
 			text = b.String()
 		}
 	}
-	for _, line := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+	for _, line := range strings.Split(strings.TrimRight(printable(text), "\n"), "\n") {
 		p.printf("  %s\n", line)
 	}
 }
