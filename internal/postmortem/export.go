@@ -103,8 +103,8 @@ func Export(db *journal.DB, opts ExportOptions) (*ExportIndex, error) {
 			ext = "json"
 		}
 		stage := e.Stage
-		if stage == "" {
-			stage = "x"
+		if len(stage) != 1 || stage[0] < 'a' || stage[0] > 'z' {
+			stage = "x" // unknown, or not a stage letter: never let a record choose a path
 		}
 		name := fmt.Sprintf("%s-%06d.%s", stage, e.Job, ext)
 		if used[name] {
