@@ -3,6 +3,9 @@ package journal_test
 import (
 	"fmt"
 	"math/rand"
+	"os"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,10 +14,11 @@ import (
 )
 
 // TestFoldEqualsStoredState appends thousands of random valid event
-// sequences (one per slot, interleaved) and checks that each slot's stored
-// state equals the fold of the events Append returned, with and without
-// pruning, and that Verify (which re-folds base state + remaining events)
-// passes.
+// sequences (one per slot, interleaved, up to 16 slots appending at once so
+// that they share transactions) and checks that each slot's stored state
+// equals the fold of its events, with and without pruning, that orphans
+// match, and that Verify (which re-folds base state + remaining events)
+// passes. JOURNAL_TEST_SCALE multiplies the number of sequences.
 func TestFoldEqualsStoredState(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
@@ -22,55 +26,81 @@ func TestFoldEqualsStoredState(t *testing.T) {
 		seqs      int
 		maxLen    int
 	}{
-		{"prune-hard", 1, 1500, 60},
-		{"prune-some", 4, 1000, 60},
-		{"keep-all", -1, 500, 40},
+		{"prune-hard", 1, 1000, 30},
+		{"prune-some", 3, 1000, 30},
+		{"keep-all", -1, 500, 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewSource(int64(tc.retention) + 42))
 			db := journaltest.MustOpen(t, &journal.Options{NoSync: true, Retention: tc.retention, ProgressInterval: time.Hour})
 			m := journaltest.NewModel()
 			remaining := make(map[string]int)
-			var slots []string
-			for i := 0; i < tc.seqs; i++ {
+			var active []string
+			for i := 0; i < tc.seqs*scale(); i++ {
 				s := fmt.Sprintf("slot-%04d", i)
-				slots = append(slots, s)
+				active = append(active, s)
 				remaining[s] = 1 + rng.Intn(tc.maxLen)
 				m.States[s] = journal.State{Slot: s}
 			}
-			for len(slots) > 0 {
-				i := rng.Intn(len(slots))
-				slot := slots[i]
-				e := journaltest.RandomEvent(rng, m.States[slot], m.SlotOrphans(slot), 20)
-				switch rng.Intn(20) {
-				case 0, 1:
-					// Written in the transaction of e (another slot's: the
-					// model must see it before pruning can drop it).
-					other := slots[rng.Intn(len(slots))]
-					if other != slot {
+			for len(active) > 0 {
+				k := min(16, len(active))
+				rng.Shuffle(len(active), func(i, j int) { active[i], active[j] = active[j], active[i] })
+				round := active[:k]
+				inRound := make(map[string]bool, k)
+				for _, s := range round {
+					inRound[s] = true
+				}
+				// Buffered progress: of a slot not in this round (written in
+				// this round's transaction), or of one in the round, flushed
+				// at once.
+				switch rng.Intn(4) {
+				case 0:
+					if other := active[rng.Intn(len(active))]; !inRound[other] {
 						db.AppendProgress(other, fmt.Sprintf("buffered %d", rng.Intn(100)))
 					}
-				case 2:
-					db.AppendProgress(slot, fmt.Sprintf("flushed %d", rng.Intn(100)))
+				case 1:
+					db.AppendProgress(round[0], fmt.Sprintf("flushed %d", rng.Intn(100)))
 					if err := db.Flush(); err != nil {
 						t.Fatal(err)
 					}
 					readNew(t, db, m)
 				}
-				got, err := db.Append(e)
-				if err != nil {
-					t.Fatalf("Append(%v): %v", e, err)
+				events := make([]journal.Event, k)
+				for i, s := range round {
+					events[i] = journaltest.RandomEvent(rng, m.States[s], m.SlotOrphans(s), 20)
 				}
-				// Buffered progress was written before e: fold what was
-				// written (read it back from the journal).
+				results := make([]journal.Event, k)
+				errs := make([]error, k)
+				var wg sync.WaitGroup
+				for i := range events {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						results[i], errs[i] = db.Append(events[i])
+					}()
+				}
+				wg.Wait()
+				for i, err := range errs {
+					if err != nil {
+						t.Fatalf("Append(%v): %v", events[i], err)
+					}
+				}
 				readNew(t, db, m)
-				if m.States[slot].LastSeq != got.Seq {
-					t.Fatalf("slot %s: last seq %d, Append returned %d", slot, m.States[slot].LastSeq, got.Seq)
+				for i, s := range round {
+					if m.States[s].LastSeq != results[i].Seq {
+						t.Fatalf("slot %s: last seq %d, Append returned %d", s, m.States[s].LastSeq, results[i].Seq)
+					}
 				}
-				if remaining[slot]--; remaining[slot] == 0 {
-					slots[i] = slots[len(slots)-1]
-					slots = slots[:len(slots)-1]
+				kept := active[:0]
+				for _, s := range active {
+					if inRound[s] {
+						remaining[s]--
+					}
+					if remaining[s] > 0 {
+						kept = append(kept, s)
+					}
 				}
+				active = kept
 			}
 			if err := db.Flush(); err != nil {
 				t.Fatal(err)
@@ -82,7 +112,7 @@ func TestFoldEqualsStoredState(t *testing.T) {
 			if errs := db.Verify(); errs != nil {
 				t.Fatalf("Verify: %v", errs)
 			}
-			// Reopen: same states.
+			// Reopened read-only: the same.
 			path := db.Path()
 			if err := db.Close(); err != nil {
 				t.Fatal(err)
@@ -102,7 +132,7 @@ func TestFoldEqualsStoredState(t *testing.T) {
 // readNew folds the events appended since the model's last into it.
 func readNew(t *testing.T, db *journal.DB, m *journaltest.Model) {
 	t.Helper()
-	if err := db.Events(journal.Filter{FromSeq: lastSeq(m) + 1}, func(w journal.Event) error {
+	if err := db.Events(journal.Filter{FromSeq: m.LastSeq + 1}, func(w journal.Event) error {
 		m.Apply(w)
 		return nil
 	}); err != nil {
@@ -110,12 +140,10 @@ func readNew(t *testing.T, db *journal.DB, m *journaltest.Model) {
 	}
 }
 
-func lastSeq(m *journaltest.Model) uint64 {
-	var max uint64
-	for _, s := range m.States {
-		if s.LastSeq > max {
-			max = s.LastSeq
-		}
+// scale multiplies the sizes of the randomized tests (JOURNAL_TEST_SCALE).
+func scale() int {
+	if n, err := strconv.Atoi(os.Getenv("JOURNAL_TEST_SCALE")); err == nil && n > 0 {
+		return n
 	}
-	return max
+	return 1
 }

@@ -41,11 +41,18 @@ func (db *DB) Verify() (errs []error) {
 		}
 	}()
 	err := db.bolt.View(func(tx *bolt.Tx) error {
+		// Walk every page through cursors first, in this goroutine, where a
+		// panic on a damaged page can be recovered: tx.Check runs in a
+		// goroutine of its own and would crash the process.
+		if err := walkAll(tx); err != nil {
+			add("walking the file: %v", err)
+			return nil
+		}
 		for err := range tx.Check() {
 			add("bbolt: %v", err)
 		}
 		if len(errs) > 0 {
-			return nil // do not walk a damaged tree
+			return nil // do not interpret a damaged tree
 		}
 		verifyTx(tx, add)
 		return nil
@@ -54,6 +61,23 @@ func (db *DB) Verify() (errs []error) {
 		add("%v", err)
 	}
 	return errs
+}
+
+// walkAll visits every key of every bucket, so that every branch and leaf
+// page is read once; a damaged page panics (recovered by the caller).
+func walkAll(tx *bolt.Tx) error {
+	var walk func(b *bolt.Bucket) error
+	walk = func(b *bolt.Bucket) error {
+		return b.ForEach(func(k, v []byte) error {
+			if v == nil {
+				if sub := b.Bucket(k); sub != nil {
+					return walk(sub)
+				}
+			}
+			return nil
+		})
+	}
+	return tx.ForEach(func(name []byte, b *bolt.Bucket) error { return walk(b) })
 }
 
 func verifyTx(tx *bolt.Tx, add func(string, ...any)) {

@@ -62,6 +62,7 @@ func errorsIsClosed(err error) bool {
 type Model struct {
 	States  map[string]journal.State
 	Orphans map[uint64]journal.Orphan
+	LastSeq uint64 // highest seq applied
 }
 
 // NewModel returns an empty model.
@@ -81,6 +82,9 @@ func (m *Model) Apply(e journal.Event) {
 		delete(m.Orphans, e.OrphanSeq)
 	}
 	m.States[e.Slot] = journal.Fold(s, e)
+	if e.Seq > m.LastSeq {
+		m.LastSeq = e.Seq
+	}
 }
 
 // SlotOrphans returns the seqs of the slot's unresolved orphans, sorted.
