@@ -98,113 +98,119 @@ func orphansOf(t *testing.T, c *client.Client) []journal.Orphan {
 // TestResumeWithCheckpoint: a held job comes back after a restart, with its
 // last checkpoint, under the same worker.
 func TestResumeWithCheckpoint(t *testing.T) {
-	e := newEnv(t, trackertest.Options{Jobs: []any{"in"}})
-	c := e.init("a")
-	wantNoErr(t, "NewJob", c.NewJob(e.ctx))
-	n, name := c.JobID(), c.DisplayName()
-	wantNoErr(t, "Checkpoint", c.Checkpoint(e.ctx, []byte("step 1")))
-	wantNoErr(t, "Checkpoint", c.Checkpoint(e.ctx, []byte("step 2")))
-	c.Log("half way")
-	e.crash(c)
+	modes(t, func(t *testing.T, quirks bool) {
+		e := newEnv(t, trackertest.Options{Quirks: quirks, Jobs: []any{"in"}})
+		c := e.init("a")
+		wantNoErr(t, "NewJob", c.NewJob(e.ctx))
+		n, name := c.JobID(), c.DisplayName()
+		wantNoErr(t, "Checkpoint", c.Checkpoint(e.ctx, []byte("step 1")))
+		wantNoErr(t, "Checkpoint", c.Checkpoint(e.ctx, []byte("step 2")))
+		c.Log("half way")
+		e.crash(c)
 
-	c = e.init("a")
-	if rep := c.Report(); len(rep.Resumed) != 1 || rep.Resumed[0] != n || rep.SessionLost {
-		t.Fatalf("report = %+v", rep)
-	}
-	if !c.Resumed() || c.JobID() != n || string(c.LastCheckpoint()) != "step 2" || c.Job().Text() != "in" || c.DisplayName() != name {
-		t.Fatalf("resumed %v job %d checkpoint %q data %q name %q", c.Resumed(), c.JobID(), c.LastCheckpoint(), c.Job().Text(), c.DisplayName())
-	}
-	w := e.tr.Workers()
-	if len(w) != 1 || w[0].Progress != "half way" {
-		t.Errorf("workers = %+v, want one, refreshed with its progress", w)
-	}
-	wantNoErr(t, "CompleteJob", c.CompleteJob(e.ctx, "out"))
-	if j, _ := e.tr.Job(n); j.Completions["a"] != 1 {
-		t.Fatalf("completions %v", j.Completions)
-	}
-	wantErrIs(t, "Checkpoint without job", c.Checkpoint(e.ctx, nil), client.ErrNoJobHeld)
+		c = e.init("a")
+		if rep := c.Report(); len(rep.Resumed) != 1 || rep.Resumed[0] != n || rep.SessionLost {
+			t.Fatalf("report = %+v", rep)
+		}
+		if !c.Resumed() || c.JobID() != n || string(c.LastCheckpoint()) != "step 2" || c.Job().Text() != "in" || c.DisplayName() != name {
+			t.Fatalf("resumed %v job %d checkpoint %q data %q name %q", c.Resumed(), c.JobID(), c.LastCheckpoint(), c.Job().Text(), c.DisplayName())
+		}
+		w := e.tr.Workers()
+		if len(w) != 1 || w[0].Progress != "half way" {
+			t.Errorf("workers = %+v, want one, refreshed with its progress", w)
+		}
+		wantNoErr(t, "CompleteJob", c.CompleteJob(e.ctx, "out"))
+		if j, _ := e.tr.Job(n); j.Completions["a"] != 1 {
+			t.Fatalf("completions %v", j.Completions)
+		}
+		wantErrIs(t, "Checkpoint without job", c.Checkpoint(e.ctx, nil), client.ErrNoJobHeld)
+	})
 }
 
 // TestReleaseMode: WithRelease hands a held job back with bye and registers
 // afresh.
 func TestReleaseMode(t *testing.T) {
-	e := newEnv(t, trackertest.Options{Jobs: []any{"in"}})
-	c := e.init("a")
-	wantNoErr(t, "NewJob", c.NewJob(e.ctx))
-	n := c.JobID()
-	e.crash(c)
-	c = e.init("a", client.WithRelease())
-	if rep := c.Report(); len(rep.Released) != 1 || rep.Released[0] != n || !rep.Reregistered {
-		t.Fatalf("report = %+v", rep)
-	}
-	if c.HasJob() {
-		t.Errorf("job held after release")
-	}
-	if j, _ := e.tr.Job(n); j.State != "open" {
-		t.Errorf("job state %s, want open", j.State)
-	}
-	if w := e.tr.Workers(); len(w) != 1 {
-		t.Errorf("workers = %d, want 1 (old one said bye)", len(w))
-	}
-	wantNoErr(t, "NewJob", c.NewJob(e.ctx))
+	modes(t, func(t *testing.T, quirks bool) {
+		e := newEnv(t, trackertest.Options{Quirks: quirks, Jobs: []any{"in"}})
+		c := e.init("a")
+		wantNoErr(t, "NewJob", c.NewJob(e.ctx))
+		n := c.JobID()
+		e.crash(c)
+		c = e.init("a", client.WithRelease())
+		if rep := c.Report(); len(rep.Released) != 1 || rep.Released[0] != n || !rep.Reregistered {
+			t.Fatalf("report = %+v", rep)
+		}
+		if c.HasJob() {
+			t.Errorf("job held after release")
+		}
+		if j, _ := e.tr.Job(n); j.State != "open" {
+			t.Errorf("job state %s, want open", j.State)
+		}
+		if w := e.tr.Workers(); len(w) != 1 {
+			t.Errorf("workers = %d, want 1 (old one said bye)", len(w))
+		}
+		wantNoErr(t, "NewJob", c.NewJob(e.ctx))
+	})
 }
 
 // TestPendingFlagAndByeResent: a flag and a bye recorded and never sent are
 // sent on the next start.
 func TestPendingFlagAndByeResent(t *testing.T) {
-	t.Run("flag", func(t *testing.T) {
-		h := &crashHook{}
-		e := newEnv(t, trackertest.Options{Jobs: []any{"in"}}, client.WithHook(h.fn))
-		c := e.init("a")
-		wantNoErr(t, "NewJob", c.NewJob(e.ctx))
-		n := c.JobID()
-		h.arm(client.PointAfterJournal, "flag")
-		mustCrash(t, func() error { return c.FlagInvalidData(e.ctx) })
-		e.crash(c)
-		c = e.init("a")
-		if rep := c.Report(); len(rep.FlagsResent) != 1 || rep.FlagsResent[0] != n || len(rep.Resumed) != 0 {
-			t.Fatalf("report = %+v", rep)
-		}
-		if j, _ := e.tr.Job(n); j.Flags["a"] != 1 || j.State != "open" {
-			t.Fatalf("job %+v", j)
-		}
-	})
-	t.Run("flag answer lost", func(t *testing.T) {
-		h := &crashHook{}
-		e := newEnv(t, trackertest.Options{Jobs: []any{"in"}}, client.WithHook(h.fn))
-		c := e.init("a")
-		wantNoErr(t, "NewJob", c.NewJob(e.ctx))
-		n := c.JobID()
-		h.arm(client.PointAfterSend, "flag")
-		mustCrash(t, func() error { return c.FlagInvalidData(e.ctx) })
-		e.crash(c)
-		c = e.init("a")
-		if rep := c.Report(); len(rep.FlagsResent) != 1 {
-			t.Fatalf("report = %+v", rep)
-		}
-		if j, _ := e.tr.Job(n); j.Flags["a"] != 1 {
-			t.Fatalf("flags %v, want 1", j.Flags)
-		}
-	})
-	t.Run("bye", func(t *testing.T) {
-		h := &crashHook{}
-		e := newEnv(t, trackertest.Options{Jobs: []any{"in"}}, client.WithHook(h.fn))
-		c := e.init("a")
-		wantNoErr(t, "NewJob", c.NewJob(e.ctx))
-		n := c.JobID()
-		h.arm(client.PointAfterJournal, "bye")
-		mustCrash(t, func() error { return c.Bye(e.ctx) })
-		e.crash(c)
-		c = e.init("a")
-		if rep := c.Report(); !rep.ByeResent || !rep.Reregistered {
-			t.Fatalf("report = %+v", rep)
-		}
-		if j, _ := e.tr.Job(n); j.State != "open" {
-			t.Fatalf("job state %s", j.State)
-		}
-		if w := e.tr.Workers(); len(w) != 1 || w[0].DisplayName != c.DisplayName() {
-			t.Fatalf("workers %+v", w)
-		}
+	modes(t, func(t *testing.T, quirks bool) {
+		t.Run("flag", func(t *testing.T) {
+			h := &crashHook{}
+			e := newEnv(t, trackertest.Options{Quirks: quirks, Jobs: []any{"in"}}, client.WithHook(h.fn))
+			c := e.init("a")
+			wantNoErr(t, "NewJob", c.NewJob(e.ctx))
+			n := c.JobID()
+			h.arm(client.PointAfterJournal, "flag")
+			mustCrash(t, func() error { return c.FlagInvalidData(e.ctx) })
+			e.crash(c)
+			c = e.init("a")
+			if rep := c.Report(); len(rep.FlagsResent) != 1 || rep.FlagsResent[0] != n || len(rep.Resumed) != 0 {
+				t.Fatalf("report = %+v", rep)
+			}
+			if j, _ := e.tr.Job(n); j.Flags["a"] != 1 || j.State != "open" {
+				t.Fatalf("job %+v", j)
+			}
+		})
+		t.Run("flag answer lost", func(t *testing.T) {
+			h := &crashHook{}
+			e := newEnv(t, trackertest.Options{Quirks: quirks, Jobs: []any{"in"}}, client.WithHook(h.fn))
+			c := e.init("a")
+			wantNoErr(t, "NewJob", c.NewJob(e.ctx))
+			n := c.JobID()
+			h.arm(client.PointAfterSend, "flag")
+			mustCrash(t, func() error { return c.FlagInvalidData(e.ctx) })
+			e.crash(c)
+			c = e.init("a")
+			if rep := c.Report(); len(rep.FlagsResent) != 1 {
+				t.Fatalf("report = %+v", rep)
+			}
+			if j, _ := e.tr.Job(n); j.Flags["a"] != 1 {
+				t.Fatalf("flags %v, want 1", j.Flags)
+			}
+		})
+		t.Run("bye", func(t *testing.T) {
+			h := &crashHook{}
+			e := newEnv(t, trackertest.Options{Quirks: quirks, Jobs: []any{"in"}}, client.WithHook(h.fn))
+			c := e.init("a")
+			wantNoErr(t, "NewJob", c.NewJob(e.ctx))
+			n := c.JobID()
+			h.arm(client.PointAfterJournal, "bye")
+			mustCrash(t, func() error { return c.Bye(e.ctx) })
+			e.crash(c)
+			c = e.init("a")
+			if rep := c.Report(); !rep.ByeResent || !rep.Reregistered {
+				t.Fatalf("report = %+v", rep)
+			}
+			if j, _ := e.tr.Job(n); j.State != "open" {
+				t.Fatalf("job state %s", j.State)
+			}
+			if w := e.tr.Workers(); len(w) != 1 || w[0].DisplayName != c.DisplayName() {
+				t.Fatalf("workers %+v", w)
+			}
+		})
 	})
 }
 
@@ -212,32 +218,34 @@ func TestPendingFlagAndByeResent(t *testing.T) {
 // policy gives up: the completion stays pending, is never lost, and NewJob
 // resends it before claiming.
 func TestUnconfirmedCompletion(t *testing.T) {
-	e := newEnv(t, trackertest.Options{Jobs: []any{"1", "2"}})
-	c := e.init("a")
-	wantNoErr(t, "NewJob", c.NewJob(e.ctx))
-	n := c.JobID()
-	e.tr.SetFault(func(r *http.Request, ep string) (trackertest.Fault, time.Duration) {
-		return trackertest.Fault503, 0
+	modes(t, func(t *testing.T, quirks bool) {
+		e := newEnv(t, trackertest.Options{Quirks: quirks, Jobs: []any{"1", "2"}})
+		c := e.init("a")
+		wantNoErr(t, "NewJob", c.NewJob(e.ctx))
+		n := c.JobID()
+		e.tr.SetFault(func(r *http.Request, ep string) (trackertest.Fault, time.Duration) {
+			return trackertest.Fault503, 0
+		})
+		err := c.CompleteJob(e.ctx, "out")
+		var se *client.ServerError
+		if !errors.As(err, &se) || se.Status != 503 {
+			t.Fatalf("CompleteJob while down: %v, want a ServerError 503", err)
+		}
+		if !strings.Contains(err.Error(), "resent") {
+			t.Errorf("error does not say the completion will be resent: %v", err)
+		}
+		if err := c.NewJob(e.ctx); err == nil {
+			t.Fatalf("NewJob claimed while the completion was unconfirmed")
+		}
+		e.tr.SetFault(nil)
+		wantNoErr(t, "NewJob", c.NewJob(e.ctx))
+		if j, _ := e.tr.Job(n); j.Completions["a"] != 1 {
+			t.Fatalf("job %d completions %v", n, j.Completions)
+		}
+		if c.JobID() == n || c.JobID() == 0 {
+			t.Fatalf("claimed %d", c.JobID())
+		}
 	})
-	err := c.CompleteJob(e.ctx, "out")
-	var se *client.ServerError
-	if !errors.As(err, &se) || se.Status != 503 {
-		t.Fatalf("CompleteJob while down: %v, want a ServerError 503", err)
-	}
-	if !strings.Contains(err.Error(), "resent") {
-		t.Errorf("error does not say the completion will be resent: %v", err)
-	}
-	if err := c.NewJob(e.ctx); err == nil {
-		t.Fatalf("NewJob claimed while the completion was unconfirmed")
-	}
-	e.tr.SetFault(nil)
-	wantNoErr(t, "NewJob", c.NewJob(e.ctx))
-	if j, _ := e.tr.Job(n); j.Completions["a"] != 1 {
-		t.Fatalf("job %d completions %v", n, j.Completions)
-	}
-	if c.JobID() == n || c.JobID() == 0 {
-		t.Fatalf("claimed %d", c.JobID())
-	}
 }
 
 // TestFaultnetAnswerLost drives the client through the faultnet transport:
@@ -400,41 +408,43 @@ func TestHeartbeat(t *testing.T) {
 // TestHeartbeatDetectsLoss: a worker deleted by the tracker (heartbeat too
 // slow) is detected by the liveness check and replaced; SessionLost fires.
 func TestHeartbeatDetectsLoss(t *testing.T) {
-	e := newEnv(t, trackertest.Options{Jobs: []any{"in"}})
-	c := e.init("a", client.WithHeartbeat(5*time.Millisecond))
-	lost := c.SessionLost()
-	name := c.DisplayName()
-	// Stop the heartbeat from refreshing the worker: drop its progress.
-	e.tr.SetFault(func(r *http.Request, ep string) (trackertest.Fault, time.Duration) {
-		if ep == "updateProgress" {
-			return trackertest.FaultDropRequest, 0
+	modes(t, func(t *testing.T, quirks bool) {
+		e := newEnv(t, trackertest.Options{Quirks: quirks, Jobs: []any{"in"}})
+		c := e.init("a", client.WithHeartbeat(5*time.Millisecond))
+		lost := c.SessionLost()
+		name := c.DisplayName()
+		// Stop the heartbeat from refreshing the worker: drop its progress.
+		e.tr.SetFault(func(r *http.Request, ep string) (trackertest.Fault, time.Duration) {
+			if ep == "updateProgress" {
+				return trackertest.FaultDropRequest, 0
+			}
+			return trackertest.FaultNone, 0
+		})
+		e.advancePastIdle()
+		select {
+		case <-lost:
+		case <-time.After(10 * time.Second):
+			t.Fatal("SessionLost did not fire")
 		}
-		return trackertest.FaultNone, 0
+		e.tr.SetFault(nil)
+		eventually(t, "a fresh registration", func() bool {
+			w := e.tr.Workers()
+			return len(w) == 1 && w[0].DisplayName != name
+		})
+		eventually(t, "the client's new identity", func() bool { return c.DisplayName() != name })
+		if c.SessionsLost() != 1 {
+			t.Errorf("SessionsLost = %d", c.SessionsLost())
+		}
+		if alive, err := c.IsAlive(e.ctx); !alive || err != nil {
+			t.Errorf("IsAlive = %v, %v", alive, err)
+		}
+		wantNoErr(t, "NewJob", c.NewJob(e.ctx))
+		e.noteTokens()
+		c.Close()
+		if !hasEvent(e.events(client.DefaultSlot), journal.KindSessionLost, "") {
+			t.Errorf("no session-lost event")
+		}
 	})
-	e.advancePastIdle()
-	select {
-	case <-lost:
-	case <-time.After(10 * time.Second):
-		t.Fatal("SessionLost did not fire")
-	}
-	e.tr.SetFault(nil)
-	eventually(t, "a fresh registration", func() bool {
-		w := e.tr.Workers()
-		return len(w) == 1 && w[0].DisplayName != name
-	})
-	eventually(t, "the client's new identity", func() bool { return c.DisplayName() != name })
-	if c.SessionsLost() != 1 {
-		t.Errorf("SessionsLost = %d", c.SessionsLost())
-	}
-	if alive, err := c.IsAlive(e.ctx); !alive || err != nil {
-		t.Errorf("IsAlive = %v, %v", alive, err)
-	}
-	wantNoErr(t, "NewJob", c.NewJob(e.ctx))
-	e.noteTokens()
-	c.Close()
-	if !hasEvent(e.events(client.DefaultSlot), journal.KindSessionLost, "") {
-		t.Errorf("no session-lost event")
-	}
 }
 
 // TestLossWhileHoldingJob: the worker is deleted while it works on a job.
