@@ -1,0 +1,719 @@
+package crashtest_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/distcompute/distcompute-go/internal/crashtest"
+	"github.com/distcompute/distcompute-go/replay"
+	"github.com/distcompute/distcompute-go/trackertest"
+)
+
+// crashConfig sizes a multi-process crash run.
+type crashConfig struct {
+	Jobs        int           // jobs in the two-stage pipeline
+	RandomKills int           // kills at random moments, by the test
+	NamedEach   int           // kills at each named point (self-inflicted by the worker)
+	Episodes    int           // idle-timeout episodes beyond those after completion kills
+	Steps       int           // steps of one job's computation
+	StepDelay   time.Duration // duration of one step
+	FlagRate    float64       // share of inputs a worker flags (once)
+	Heartbeat   time.Duration // client heartbeat
+	Timeout     time.Duration // the whole run
+}
+
+func crashSize() crashConfig {
+	c := crashConfig{
+		Jobs:        200,
+		RandomKills: 200,
+		NamedEach:   3,
+		Episodes:    2,
+		Steps:       4,
+		StepDelay:   time.Millisecond,
+		FlagRate:    0.05,
+		Heartbeat:   50 * time.Millisecond,
+		Timeout:     150 * time.Second,
+	}
+	if full() {
+		c.Jobs, c.RandomKills, c.NamedEach, c.Episodes, c.Timeout = 1000, 1000, 10, 10, 15*time.Minute
+	}
+	return c
+}
+
+// The named kill points: the worker kills itself when its client's hook
+// fires with this point and op (on a chosen occurrence), or halfway through a
+// job ("mid-job").
+var (
+	mainPoints = []string{
+		"after-send:claim",         // a claim is journaled when its answer arrived: no after-journal point
+		"after-journal:checkpoint", // a checkpoint is not sent: no after-send point
+		"after-journal:complete", "after-send:complete",
+		"after-journal:flag", "after-send:flag",
+		"mid-job",
+	}
+	registerPoints = []string{"after-journal:register", "after-send:register"}
+	byePoints      = []string{"after-journal:bye", "after-send:bye"}
+	// designPoints are the points DESIGN.md "Testing" names; each must
+	// have been reached at least once.
+	designPoints = []string{"after-journal:complete", "after-send:complete", "mid-job"}
+)
+
+// plan says how one life of a worker process ends.
+type plan struct {
+	Point     string        // named point ("" for none or random)
+	N         int           // the occurrence of Point that kills
+	Random    time.Duration // > 0: the test kills the process after this delay
+	Fallback  time.Duration // > 0 with Point: the test kills it if the point was not reached by then
+	FlagFirst bool
+}
+
+func (p plan) String() string {
+	switch {
+	case p.Point != "":
+		return fmt.Sprintf("%s#%d", p.Point, p.N)
+	case p.Random > 0:
+		return "random@" + p.Random.String()
+	}
+	return "none"
+}
+
+// figures are what the test counts as it goes.
+type figures struct {
+	mu          sync.Mutex
+	Lives       int
+	RandomKills int            // by the test after a random delay
+	PointKills  map[string]int // self-inflicted at a named point
+	Fallback    map[string]int // named point not reached in time: killed by the test
+	NotReached  map[string]int // life ended cleanly before its named point
+	Dropped     map[string]int // named plans dropped as unreachable
+	WorkerGone  int            // lives that ended with client.ErrWorkerGone
+	Episodes    int            // idle-timeout episodes
+	Unused      int            // kill plans left when the work was done
+}
+
+func (f *figures) kills() int {
+	n := f.RandomKills
+	for _, v := range f.PointKills {
+		n += v
+	}
+	for _, v := range f.Fallback {
+		n += v
+	}
+	return n
+}
+
+// scheduler hands out kill plans to the workers' lives.
+type scheduler struct {
+	mu      sync.Mutex
+	rng     *rand.Rand
+	cfg     crashConfig
+	tr      *trackertest.Tracker
+	start   time.Time
+	plans   []plan // main phase, in order
+	firstOf map[int]plan
+	total   int // completions when all is done
+	planned int // main-phase plans
+	done    atomic.Bool
+	fig     *figures
+}
+
+func newScheduler(rng *rand.Rand, cfg crashConfig, tr *trackertest.Tracker, workers int, fig *figures) *scheduler {
+	s := &scheduler{rng: rng, cfg: cfg, tr: tr, start: time.Now(), firstOf: map[int]plan{}, total: 2 * cfg.Jobs, fig: fig}
+	for _, p := range mainPoints {
+		for i := 0; i < cfg.NamedEach; i++ {
+			n := 1 + rng.Intn(3)
+			switch {
+			case p == "mid-job":
+				n = 1 + rng.Intn(2)
+			case strings.HasSuffix(p, ":flag"):
+				n = 1 // FlagFirst makes the first job of the life a flag
+			}
+			s.plans = append(s.plans, plan{Point: p, N: n, Fallback: 3 * time.Second, FlagFirst: strings.HasSuffix(p, ":flag")})
+		}
+	}
+	for i := 0; i < cfg.RandomKills; i++ {
+		s.plans = append(s.plans, plan{Random: -1}) // delay chosen when handed out
+	}
+	rng.Shuffle(len(s.plans), func(i, j int) { s.plans[i], s.plans[j] = s.plans[j], s.plans[i] })
+	s.planned = len(s.plans)
+	for w := 0; w < workers; w++ {
+		s.firstOf[w] = plan{Point: registerPoints[w%len(registerPoints)], N: 1, Fallback: 3 * time.Second}
+	}
+	return s
+}
+
+// next returns the plan of worker w's next life in the main phase.
+func (s *scheduler) next(w int) plan {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done.Load() {
+		return plan{}
+	}
+	if p, ok := s.firstOf[w]; ok {
+		delete(s.firstOf, w)
+		return p
+	}
+	if len(s.plans) == 0 {
+		return plan{}
+	}
+	p := s.plans[0]
+	s.plans = s.plans[1:]
+	if p.Random < 0 {
+		p.Random = s.randomDelay(len(s.plans) + 1)
+	}
+	return p
+}
+
+// randomDelay paces random kills over the work: when the share of kill
+// plans handed out lags behind the share of completions done, lives are cut
+// short; when it is ahead, they are given time to work.
+func (s *scheduler) randomDelay(killsLeft int) time.Duration {
+	progress := float64(completions(s.tr)) / float64(s.total)
+	issued := 1 - float64(killsLeft)/float64(s.planned)
+	var mean time.Duration
+	switch behind := progress - issued; {
+	case behind > 0.02:
+		mean = 10 * time.Millisecond
+	case behind > -0.03:
+		mean = 40 * time.Millisecond
+	default:
+		mean = 150 * time.Millisecond
+	}
+	return time.Duration(1 + s.rng.Int63n(int64(2*mean)))
+}
+
+// requeue gives a named plan whose point was not reached another chance, or
+// drops the point's plans when it has never been reached at all.
+func (s *scheduler) requeue(p plan) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fig.mu.Lock()
+	reached := s.fig.PointKills[p.Point] > 0
+	misses := s.fig.Fallback[p.Point] + s.fig.NotReached[p.Point]
+	s.fig.mu.Unlock()
+	if !reached && misses >= 2 {
+		kept := s.plans[:0]
+		for _, q := range s.plans {
+			if q.Point == p.Point {
+				s.fig.mu.Lock()
+				s.fig.Dropped[p.Point]++
+				s.fig.mu.Unlock()
+				continue
+			}
+			kept = append(kept, q)
+		}
+		s.plans = kept
+		return
+	}
+	if misses <= 3*s.cfg.NamedEach {
+		s.plans = append(s.plans, p)
+	}
+}
+
+// crashRun is one multi-process crash run.
+type crashRun struct {
+	t        *testing.T
+	cfg      crashConfig
+	bin      string
+	srv      *trackertest.Server
+	clock    *trackertest.FakeClock
+	idle     time.Duration
+	dir      string
+	doneFile string
+	sched    *scheduler
+	fig      *figures
+	rng      *rand.Rand
+	rngMu    sync.Mutex
+	episode  sync.Mutex
+	episodes atomic.Int64
+}
+
+type workerProc struct {
+	id      int
+	name    string
+	stage   string
+	dir     string
+	journal string
+	stderr  *os.File
+	life    int
+}
+
+// TestCrashPipeline is the crash suite of issue 4 against a tracker that
+// keeps the documented contract (stage b gets stage a's output).
+func TestCrashPipeline(t *testing.T) {
+	runCrash(t, crashSize(), false)
+}
+
+// TestCrashPipelineQuirks is a smaller run against a tracker with the
+// upstream bugs (stage b is served null).
+func TestCrashPipelineQuirks(t *testing.T) {
+	cfg := crashSize()
+	cfg.Jobs, cfg.RandomKills, cfg.NamedEach, cfg.Episodes = 40, 30, 1, 1
+	if full() {
+		cfg.Jobs, cfg.RandomKills, cfg.NamedEach, cfg.Episodes = 300, 300, 3, 3
+	}
+	runCrash(t, cfg, true)
+}
+
+// runCrash runs 4 worker processes (2 per stage) over a two-stage pipeline of
+// cfg.Jobs jobs, killing them as planned and restarting each on its journal,
+// then checks the invariants and prints the figures.
+func runCrash(t *testing.T, cfg crashConfig, quirks bool) {
+	sd := seed(t)
+	rng := rand.New(rand.NewSource(sd))
+	bin := buildWorker(t)
+
+	clock := trackertest.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	const idle = time.Hour
+	inputs := makeJobs(rng, cfg.Jobs)
+	srv := trackertest.Start(t, trackertest.Options{
+		Stages:      map[string]string{"a": "CPU", "b": "GPU"},
+		Jobs:        inputs,
+		Quirks:      quirks,
+		IdleTimeout: idle,
+		Clock:       clock,
+		Seed:        sd,
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	dir := t.TempDir()
+	fig := &figures{PointKills: map[string]int{}, Fallback: map[string]int{}, NotReached: map[string]int{}, Dropped: map[string]int{}}
+	r := &crashRun{
+		t: t, cfg: cfg, bin: bin, srv: srv, clock: clock, idle: idle, dir: dir,
+		doneFile: filepath.Join(dir, "done"), fig: fig, rng: rand.New(rand.NewSource(sd + 1)),
+	}
+	const nWorkers = 4
+	r.sched = newScheduler(rng, cfg, srv.Tracker, nWorkers, fig)
+
+	workers := make([]*workerProc, nWorkers)
+	for i := range workers {
+		stage := []string{"a", "a", "b", "b"}[i]
+		wdir := filepath.Join(dir, fmt.Sprintf("w%d-%s", i, stage))
+		if err := os.MkdirAll(wdir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		stderr, err := os.Create(filepath.Join(wdir, "stderr.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { stderr.Close() })
+		workers[i] = &workerProc{id: i, name: fmt.Sprintf("crash-%d-%s", i, stage), stage: stage, dir: wdir,
+			journal: filepath.Join(wdir, "journal.db"), stderr: stderr}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
+	defer cancel()
+	start := time.Now()
+
+	// Main phase: work the pipeline while killing. The watcher declares the
+	// work done once every job is closed; workers then say bye and exit.
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if allClosed(srv.Tracker) {
+				r.sched.mu.Lock()
+				r.sched.done.Store(true)
+				fig.mu.Lock()
+				fig.Unused = len(r.sched.plans)
+				fig.mu.Unlock()
+				r.sched.mu.Unlock()
+				if err := os.WriteFile(r.doneFile, nil, 0o644); err != nil {
+					t.Error(err)
+				}
+				return
+			}
+		}
+	}()
+	errs := make([]error, nWorkers)
+	var wg sync.WaitGroup
+	for i, w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = r.supervise(ctx, w)
+		}()
+	}
+	wg.Wait()
+	<-watchDone
+	mainElapsed := time.Since(start)
+	if err := errors.Join(errs...); err != nil {
+		r.dumpState()
+		t.Fatalf("main phase: %v", err)
+	}
+
+	// Bye phase: every worker once more, killed after journaling its bye and
+	// after sending it, then a clean run that settles it.
+	for i, w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = r.byePhase(ctx, w)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		r.dumpState()
+		t.Fatalf("bye phase: %v", err)
+	}
+	elapsed := time.Since(start)
+
+	// Invariants.
+	var computed []crashtest.Computation
+	var journals []string
+	var reports []lifeReport
+	for _, w := range workers {
+		computed = append(computed, decodeLines[crashtest.Computation](t, filepath.Join(w.dir, "computed.jsonl"))...)
+		reports = append(reports, decodeLines[lifeReport](t, filepath.Join(w.dir, "reports.jsonl"))...)
+		journals = append(journals, w.journal)
+	}
+	checkTracker(t, srv.Tracker, []string{"a", "b"}, inputs, quirks, computed, 2)
+	jf := checkJournals(t, journals)
+	rf := sumReports(reports)
+
+	// Figures.
+	fig.mu.Lock()
+	defer fig.mu.Unlock()
+	for _, p := range designPoints {
+		if fig.PointKills[p] == 0 {
+			t.Errorf("no kill at %s, a point DESIGN.md names", p)
+		}
+	}
+	named := 0
+	for _, v := range fig.PointKills {
+		named += v
+	}
+	if fig.RandomKills < cfg.RandomKills {
+		t.Errorf("%d random kills, want %d (the work ran out first; %d plans unused)", fig.RandomKills, cfg.RandomKills, fig.Unused)
+	}
+	t.Logf("lives=%d kills=%d (random=%d named=%d fallback=%v) points=%v not-reached=%v dropped=%v worker-gone=%d episodes=%d unused-plans=%d",
+		fig.Lives, fig.kills(), fig.RandomKills, named, fig.Fallback, sortedMap(fig.PointKills), fig.NotReached, fig.Dropped, fig.WorkerGone, r.episodes.Load(), fig.Unused)
+	t.Logf("replay reports: %s", rf)
+	t.Logf("journals: %s", jf)
+	mode := "contract"
+	if quirks {
+		mode = "quirks"
+	}
+	line := fmt.Sprintf("crashtest: pipeline(%s) jobs=%d stages=2 workers=%d kills=%d random=%d named=%d resubmitted=%d applied-earlier=%d orphans=%d orphans-resubmitted=%d episodes=%d main=%s elapsed=%s seed=%d",
+		mode, cfg.Jobs, nWorkers, fig.kills(), fig.RandomKills, named, rf.Resubmitted, jf.Completions["applied-earlier"],
+		rf.Orphaned, jf.OrphansResolved["resubmitted"], r.episodes.Load(), mainElapsed.Round(time.Millisecond), elapsed.Round(time.Millisecond), sd)
+	t.Log(line)
+	fmt.Println(line)
+}
+
+// lifeReport is a line of reports.jsonl: the replay report of one start.
+type lifeReport struct {
+	Life   string        `json:"life"`
+	Report replay.Report `json:"report"`
+}
+
+type reportFigures struct {
+	Starts, Resubmitted, AppliedEarlier, Orphaned, Resumed, Released, Lost, FlagsResent, ByeResent, SessionLost, Reregistered, Errors int
+}
+
+func (f reportFigures) String() string {
+	return fmt.Sprintf("starts=%d resubmitted=%d applied-earlier=%d orphaned=%d resumed=%d released=%d lost=%d flags-resent=%d bye-resent=%d session-lost=%d reregistered=%d errors=%d",
+		f.Starts, f.Resubmitted, f.AppliedEarlier, f.Orphaned, f.Resumed, f.Released, f.Lost, f.FlagsResent, f.ByeResent, f.SessionLost, f.Reregistered, f.Errors)
+}
+
+func sumReports(rs []lifeReport) reportFigures {
+	var f reportFigures
+	for _, r := range rs {
+		f.Starts++
+		f.Resubmitted += len(r.Report.Resubmitted)
+		f.AppliedEarlier += len(r.Report.AppliedEarlier)
+		f.Orphaned += len(r.Report.Orphaned)
+		f.Resumed += len(r.Report.Resumed)
+		f.Released += len(r.Report.Released)
+		f.Lost += len(r.Report.Lost)
+		f.FlagsResent += len(r.Report.FlagsResent)
+		f.Errors += len(r.Report.Errors)
+		if r.Report.ByeResent {
+			f.ByeResent++
+		}
+		if r.Report.SessionLost {
+			f.SessionLost++
+		}
+		if r.Report.Reregistered {
+			f.Reregistered++
+		}
+	}
+	return f
+}
+
+func sortedMap(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%d", k, m[k])
+	}
+	return b.String()
+}
+
+// supervise runs worker w's lives until the work is done.
+func (r *crashRun) supervise(ctx context.Context, w *workerProc) error {
+	gone := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%s: %w", w.name, err)
+		}
+		p := r.sched.next(w.id)
+		res, err := r.live(ctx, w, p)
+		if err != nil {
+			return err
+		}
+		switch {
+		case res.killed:
+			if r.wantEpisode(p, res) {
+				r.idleEpisode()
+			}
+			if p.Point != "" && res.byTest {
+				r.sched.requeue(p)
+			}
+		case res.exit == 0:
+			if p.Point != "" {
+				r.fig.mu.Lock()
+				r.fig.NotReached[p.Point]++
+				r.fig.mu.Unlock()
+			}
+			if !r.sched.done.Load() {
+				return fmt.Errorf("%s life %d (%s) exited before the work was done", w.name, w.life, p)
+			}
+			return nil
+		case res.exit == 75:
+			if gone++; gone > 100 {
+				return fmt.Errorf("%s: the tracker deleted the worker %d times", w.name, gone)
+			}
+		default:
+			return fmt.Errorf("%s life %d (%s) failed: exit %d:\n%s", w.name, w.life, p, res.exit, res.stderr)
+		}
+	}
+}
+
+// byePhase kills w after journaling its bye, then after sending it, then lets
+// it finish cleanly.
+func (r *crashRun) byePhase(ctx context.Context, w *workerProc) error {
+	for _, p := range []plan{{Point: byePoints[0], N: 1}, {Point: byePoints[1], N: 1}, {}} {
+		res, err := r.live(ctx, w, p)
+		if err != nil {
+			return err
+		}
+		switch {
+		case res.killed:
+		case res.exit == 0:
+			if p.Point != "" {
+				r.fig.mu.Lock()
+				r.fig.NotReached[p.Point]++
+				r.fig.mu.Unlock()
+			}
+		default:
+			return fmt.Errorf("%s life %d (%s) failed: exit %d:\n%s", w.name, w.life, p, res.exit, res.stderr)
+		}
+	}
+	return nil
+}
+
+type lifeResult struct {
+	killed bool // by SIGKILL
+	byTest bool // the test sent it (random or fallback)
+	exit   int
+	stderr string
+	dur    time.Duration
+}
+
+// live runs one life of worker w under plan p.
+func (r *crashRun) live(ctx context.Context, w *workerProc, p plan) (lifeResult, error) {
+	w.life++
+	fmt.Fprintf(w.stderr, "--- life %d: %s\n", w.life, p)
+	var tail tailBuffer
+	cmd := exec.Command(r.bin)
+	cmd.Env = append(os.Environ(),
+		"CRASH_URL="+r.srv.URL,
+		"CRASH_STAGE="+w.stage,
+		"CRASH_JOURNAL="+w.journal,
+		"CRASH_NAME="+w.name,
+		"CRASH_DIR="+w.dir,
+		"CRASH_DONE="+r.doneFile,
+		fmt.Sprintf("CRASH_LIFE=%d", w.life),
+		"CRASH_POINT="+p.Point,
+		fmt.Sprintf("CRASH_N=%d", max(p.N, 1)),
+		fmt.Sprintf("CRASH_STEPS=%d", r.cfg.Steps),
+		"CRASH_STEP_DELAY="+r.cfg.StepDelay.String(),
+		fmt.Sprintf("CRASH_FLAG_RATE=%g", r.cfg.FlagRate),
+		"CRASH_FLAG_FIRST="+map[bool]string{true: "1", false: "0"}[p.FlagFirst],
+		"CRASH_HEARTBEAT="+r.cfg.Heartbeat.String(),
+	)
+	cmd.Stdout = io.MultiWriter(w.stderr, &tail)
+	cmd.Stderr = io.MultiWriter(w.stderr, &tail)
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return lifeResult{}, err
+	}
+	var byTest atomic.Bool
+	kill := func() {
+		byTest.Store(true)
+		_ = cmd.Process.Kill()
+	}
+	var timers []*time.Timer
+	if p.Random > 0 {
+		timers = append(timers, time.AfterFunc(p.Random, kill))
+	}
+	if p.Fallback > 0 {
+		timers = append(timers, time.AfterFunc(p.Fallback, kill))
+	}
+	stopWatch := context.AfterFunc(ctx, kill)
+	err := cmd.Wait()
+	stopWatch()
+	for _, tm := range timers {
+		tm.Stop()
+	}
+	res := lifeResult{dur: time.Since(start), stderr: tail.String()}
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		return res, err
+	}
+	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	r.fig.mu.Lock()
+	defer r.fig.mu.Unlock()
+	r.fig.Lives++
+	switch {
+	case ws.Signaled() && ws.Signal() == syscall.SIGKILL:
+		res.killed, res.byTest = true, byTest.Load()
+		if ctx.Err() != nil {
+			return res, fmt.Errorf("%s: %w", w.name, ctx.Err())
+		}
+		switch {
+		case !res.byTest:
+			r.fig.PointKills[p.Point]++
+		case p.Point != "":
+			r.fig.Fallback[p.Point]++
+		default:
+			r.fig.RandomKills++
+		}
+		fmt.Fprintf(w.stderr, "--- life %d: killed (by test %v) after %s\n", w.life, res.byTest, res.dur)
+	case ws.Signaled():
+		return res, fmt.Errorf("%s life %d: died of %v:\n%s", w.name, w.life, ws.Signal(), res.stderr)
+	default:
+		res.exit = cmd.ProcessState.ExitCode()
+		if res.exit == 75 {
+			r.fig.WorkerGone++
+		}
+	}
+	return res, nil
+}
+
+// wantEpisode decides whether a kill is followed by an idle-timeout episode:
+// after every kill at a completion point (the case that orphans output), and
+// after a few random kills.
+func (r *crashRun) wantEpisode(p plan, res lifeResult) bool {
+	if r.sched.done.Load() {
+		return false
+	}
+	if !res.byTest && strings.HasSuffix(p.Point, ":complete") {
+		return true
+	}
+	r.rngMu.Lock()
+	defer r.rngMu.Unlock()
+	return p.Random > 0 && r.episodes.Load() < int64(r.cfg.Episodes+2*r.cfg.NamedEach) && r.rng.Intn(r.cfg.RandomKills/max(r.cfg.Episodes, 1)+1) == 0
+}
+
+// idleEpisode lets the tracker's idle timeout pass for the workers that are
+// down, not for those alive: the fake clock moves 0.6 × the timeout twice,
+// with a few heartbeats of real time between, and the idle sweep runs.
+func (r *crashRun) idleEpisode() {
+	r.episode.Lock()
+	defer r.episode.Unlock()
+	r.episodes.Add(1)
+	step := r.idle * 6 / 10
+	r.clock.Advance(step)
+	time.Sleep(4 * r.cfg.Heartbeat)
+	r.clock.Advance(step)
+	r.srv.Tracker.CheckIdle()
+}
+
+// dumpState logs the tracker's view, for a failed run.
+func (r *crashRun) dumpState() {
+	t := r.t
+	n := 0
+	for _, j := range r.srv.Tracker.Jobs() {
+		if j.State != trackertest.JobClosed && n < 20 {
+			n++
+			t.Logf("job %d: state %s stage %s holder %q completions %v flags %v", j.Number, j.State, j.Stage, j.Holder, j.Completions, j.Flags)
+		}
+	}
+	for _, w := range r.srv.Tracker.Workers() {
+		t.Logf("worker %s stage %s job %d completed %d progress %q", w.DisplayName, w.Stage, w.Job, w.Completed, w.Progress)
+	}
+	t.Logf("worker logs are kept in %s only while the test runs; stderr tails are in the errors above", r.dir)
+}
+
+// tailBuffer keeps the last 4 KiB written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Write(p)
+	if b.buf.Len() > 8<<10 {
+		keep := b.buf.Bytes()[b.buf.Len()-4<<10:]
+		b.buf = *bytes.NewBuffer(append([]byte(nil), keep...))
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// buildWorker builds crashworker (without -race, to keep lives short) into a
+// temporary directory.
+func buildWorker(t *testing.T) string {
+	t.Helper()
+	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(goTool); err != nil {
+		goTool = "go"
+	}
+	bin := filepath.Join(t.TempDir(), "crashworker")
+	start := time.Now()
+	cmd := exec.Command(goTool, "build", "-o", bin, "./crashworker")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build ./crashworker: %v\n%s", err, out)
+	}
+	t.Logf("built crashworker in %s", time.Since(start).Round(time.Millisecond))
+	return bin
+}
