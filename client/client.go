@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -209,6 +211,17 @@ func (c *Client) recover(ctx context.Context) error {
 		c.log.Info("resumed the journaled session", slog.String("display_name", s.DisplayName), slog.String("token", session.Redact(s.Token)))
 	}
 	return nil
+}
+
+// transient reports whether err is the tracker being unavailable: a
+// transport error, a 5xx or 429 after the retry policy gave up.
+func transient(err error) bool {
+	var se *session.ServerError
+	if errors.As(err, &se) {
+		return se.Err == nil && (se.Status >= 500 || se.Status == http.StatusTooManyRequests)
+	}
+	var ne net.Error
+	return errors.As(err, &ne)
 }
 
 func sameURL(a, b string) bool { return strings.TrimRight(a, "/") == strings.TrimRight(b, "/") }
@@ -802,16 +815,24 @@ func (c *Client) IsAlive(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// WaitForJob claims a job, waiting while the stage has none: it claims
-// again after a wait that doubles from WithWaitBackoff's min to its max,
-// with jitter. The heartbeat keeps the worker alive meanwhile (polling
-// newJob on an empty queue does not). It returns nil once a job is held,
-// ctx's error when ctx ends, or NewJob's other errors.
+// WaitForJob claims a job, waiting while the stage has none or the tracker
+// is unavailable: it claims again after a wait that doubles from
+// WithWaitBackoff's min to its max, with jitter. The heartbeat keeps the
+// worker alive meanwhile (polling newJob on an empty queue does not). It
+// returns nil once a job is held, ctx's error when ctx ends, or NewJob's
+// other errors (invalid argument, journal errors, an answer the protocol
+// does not foresee).
 func (c *Client) WaitForJob(ctx context.Context) error {
 	wait := c.o.waitMin
 	for {
 		err := c.NewJob(ctx)
-		if !errors.Is(err, ErrNoJobs) {
+		switch {
+		case err == nil || ctx.Err() != nil:
+			return err
+		case errors.Is(err, ErrNoJobs):
+		case transient(err):
+			c.log.Warn("tracker unavailable; waiting", slog.String("err", err.Error()))
+		default:
 			return err
 		}
 		d := wait/2 + rand.N(wait+1)

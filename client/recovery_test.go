@@ -678,3 +678,28 @@ func TestTokenNeverLogged(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitForJobThroughOutage: WaitForJob waits through a tracker outage
+// (503s after the retry policy gave up) as it waits through an empty queue.
+func TestWaitForJobThroughOutage(t *testing.T) {
+	e := newEnv(t, trackertest.Options{Jobs: []any{"in"}})
+	c := e.init("a")
+	var mu sync.Mutex
+	down := 0
+	e.tr.SetFault(func(r *http.Request, ep string) (trackertest.Fault, time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ep == "newJob" && down < 60 {
+			down++
+			return trackertest.Fault503, 0
+		}
+		return trackertest.FaultNone, 0
+	})
+	wantNoErr(t, "WaitForJob", c.WaitForJob(e.ctx))
+	if c.Job().Text() != "in" {
+		t.Fatalf("job %q", c.Job().Text())
+	}
+	if !strings.Contains(e.logs.String(), "tracker unavailable") {
+		t.Errorf("the outage was not logged")
+	}
+}
