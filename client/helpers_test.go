@@ -17,11 +17,12 @@ import (
 	"github.com/distcompute/distcompute-go/trackertest"
 )
 
-// fastRetry gives up quickly so that tests of unconfirmed actions are fast.
+// fastRetry gives up after 5 attempts, so that tests of unconfirmed actions
+// are fast and a single lost answer is always retried.
 var fastRetry = session.RetryPolicy{
 	InitialInterval: 2 * time.Millisecond,
 	MaxInterval:     10 * time.Millisecond,
-	MaxElapsedTime:  200 * time.Millisecond,
+	MaxRetries:      4, // bounded by count, not time: robust on a loaded machine
 	AttemptTimeout:  2 * time.Second,
 	MaxRetryAfter:   10 * time.Millisecond,
 }

@@ -18,7 +18,7 @@ import (
 var fastRetry = session.RetryPolicy{
 	InitialInterval: 2 * time.Millisecond,
 	MaxInterval:     10 * time.Millisecond,
-	MaxElapsedTime:  100 * time.Millisecond,
+	MaxRetries:      4, // bounded by count, not time: robust on a loaded machine
 	AttemptTimeout:  time.Second,
 }
 
