@@ -296,11 +296,25 @@ func (p *printer) journal(j JournalSummary) {
 	if j.LastEvent != nil {
 		rows = append(rows,
 			[]string{"first event", fmtTime(j.FirstEvent)},
-			[]string{"last event", fmt.Sprintf("%s, %s ago: the worker stopped writing then", fmtTime(j.LastEvent), fmtDuration(p.opts.Now.Sub(*j.LastEvent)))})
+			[]string{"last event", lastEventLine(j, p.opts.Now)})
 	} else {
 		rows = append(rows, []string{"last event", "none: the journal is empty"})
 	}
 	p.table("  ", rows)
+}
+
+// lastEventLine says when the journal was last written and what that was: when the
+// worker stopped, unless a recovery (a "replayed" event) ran since.
+func lastEventLine(j JournalSummary, now time.Time) string {
+	line := fmt.Sprintf("%s, %s ago", fmtTime(j.LastEvent), fmtDuration(now.Sub(*j.LastEvent)))
+	switch j.lastKind {
+	case "":
+	case journal.KindReplayed, journal.KindOrphanResolved:
+		line += fmt.Sprintf(": %s in slot %s (a recovery or dcjournal wrote it, not the worker)", j.lastKind, j.lastSlot)
+	default:
+		line += fmt.Sprintf(": %s in slot %s, the worker's last write", j.lastKind, j.lastSlot)
+	}
+	return line
 }
 
 func (p *printer) slots(s *Summary) {

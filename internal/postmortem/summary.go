@@ -54,6 +54,9 @@ type JournalSummary struct {
 	LastSeq    uint64     `json:"last_seq,omitempty"`
 	FirstEvent *time.Time `json:"first_event,omitempty"`
 	LastEvent  *time.Time `json:"last_event,omitempty"`
+
+	lastKind journal.Kind // what the last event read recorded, and in which slot
+	lastSlot string
 }
 
 // SlotSummary is one worker identity of the journal.
@@ -177,7 +180,7 @@ func Summarize(db *journal.DB, showSecrets bool) (*Summary, error) {
 			j.FirstSeq = e.Seq
 			j.FirstEvent = timePtr(e.Time)
 		}
-		j.LastSeq = e.Seq
+		j.LastSeq, j.lastKind, j.lastSlot = e.Seq, e.Kind, e.Slot
 		if j.LastEvent == nil || e.Time.After(*j.LastEvent) {
 			j.LastEvent = timePtr(e.Time)
 		}
@@ -201,6 +204,7 @@ func Summarize(db *journal.DB, showSecrets bool) (*Summary, error) {
 	var damage []error
 	if err != nil {
 		damage = append(damage, fmt.Errorf("reading events: %w", err))
+		s.Journal.lastKind = "" // the last event read is not the last written
 		s.Warnings = append(s.Warnings, fmt.Sprintf("the event history is damaged (%s); %d events were read before the damage: times and names below may be missing", errText(err), s.Journal.Events))
 	}
 
