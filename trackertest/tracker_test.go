@@ -438,6 +438,9 @@ func TestClaimsExclusive(t *testing.T) {
 			t.Errorf("job %d is %s", v.Number, v.State)
 		}
 	}
+	if c := s.Tracker.JobCounts(); c[trackertest.JobHeld] != 20 || c[trackertest.JobOpen] != 0 || c[trackertest.JobClosed] != 0 {
+		t.Errorf("JobCounts %v, want 20 held", c)
+	}
 }
 
 func TestFaults(t *testing.T) {

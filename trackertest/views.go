@@ -47,11 +47,31 @@ type WorkerView struct {
 	Completed                    int // jobs completed
 }
 
-func (t *Tracker) jobView(j *job) JobView {
+// jobSnap is a job's state copied under the lock; views are built from it outside the lock,
+// so that tests polling Jobs do not hold up the requests.
+type jobSnap struct {
+	job
+	holderName string
+}
+
+// snap copies j. Callers hold t.mu. The *string values are never changed in place, so they
+// may be shared.
+func snap(j *job) jobSnap {
+	s := jobSnap{job: *j}
+	s.holder = nil
+	if j.holder != nil {
+		s.holderName = j.holder.name
+	}
+	return s
+}
+
+func (s *jobSnap) view() JobView {
+	j := &s.job
 	v := JobView{
 		Number:      j.number,
 		Stage:       letter(j.stage),
 		State:       JobOpen,
+		Holder:      s.holderName,
 		Data:        map[string]*string{},
 		Outputs:     map[string]*string{},
 		Completions: map[string]int{},
@@ -63,23 +83,20 @@ func (t *Tracker) jobView(j *job) JobView {
 	case j.pending:
 		v.State = JobHeld
 	}
-	if j.holder != nil {
-		v.Holder = j.holder.name
-	}
-	for s := 0; s < numStages; s++ {
-		if p := j.data[s]; p != nil {
+	for st := 0; st < numStages; st++ {
+		if p := j.data[st]; p != nil {
 			c := *p
-			v.Data[letter(s)] = &c
+			v.Data[letter(st)] = &c
 		}
-		if p := j.outputs[s]; p != nil {
+		if p := j.outputs[st]; p != nil {
 			c := *p
-			v.Outputs[letter(s)] = &c
+			v.Outputs[letter(st)] = &c
 		}
-		if n := j.completions[s]; n > 0 {
-			v.Completions[letter(s)] = n
+		if n := j.completions[st]; n > 0 {
+			v.Completions[letter(st)] = n
 		}
-		if n := j.flags[s]; n > 0 {
-			v.Flags[letter(s)] = n
+		if n := j.flags[st]; n > 0 {
+			v.Flags[letter(st)] = n
 		}
 	}
 	return v
@@ -88,10 +105,14 @@ func (t *Tracker) jobView(j *job) JobView {
 // Jobs returns a copy of every job, by number.
 func (t *Tracker) Jobs() []JobView {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := make([]JobView, len(t.jobs))
+	snaps := make([]jobSnap, len(t.jobs))
 	for i, j := range t.jobs {
-		out[i] = t.jobView(j)
+		snaps[i] = snap(j)
+	}
+	t.mu.Unlock()
+	out := make([]JobView, len(snaps))
+	for i := range snaps {
+		out[i] = snaps[i].view()
 	}
 	return out
 }
@@ -99,11 +120,13 @@ func (t *Tracker) Jobs() []JobView {
 // Job returns a copy of job n, and false if there is no such job.
 func (t *Tracker) Job(n int) (JobView, bool) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if n < 1 || n > len(t.jobs) {
+		t.mu.Unlock()
 		return JobView{}, false
 	}
-	return t.jobView(t.jobs[n-1]), true
+	s := snap(t.jobs[n-1])
+	t.mu.Unlock()
+	return s.view(), true
 }
 
 func (t *Tracker) workerView(w *worker) WorkerView {
@@ -159,4 +182,23 @@ func (t *Tracker) Leaderboard() map[string]int {
 		out[k] = v
 	}
 	return out
+}
+
+// JobCounts returns how many jobs are open, held and closed. It is cheap enough to poll
+// (Jobs copies every job).
+func (t *Tracker) JobCounts() map[JobState]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := map[JobState]int{JobOpen: 0, JobHeld: 0, JobClosed: 0}
+	for _, j := range t.jobs {
+		switch {
+		case j.closed:
+			c[JobClosed]++
+		case j.pending:
+			c[JobHeld]++
+		default:
+			c[JobOpen]++
+		}
+	}
+	return c
 }
