@@ -390,7 +390,7 @@ func (p *printer) slot(sl SlotSummary) {
 	if j := sl.Job; j != nil {
 		line := fmt.Sprintf("%d at stage %s, held since %s", j.Number, orDash(j.Stage), fmtTime(j.Since))
 		if j.Since != nil && sl.LastEvent != nil {
-			line += fmt.Sprintf(" (%s before the last event)", fmtDuration(sl.LastEvent.Sub(*j.Since)))
+			line += fmt.Sprintf(" (%s before its last event)", fmtDuration(sl.LastEvent.Sub(*j.Since)))
 		}
 		rows = append(rows, []string{"job", line}, []string{"input", withPreview(payloadKindSize(j.InputKind, j.InputBytes), j.preview)})
 		if j.CheckpointBytes > 0 {
