@@ -546,6 +546,13 @@ func (c *Client) CompleteJob(ctx context.Context, output any) error {
 		_, err := c.sendCompletion(ctx, pend.Job.Number, decodeOutput(pend.Output), true)
 		return err
 	}
+	if st.FlagPending && c.job != nil && c.token != "" {
+		// An unconfirmed flag of the held job: settle it first (if it was
+		// applied, the job is no longer held).
+		if settled, err := c.sendFlag(ctx, c.job.number, true); !settled {
+			return fmt.Errorf("client: completeJob: a flag of the job is unconfirmed: %w", err)
+		}
+	}
 	if c.job == nil {
 		return c.noJobError("completeJob")
 	}

@@ -703,3 +703,29 @@ func TestWaitForJobThroughOutage(t *testing.T) {
 		t.Errorf("the outage was not logged")
 	}
 }
+
+// TestUnconfirmedFlag: a flag not confirmed (tracker down) stays pending and
+// is resent before the next claim; its answer lost, the resend's 403 counts
+// as applied.
+func TestUnconfirmedFlag(t *testing.T) {
+	e := newEnv(t, trackertest.Options{Jobs: []any{"1", "2"}})
+	c := e.init("a")
+	wantNoErr(t, "NewJob", c.NewJob(e.ctx))
+	n := c.JobID()
+	e.tr.SetFault(func(r *http.Request, ep string) (trackertest.Fault, time.Duration) {
+		if ep == "flagInvalidData" {
+			return trackertest.FaultDropAnswer, 0
+		}
+		return trackertest.FaultNone, 0
+	})
+	err := c.FlagInvalidData(e.ctx)
+	if err == nil || !strings.Contains(err.Error(), "resent") {
+		t.Fatalf("FlagInvalidData with every answer lost: %v", err)
+	}
+	e.tr.SetFault(nil)
+	wantNoErr(t, "NewJob", c.NewJob(e.ctx))
+	if j, _ := e.tr.Job(n); j.Flags["a"] != 1 {
+		t.Fatalf("job %d flags %v, want 1", n, j.Flags)
+	}
+	wantNoErr(t, "CompleteJob", c.CompleteJob(e.ctx, "o"))
+}
