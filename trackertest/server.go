@@ -320,6 +320,9 @@ type Server struct {
 	srv       *http.Server
 	stopSweep func()
 	once      sync.Once
+
+	mu       sync.Mutex
+	inflight int // handlers running
 }
 
 // Start serves a new Tracker for opts on a loopback port, with its idle sweep running, until
@@ -334,7 +337,20 @@ func Start(tb testing.TB, opts Options) *Server {
 	s := &Server{
 		URL:     "http://" + ln.Addr().String(),
 		Tracker: t,
-		srv:     &http.Server{Handler: t, ReadHeaderTimeout: 10 * time.Second},
+	}
+	s.srv = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s.mu.Lock()
+			s.inflight++
+			s.mu.Unlock()
+			defer func() {
+				s.mu.Lock()
+				s.inflight--
+				s.mu.Unlock()
+			}()
+			t.ServeHTTP(w, r)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
 	}
 	s.stopSweep = t.startSweeper()
 	go func() { _ = s.srv.Serve(ln) }()
@@ -342,12 +358,22 @@ func Start(tb testing.TB, opts Options) *Server {
 	return s
 }
 
-// Close stops the server at once (open connections are closed) and its idle sweep. It may be
-// called more than once.
+// Close stops the server at once (open connections are closed, as if the tracker died) and
+// its idle sweep, then waits (at most 5 s) for handlers still running to return, so that none
+// logs after the test. It may be called more than once.
 func (s *Server) Close() {
 	s.once.Do(func() {
 		s.stopSweep()
 		_ = s.srv.Close()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+			s.mu.Lock()
+			n := s.inflight
+			s.mu.Unlock()
+			if n == 0 {
+				return
+			}
+			time.Sleep(5 * time.Millisecond) // test teardown only
+		}
 	})
 }
 
