@@ -365,14 +365,22 @@ func (s *Server) Close() {
 	s.once.Do(func() {
 		s.stopSweep()
 		_ = s.srv.Close()
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		deadline := time.NewTimer(5 * time.Second)
+		defer deadline.Stop()
+		for {
 			s.mu.Lock()
 			n := s.inflight
 			s.mu.Unlock()
 			if n == 0 {
 				return
 			}
-			time.Sleep(5 * time.Millisecond) // test teardown only
+			select {
+			case <-tick.C:
+			case <-deadline.C:
+				return
+			}
 		}
 	})
 }
