@@ -21,13 +21,18 @@ const maxVerifyErrors = 100
 // sequence number of its key, the indexes pointing at existing events of
 // the right slot and job, orphans keyed by their seq, and for every slot
 // that its stored state equals the fold of its base state (the pruned
-// history) and its remaining events. Each error names the file. Verify reads
-// a consistent snapshot; appends may continue meanwhile.
+// history) and its remaining events. Each error names the file. Appends
+// wait while Verify runs (bbolt's check reads the freelist, which commits
+// change).
 func (db *DB) Verify() (errs []error) {
 	if err := db.acquire(); err != nil {
 		return []error{err}
 	}
 	defer db.release()
+	if !db.opts.ReadOnly {
+		db.commitMu.Lock()
+		defer db.commitMu.Unlock()
+	}
 	add := func(format string, args ...any) {
 		if len(errs) < maxVerifyErrors {
 			errs = append(errs, fmt.Errorf("journal: %s: %w: %s", db.path, ErrCorrupt, fmt.Sprintf(format, args...)))

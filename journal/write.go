@@ -118,9 +118,10 @@ func (db *DB) flushLocked() error {
 // commitBatch writes buffered progress and the batch's events in one
 // transaction and marks every request done. The caller holds commitMu.
 func (db *DB) commitBatch(batch []*request) {
+	var progress map[string]string
 	db.pmu.Lock()
-	progress := db.pending
-	if len(progress) > 0 {
+	if len(db.pending) > 0 {
+		progress = db.pending
 		db.pending = make(map[string]string)
 	}
 	db.pmu.Unlock()
