@@ -350,60 +350,91 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 	}
 }
 
-// TestAWSNoticeDrains: a (fake, loopback) AWS spot interruption notice
-// drains the worker like SIGTERM: the command gets SIGTERM and its output is
-// completed.
-func TestAWSNoticeDrains(t *testing.T) {
-	srv := startTracker(t, "work", "more work")
-	dir := t.TempDir()
-	var notice atomic.Bool
-	var polls atomic.Int64
-	meta := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// TestPreemptionNoticeDrains: a (fake, loopback) cloud preemption notice
+// drains the worker like SIGTERM: no more claims, the command gets SIGTERM
+// and its output is completed.
+func TestPreemptionNoticeDrains(t *testing.T) {
+	for _, p := range []preempt.Provider{preempt.AWS, preempt.GCP, preempt.Azure} {
+		t.Run(string(p), func(t *testing.T) {
+			var notice atomic.Bool
+			var polls atomic.Int64
+			meta := httptest.NewServer(fakeMetadata(p, &notice, &polls))
+			defer meta.Close()
+			srv := startTracker(t, "work", "more work")
+			dir := t.TempDir()
+			cfg := config(t, srv.URL, script(t, `trap 'echo "saved on notice"; exit 0' TERM; touch `+dir+`/running; sleep 20 & wait`))
+			cfg.ExitWhenEmpty = false
+			cfg.PreemptionNotice = p
+			cfg.MetadataAddr = meta.Listener.Addr().String()
+			cfg.MetadataClient = loopbackClient()
+			cfg.MetadataInterval = 20 * time.Millisecond
+			done := start(t, context.Background(), cfg)
+			waitFor(t, 10*time.Second, "the command and a few metadata polls", func() bool {
+				_, err := os.Stat(filepath.Join(dir, "running"))
+				return err == nil && polls.Load() >= 2
+			})
+			notice.Store(true)
+			if err := waitErr(t, done, 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			closed, open := 0, 0
+			for _, v := range srv.Tracker.Jobs() {
+				switch v.State {
+				case trackertest.JobClosed:
+					closed++
+					if output(v, "a") != "saved on notice" {
+						t.Errorf("job %d output %q", v.Number, output(v, "a"))
+					}
+				case trackertest.JobOpen:
+					open++
+				}
+			}
+			if closed != 1 || open != 1 {
+				t.Errorf("closed %d open %d, want 1 and 1 (no claim after the notice)", closed, open)
+			}
+		})
+	}
+}
+
+// fakeMetadata serves provider p's preemption endpoint: no notice until
+// notice is set.
+func fakeMetadata(p preempt.Provider, notice *atomic.Bool, polls *atomic.Int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
-		case r.Method == http.MethodPut && r.URL.Path == "/latest/api/token":
+		case p == preempt.AWS && r.Method == http.MethodPut && r.URL.Path == "/latest/api/token":
 			w.Write([]byte("token"))
-		case r.URL.Path == "/latest/meta-data/spot/instance-action" && r.Header.Get("X-aws-ec2-metadata-token") == "token":
+		case p == preempt.AWS && r.URL.Path == "/latest/meta-data/spot/instance-action" && r.Header.Get("X-aws-ec2-metadata-token") == "token":
 			polls.Add(1)
 			if !notice.Load() {
 				http.NotFound(w, r)
 				return
 			}
 			w.Write([]byte(`{"action":"terminate","time":"2026-11-26T23:59:00Z"}`))
-		default:
-			http.Error(w, "unexpected", http.StatusBadRequest)
-		}
-	}))
-	defer meta.Close()
-	cfg := config(t, srv.URL, script(t, `trap 'echo "saved on notice"; exit 0' TERM; touch `+dir+`/running; sleep 20 & wait`))
-	cfg.ExitWhenEmpty = false
-	cfg.PreemptionNotice = preempt.AWS
-	cfg.MetadataAddr = meta.Listener.Addr().String()
-	cfg.MetadataClient = loopbackClient()
-	cfg.MetadataInterval = 20 * time.Millisecond
-	done := start(t, context.Background(), cfg)
-	waitFor(t, 10*time.Second, "the command and a few metadata polls", func() bool {
-		_, err := os.Stat(filepath.Join(dir, "running"))
-		return err == nil && polls.Load() >= 2
-	})
-	notice.Store(true)
-	if err := waitErr(t, done, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	closed, open := 0, 0
-	for _, v := range srv.Tracker.Jobs() {
-		switch v.State {
-		case trackertest.JobClosed:
-			closed++
-			if output(v, "a") != "saved on notice" {
-				t.Errorf("job %d output %q", v.Number, output(v, "a"))
+		case p == preempt.GCP && r.URL.Path == "/computeMetadata/v1/instance/preempted" && r.Header.Get("Metadata-Flavor") == "Google":
+			polls.Add(1)
+			if r.URL.Query().Get("wait_for_change") == "true" {
+				// A short long-poll: the real one waits for a change.
+				for i := 0; i < 10 && !notice.Load(); i++ {
+					time.Sleep(10 * time.Millisecond)
+				}
 			}
-		case trackertest.JobOpen:
-			open++
+			w.Header().Set("ETag", "etag-1")
+			if notice.Load() {
+				w.Write([]byte("TRUE"))
+			} else {
+				w.Write([]byte("FALSE"))
+			}
+		case p == preempt.Azure && r.URL.Path == "/metadata/scheduledevents" && r.Header.Get("Metadata") == "true":
+			polls.Add(1)
+			if notice.Load() {
+				w.Write([]byte(`{"DocumentIncarnation":2,"Events":[{"EventId":"e","EventType":"Preempt","ResourceType":"VirtualMachine","Resources":["vm"],"EventStatus":"Scheduled","NotBefore":"Thu, 26 Nov 2026 23:59:00 GMT"}]}`))
+			} else {
+				w.Write([]byte(`{"DocumentIncarnation":1,"Events":[]}`))
+			}
+		default:
+			http.Error(w, "unexpected request", http.StatusBadRequest)
 		}
-	}
-	if closed != 1 || open != 1 {
-		t.Errorf("closed %d open %d, want 1 and 1 (no claim after the notice)", closed, open)
-	}
+	})
 }
 
 // TestSlots4 runs four jobs at once under four worker identities.
