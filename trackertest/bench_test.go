@@ -21,3 +21,23 @@ func BenchmarkJobs(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkClaimComplete measures one newJob + completeJob cycle over loopback HTTP.
+func BenchmarkClaimComplete(b *testing.B) {
+	jobs := make([]any, b.N)
+	for i := range jobs {
+		jobs[i] = fmt.Sprint("job-", i)
+	}
+	s := trackertest.Start(b, trackertest.Options{Jobs: jobs})
+	c := newAPI(b, s)
+	tok, _ := c.register("bench", "a")
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, st := c.newJob(tok); st != 200 {
+			b.Fatalf("newJob: %d", st)
+		}
+		if st, _ := c.post("/api/completeJob", map[string]string{"token": tok, "data": "out"}); st != 200 {
+			b.Fatalf("completeJob: %d", st)
+		}
+	}
+}
