@@ -729,3 +729,34 @@ func TestUnconfirmedFlag(t *testing.T) {
 	}
 	wantNoErr(t, "CompleteJob", c.CompleteJob(e.ctx, "o"))
 }
+
+// TestActionsSerialised (Quirks): the upstream tracker applies concurrent
+// completions from one token all at once; the client serialises them, so
+// one is accepted and the other finds no job held.
+func TestActionsSerialised(t *testing.T) {
+	e := newEnv(t, trackertest.Options{Quirks: true, RaceWindow: 20 * time.Millisecond, Jobs: []any{"1", "2"}})
+	c := e.init("a")
+	wantNoErr(t, "NewJob", c.NewJob(e.ctx))
+	n := c.JobID()
+	errs := make(chan error, 2)
+	for i := 0; i < 2; i++ {
+		go func() { errs <- c.CompleteJob(e.ctx, "out") }()
+	}
+	var accepted, refused int
+	for i := 0; i < 2; i++ {
+		switch err := <-errs; {
+		case err == nil:
+			accepted++
+		case errors.Is(err, client.ErrNoJobHeld):
+			refused++
+		default:
+			t.Errorf("CompleteJob: %v", err)
+		}
+	}
+	if accepted != 1 || refused != 1 {
+		t.Fatalf("accepted %d, refused %d; want 1 and 1", accepted, refused)
+	}
+	if j, _ := e.tr.Job(n); j.Completions["a"] != 1 {
+		t.Fatalf("completions %v", j.Completions)
+	}
+}
