@@ -186,6 +186,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer a2.kill()
 	d.say("worker A restarted on a.db: replay, then back to work")
+	select { // a glimpse of the tracker's dashboard: fd 3 lines arrive as progress
+	case <-ctx.Done():
+	case <-time.After(800 * time.Millisecond):
+	}
+	for _, w := range tr.Workers() {
+		if w.Job != 0 {
+			d.say("  tracker: %s (stage %s) holds job %d, progress %q", w.DisplayName, w.Stage, w.Job, w.Progress)
+		}
+	}
 	if err := a2.wait(ctx); err != nil {
 		return d.fail(err, a2, b)
 	}

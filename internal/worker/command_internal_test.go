@@ -197,3 +197,11 @@ func TestTailBuffer(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+// TestRunUnreadStdin: a command that ignores a large input still succeeds.
+func TestRunUnreadStdin(t *testing.T) {
+	res, _ := runScript(t, `echo ok`, func(s *spec) { s.stdin = bytes.Repeat([]byte("x"), 4<<20) })
+	if !res.ok() || string(res.output) != "ok\n" {
+		t.Errorf("ok=%v output %q: %s", res.ok(), res.output, res.describe())
+	}
+}

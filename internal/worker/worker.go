@@ -187,8 +187,9 @@ type engine struct {
 	drainSig  syscall.Signal
 	drainEnd  time.Time // grace deadline
 
-	mu   sync.Mutex
-	busy int // slots holding a job
+	mu    sync.Mutex
+	busy  int   // slots holding a job
+	fatal error // first error that stopped a slot for good
 }
 
 // Run runs cfg.Command as a worker until ctx ends, a stop signal arrives on
@@ -316,6 +317,9 @@ func Run(ctx context.Context, cfg Config) error {
 	closeErr := pool.Close()
 	if e.runCtx.Err() != nil {
 		return ErrStopped
+	}
+	if e.fatal != nil {
+		return e.fatal
 	}
 	return closeErr
 }
@@ -462,41 +466,66 @@ func (e *engine) runSlot(i int) {
 	}
 }
 
-// claim gets slot i a job. It returns false when the slot should stop.
+// claim gets slot i a job. It returns false when the slot should stop:
+// draining, a hard stop, an empty stage with ExitWhenEmpty, or an error that
+// retrying cannot cure (recorded for Run to return). Other errors (the
+// tracker unreachable after the client's own retries, a completion still
+// unconfirmed) are logged and the claim tried again later: a worker outlives
+// a tracker outage.
 func (e *engine) claim(i int) bool {
 	c := e.clients[i]
 	ctx, cancel := e.claimCtx()
 	defer cancel()
-	if !e.cfg.ExitWhenEmpty {
-		err := c.WaitForJob(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				e.log.Error("waiting for a job failed", "slot", c.Slot(), "err", err)
-			}
-			return false
-		}
-		return true
-	}
+	pause := time.Second
 	for {
-		err := c.NewJob(ctx)
+		var err error
+		if e.cfg.ExitWhenEmpty {
+			err = c.NewJob(ctx)
+		} else {
+			err = c.WaitForJob(ctx)
+		}
 		if err == nil {
 			return true
 		}
 		if ctx.Err() != nil {
 			return false
 		}
-		if !errors.Is(err, client.ErrNoJobs) {
-			e.log.Warn("claiming a job failed", "slot", c.Slot(), "err", err)
-		} else if e.busyCount() == 0 {
-			n, err := c.JobCount(ctx)
-			if err == nil && n == 0 {
-				e.log.Info("no open jobs and no slot busy: stopping", "slot", c.Slot())
-				return false
+		wait := e.cfg.EmptyPoll
+		switch {
+		case permanent(err):
+			e.fail(fmt.Errorf("worker: slot %s: %w", c.Slot(), err))
+			return false
+		case errors.Is(err, client.ErrNoJobs): // ExitWhenEmpty only
+			if e.busyCount() == 0 {
+				n, err := c.JobCount(ctx)
+				if err == nil && n == 0 {
+					e.log.Info("no open jobs and no slot busy: stopping", "slot", c.Slot())
+					return false
+				}
 			}
+		default:
+			e.log.Warn("claiming a job failed; trying again", "slot", c.Slot(), "err", err, "pause", pause)
+			wait = pause
+			pause = min(2*pause, time.Minute)
 		}
-		if !sleepCtx(ctx, e.cfg.EmptyPoll) {
+		if !sleepCtx(ctx, wait) {
 			return false
 		}
+	}
+}
+
+// permanent reports errors that trying again cannot cure.
+func permanent(err error) bool {
+	return errors.Is(err, client.ErrInvalidStage) || errors.Is(err, client.ErrStageDisabled) ||
+		errors.Is(err, client.ErrInvalidArgument) || errors.Is(err, client.ErrClosed)
+}
+
+// fail records the first fatal error, for Run to return.
+func (e *engine) fail(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.fatal == nil {
+		e.fatal = err
 	}
 }
 

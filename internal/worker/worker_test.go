@@ -16,9 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distcompute/distcompute-go/client"
 	"github.com/distcompute/distcompute-go/internal/preempt"
 	"github.com/distcompute/distcompute-go/internal/worker"
 	"github.com/distcompute/distcompute-go/journal"
+	"github.com/distcompute/distcompute-go/session"
 	"github.com/distcompute/distcompute-go/trackertest"
 )
 
@@ -595,5 +597,51 @@ func TestHeartbeatFailuresCounted(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "go"), nil, 0o600)
 	if err := waitErr(t, done, 20*time.Second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTrackerOutage: the tracker answers 503 to everything for a while,
+// longer than the client's retry policy; the worker keeps its completed
+// output in the journal, keeps trying, and finishes every job exactly once.
+func TestTrackerOutage(t *testing.T) {
+	srv := startTracker(t, "one", "two", "three")
+	dir := t.TempDir()
+	var down atomic.Bool
+	srv.Tracker.SetFault(func(r *http.Request, endpoint string) (trackertest.Fault, time.Duration) {
+		if down.Load() {
+			return trackertest.Fault503, 0
+		}
+		return trackertest.FaultNone, 0
+	})
+	// The first command takes the tracker down as it finishes.
+	cfg := config(t, srv.URL, script(t, `if [ ! -f `+dir+`/first ]; then touch `+dir+`/first; fi; cat`))
+	cfg.ClientOptions = append(cfg.ClientOptions, client.WithRetry(session.RetryPolicy{
+		InitialInterval: 20 * time.Millisecond, MaxInterval: 50 * time.Millisecond, Multiplier: 1.5,
+		MaxElapsedTime: 200 * time.Millisecond, AttemptTimeout: time.Second,
+	}))
+	go func() {
+		for {
+			if _, err := os.Stat(filepath.Join(dir, "first")); err == nil {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		down.Store(true)
+		time.Sleep(1500 * time.Millisecond)
+		down.Store(false)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := worker.Run(ctx, cfg); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	for _, v := range srv.Tracker.Jobs() {
+		want := []string{"", "one", "two", "three"}[v.Number]
+		if v.State != trackertest.JobClosed || v.Completions["a"] != 1 || output(v, "a") != want {
+			t.Errorf("job %d: %s, %d completions, output %q", v.Number, v.State, v.Completions["a"], output(v, "a"))
+		}
+	}
+	if st := srv.Tracker.Stats()["completeJob"]; st.Status[503] == 0 {
+		t.Errorf("the outage did not hit a completion: %+v", st)
 	}
 }
