@@ -75,6 +75,7 @@ func (s *slotState) setProgress(p string) {
 // SlotStatus is one slot in GET /status.
 type SlotStatus struct {
 	Slot        int       `json:"slot"`
+	JournalSlot string    `json:"journal_slot"`
 	DisplayName string    `json:"display_name"`
 	State       string    `json:"state"`
 	Since       time.Time `json:"since"`
@@ -117,9 +118,9 @@ func (e *engine) counters() map[string]int64 {
 
 func (e *engine) status() Status {
 	st := Status{Tracker: e.cfg.TrackerURL, Stage: e.cfg.Stage, Journal: e.cfg.Journal, Draining: e.isDraining(), Counters: e.counters()}
-	for _, s := range e.slots {
+	for i, s := range e.slots {
 		s.mu.Lock()
-		st.Slots = append(st.Slots, SlotStatus{Slot: s.index, DisplayName: s.name, State: s.state, Since: s.since, Job: s.job, Progress: s.progress})
+		st.Slots = append(st.Slots, SlotStatus{Slot: s.index, JournalSlot: e.clients[i].Slot(), DisplayName: s.name, State: s.state, Since: s.since, Job: s.job, Progress: s.progress})
 		s.mu.Unlock()
 	}
 	return st
