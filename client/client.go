@@ -59,8 +59,6 @@ type Client struct {
 	resubmitted []int
 
 	progress  atomic.Pointer[string]
-	dirty     atomic.Bool   // progress not yet given to the journal (see Log)
-	jmu       *sync.RWMutex // see journalLock
 	kick      chan struct{}
 	closed    atomic.Bool
 	stop      context.CancelFunc
@@ -130,13 +128,9 @@ func newClient(ctx context.Context, db *journal.DB, slot, url, stage string, o o
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	if o.jmu == nil {
-		o.jmu = new(sync.RWMutex)
-	}
 	c := &Client{
 		db: db, conn: conn, slot: slot, stage: st, nickname: o.nickname, o: o, log: log,
 		wantSession: true,
-		jmu:         o.jmu,
 		lostCh:      make(chan struct{}),
 		kick:        make(chan struct{}, 1),
 		done:        make(chan struct{}),
@@ -230,10 +224,7 @@ func (c *Client) append(e journal.Event) error {
 	if e.Slot == "" {
 		e.Slot = c.slot
 	}
-	c.jmu.RLock()
-	_, err := c.db.Append(e)
-	c.jmu.RUnlock()
-	if err != nil {
+	if _, err := c.db.Append(e); err != nil {
 		return fmt.Errorf("client: journal: %w", err)
 	}
 	return nil
@@ -739,42 +730,20 @@ func (c *Client) Checkpoint(ctx context.Context, data []byte) error {
 // Log records progress text, shown on the tracker's dashboard (cut to 255
 // characters, the most the tracker accepts). It returns at once whatever the
 // network and the disk do: the text goes to the journal's in-memory buffer
-// (journal.AppendProgress; by the background goroutine if a durable append
-// is in flight) and is sent by the background goroutine, latest wins.
+// (journal.AppendProgress) and is sent by the background goroutine, latest
+// wins.
 func (c *Client) Log(text string) {
 	if utf8.RuneCountInString(text) > session.MaxProgressLen {
 		text = cutRunes(text, session.MaxProgressLen)
 	}
 	c.progress.Store(&text)
-	if c.jmu.TryLock() {
-		if !c.closed.Load() {
-			c.db.AppendProgress(c.slot, text)
-		}
-		c.jmu.Unlock()
-	} else {
-		c.dirty.Store(true) // the background goroutine writes it
+	if !c.closed.Load() {
+		c.db.AppendProgress(c.slot, text)
 	}
 	select {
 	case c.kick <- struct{}{}:
 	default:
 	}
-}
-
-// journalProgress gives the latest progress text to the journal if Log
-// could not.
-//
-// journalLock: Appends (read lock) and AppendProgress (write lock) of the
-// clients sharing a journal are kept apart because journal.DB.commitBatch
-// reads the progress buffer without its lock when the buffer is empty (a
-// data race with AppendProgress). Appends still share commits among
-// themselves. Remove once the journal is fixed.
-func (c *Client) journalProgress() {
-	if !c.dirty.Swap(false) {
-		return
-	}
-	c.jmu.Lock()
-	c.db.AppendProgress(c.slot, *c.progress.Load())
-	c.jmu.Unlock()
 }
 
 func cutRunes(s string, n int) string {
@@ -926,7 +895,6 @@ func (c *Client) Close() error {
 		}
 		c.mu.Lock() // wait for an action in progress
 		defer c.mu.Unlock()
-		c.journalProgress()
 		if c.ownDB {
 			c.closeErr = c.db.Close()
 		}

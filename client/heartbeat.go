@@ -23,7 +23,6 @@ func (c *Client) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-c.kick:
-			c.journalProgress()
 			c.sendProgress(ctx)
 		case <-t.C:
 			beats++

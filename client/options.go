@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/distcompute/distcompute-go/journal"
@@ -73,7 +72,6 @@ type options struct {
 	waitMin     time.Duration
 	waitMax     time.Duration
 	aliveEvery  int
-	jmu         *sync.RWMutex // shared by a Pool's clients
 }
 
 func defaultOptions() options {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/replay"
@@ -51,7 +50,6 @@ func OpenPool(ctx context.Context, url, stage string, n int, opts ...Option) (*P
 		return nil, err
 	}
 	p := &Pool{db: db, ownDB: own}
-	o.jmu = new(sync.RWMutex)
 	for i := 0; i < n; i++ {
 		name := prefix + "-" + strconv.Itoa(i)
 		c, err := newClient(ctx, db, name, url, stage, o)
