@@ -598,7 +598,7 @@ func (e *engine) runJob(i int, resumed bool) bool {
 				return !drained && e.runCtx.Err() == nil && !c.HasJob()
 			}
 			e.m.completed.Add(1)
-			log.Info("job completed", "output_bytes", len(res.output), "kind", out.Kind().String())
+			log.Debug("output submitted", "output_bytes", len(res.output), "kind", out.Kind().String())
 			return !drained
 		case res.err == nil && res.signal == 0 && !res.tooLarge && res.exitCode == e.cfg.InvalidExitCode:
 			st.set(e.m, stateFlagging, num)
@@ -610,7 +610,7 @@ func (e *engine) runJob(i int, resumed bool) bool {
 				return !drained && !c.HasJob()
 			}
 			e.m.flagged.Add(1)
-			log.Info("job data flagged invalid", "exit_code", res.exitCode)
+			log.Debug("command asked to flag the input", "exit_code", res.exitCode)
 			return !drained
 		case drained:
 			log.Info("command ended during the drain: job left resumable", "outcome", res.describe())
