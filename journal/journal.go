@@ -135,11 +135,16 @@ type DB struct {
 	bolt   *bolt.DB
 	closed atomic.Bool
 
-	// Group commit: requests queue up under qmu; whoever holds commitMu
-	// commits everything queued in one transaction (one fsync).
+	// Group commit: requests queue up under qmu; the leader commits
+	// everything queued in one transaction while holding commitMu (which
+	// Verify and AppendBatch take to keep commits out).
 	qmu      sync.Mutex
 	queue    []*request
+	leading  bool // a goroutine is committing or about to
 	commitMu sync.Mutex
+	inflight atomic.Int64 // requests inside submit, not yet done
+	commits  atomic.Int64 // transactions committed by commitBatch
+	appended atomic.Int64 // events appended by them
 
 	// Buffered progress: latest text per slot.
 	pmu     sync.Mutex

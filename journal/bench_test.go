@@ -1,0 +1,276 @@
+package journal_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/distcompute/distcompute-go/journal"
+)
+
+// benchEvent is the durable event the append benchmarks write: a
+// checkpoint of about 200 bytes of JSON (always valid while a job is held).
+func benchEvent(slot string) journal.Event {
+	return journal.Event{Slot: slot, Kind: journal.KindCheckpoint, Checkpoint: []byte(strings.Repeat("c", 64))}
+}
+
+func openBench(b *testing.B, opts *journal.Options, slots int) *journal.DB {
+	b.Helper()
+	db, err := journal.Open(filepath.Join(b.TempDir(), "bench.db"), opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	for i := 0; i < slots; i++ {
+		s := fmt.Sprintf("s%02d", i)
+		if _, err := db.Append(journal.Event{Slot: s, Kind: journal.KindRegistered, Token: "0123456789abcdef", Stage: "a"}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := db.Append(journal.Event{Slot: s, Kind: journal.KindClaimed, Job: i + 1}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return db
+}
+
+// BenchmarkAppendDurable: one slot, one durable Append (fsynced) per op.
+// Compare with BenchmarkRawWriteFdatasync in the same run.
+func BenchmarkAppendDurable(b *testing.B) {
+	db := openBench(b, nil, 1)
+	e := benchEvent("s00")
+	got, _ := db.Append(e)
+	rec, _ := json.Marshal(got)
+	b.SetBytes(int64(len(rec)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := db.Append(e); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+}
+
+// BenchmarkRawWriteFdatasync: the floor for a durable append: write a
+// record of the same size as BenchmarkAppendDurable's to the end of a file
+// in the same folder, then fdatasync.
+func BenchmarkRawWriteFdatasync(b *testing.B) {
+	got, _ := json.Marshal(journal.Event{Version: 1, Seq: 12345, Time: time.Now().UTC(), Slot: "s00", Kind: journal.KindCheckpoint,
+		Job: 1, Checkpoint: []byte(strings.Repeat("c", 64))})
+	f, err := os.OpenFile(filepath.Join(b.TempDir(), "raw.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	b.SetBytes(int64(len(got)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := f.Write(got); err != nil {
+			b.Fatal(err)
+		}
+		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+}
+
+// BenchmarkAppendProgress: buffered progress; reports the median latency
+// (median-ns). It never syncs: the flusher writes in the background.
+func BenchmarkAppendProgress(b *testing.B) {
+	db := openBench(b, nil, 1)
+	texts := make([]string, 16)
+	for i := range texts {
+		texts[i] = fmt.Sprintf("processing shard %d: %d%% done", i, i*6)
+	}
+	const maxSamples = 1 << 20
+	samples := make([]time.Duration, 0, min(b.N, maxSamples))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		db.AppendProgress("s00", texts[i&15])
+		if len(samples) < maxSamples {
+			samples = append(samples, time.Since(t0))
+		}
+	}
+	b.StopTimer()
+	slices.Sort(samples)
+	b.ReportMetric(float64(samples[len(samples)/2].Nanoseconds()), "median-ns")
+	b.ReportMetric(float64(samples[len(samples)*99/100].Nanoseconds()), "p99-ns")
+}
+
+// BenchmarkAppendSlots: N slots appending durably at once (group commit);
+// appends/s is the aggregate. Compare slots=32 with slots=1.
+func BenchmarkAppendSlots(b *testing.B) {
+	for _, n := range []int{1, 32} {
+		b.Run(fmt.Sprintf("slots=%d", n), func(b *testing.B) {
+			db := openBench(b, nil, n)
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			for g := 0; g < n; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					e := benchEvent(fmt.Sprintf("s%02d", g))
+					for next.Add(1) <= int64(b.N) {
+						if _, err := db.Append(e); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+			c, r := db.CommitStats()
+			b.ReportMetric(float64(r)/float64(c), "appends/commit")
+		})
+	}
+}
+
+var (
+	fixtureOnce sync.Once
+	fixturePath string
+	fixtureErr  error
+)
+
+// fixture1M returns a journal holding 1,000,000 events in 32 slots, built
+// once (NoSync, 2,000 events per transaction) and cached in the system's
+// temp folder across runs (JOURNAL_BENCH_FIXTURE overrides the path).
+func fixture1M(b *testing.B) string {
+	fixtureOnce.Do(func() {
+		fixturePath = os.Getenv("JOURNAL_BENCH_FIXTURE")
+		if fixturePath == "" {
+			fixturePath = filepath.Join(os.TempDir(), fmt.Sprintf("distcompute-journal-bench-1M-v%d.db", journal.FormatVersion))
+		}
+		if db, err := journal.Open(fixturePath, &journal.Options{ReadOnly: true}); err == nil {
+			st, err := db.State("s31")
+			db.Close()
+			if err == nil && st.LastSeq >= 1_000_000 {
+				return
+			}
+		}
+		os.Remove(fixturePath)
+		start := time.Now()
+		db, err := journal.Open(fixturePath, &journal.Options{NoSync: true, Retention: -1, NoAutoCompact: true})
+		if err != nil {
+			fixtureErr = err
+			return
+		}
+		defer db.Close()
+		const slots = 32
+		var batch []journal.Event
+		n := 0
+		add := func(e journal.Event) {
+			batch = append(batch, e)
+			n++
+		}
+		for s := 0; s < slots; s++ {
+			add(journal.Event{Slot: fmt.Sprintf("s%02d", s), Kind: journal.KindRegistered, Token: "0123456789abcdef", Stage: "a", URL: "http://tracker"})
+		}
+		out := "<!json!>{\"result\":\"" + strings.Repeat("r", 40) + "\"}"
+		in := "https://example.com/input/shard-000123.tar"
+		for job := 1; n < 1_000_000; job++ {
+			for s := 0; s < slots && n < 1_000_000; s++ {
+				slot := fmt.Sprintf("s%02d", s)
+				add(journal.Event{Slot: slot, Kind: journal.KindClaimed, Job: job*slots + s, Input: &in})
+				add(journal.Event{Slot: slot, Kind: journal.KindCompletionPending, Output: &out})
+				add(journal.Event{Slot: slot, Kind: journal.KindCompletionSettled, Outcome: journal.OutcomeAccepted})
+			}
+			if len(batch) >= 2000 {
+				if fixtureErr = db.AppendBatch(batch); fixtureErr != nil {
+					return
+				}
+				batch = batch[:0]
+			}
+		}
+		// End every slot idle but with a held job, so there is state to read.
+		for s := 0; s < slots; s++ {
+			add(journal.Event{Slot: fmt.Sprintf("s%02d", s), Kind: journal.KindClaimed, Job: 1 << 30, Input: &in})
+		}
+		fixtureErr = db.AppendBatch(batch)
+		fmt.Fprintf(os.Stderr, "built %s (%d events) in %v\n", fixturePath, n, time.Since(start).Round(time.Millisecond))
+	})
+	if fixtureErr != nil {
+		b.Fatal(fixtureErr)
+	}
+	return fixturePath
+}
+
+// BenchmarkOpenStates1M: the start-up cost of recovery: Open (writable, as
+// recovery does) plus reading every slot's state, on a journal holding
+// 1,000,000 events.
+func BenchmarkOpenStates1M(b *testing.B) {
+	path := fixture1M(b)
+	fi, _ := os.Stat(path)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		db, err := journal.Open(path, &journal.Options{Retention: -1, NoAutoCompact: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		states, err := db.States()
+		if err != nil || len(states) != 32 || states[0].Job == nil {
+			b.Fatalf("states: %v, %d", err, len(states))
+		}
+		b.StopTimer()
+		db.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(fi.Size()), "file-bytes")
+}
+
+// BenchmarkFileSize100kCycles: the file size after 100,000 job cycles
+// (claim, progress, completion-pending, completion-settled) of one slot
+// with default retention; run with -benchtime=1x. NoSync (sizes do not
+// depend on it) to keep it short.
+func BenchmarkFileSize100kCycles(b *testing.B) {
+	cycles := 100_000
+	if testing.Short() {
+		cycles = 10_000
+	}
+	for i := 0; i < b.N; i++ {
+		path := filepath.Join(b.TempDir(), "size.db")
+		db, err := journal.Open(path, &journal.Options{NoSync: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := db.Append(journal.Event{Slot: "s", Kind: journal.KindRegistered, Token: "0123456789abcdef", Stage: "a"}); err != nil {
+			b.Fatal(err)
+		}
+		in := "https://example.com/input/shard-000123.tar"
+		out := "<!json!>{\"result\":\"" + strings.Repeat("r", 200) + "\"}"
+		for j := 1; j <= cycles; j++ {
+			steps := []journal.Event{
+				{Slot: "s", Kind: journal.KindClaimed, Job: j, Input: &in},
+				{Slot: "s", Kind: journal.KindCompletionPending, Output: &out},
+				{Slot: "s", Kind: journal.KindCompletionSettled, Outcome: journal.OutcomeAccepted},
+			}
+			for k, e := range steps {
+				if k == 1 {
+					db.AppendProgress("s", fmt.Sprintf("job %d: 100%%", j))
+				}
+				if _, err := db.Append(e); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		fi, _ := os.Stat(path)
+		events := 0
+		db.Events(journal.Filter{}, func(journal.Event) error { events++; return nil })
+		if errs := db.Verify(); errs != nil {
+			b.Fatal(errs)
+		}
+		db.Close()
+		b.ReportMetric(float64(fi.Size()), "file-bytes")
+		b.ReportMetric(float64(events), "events-kept")
+	}
+}
