@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/distcompute/distcompute-go/internal/crashtest"
+	"github.com/distcompute/distcompute-go/internal/faultnet"
 	"github.com/distcompute/distcompute-go/replay"
 	"github.com/distcompute/distcompute-go/trackertest"
 )
@@ -36,6 +37,13 @@ type crashConfig struct {
 	FlagRate    float64       // share of inputs a worker flags (once)
 	Heartbeat   time.Duration // client heartbeat
 	Timeout     time.Duration // the whole run
+
+	Name      string // names the run in its figures
+	PerStage  int    // worker processes per stage (at most 4: see crashtest.FlagSet)
+	Quirks    bool   // the tracker reproduces the upstream bugs
+	Chaos     bool   // the workers' requests go through the chaos of issue 4
+	ByePhase  bool   // end with kills at the bye points
+	Retention int    // the workers' journal.Options.Retention (-1: keep all, for exact figures)
 }
 
 func crashSize() crashConfig {
@@ -49,6 +57,10 @@ func crashSize() crashConfig {
 		FlagRate:    0.05,
 		Heartbeat:   50 * time.Millisecond,
 		Timeout:     150 * time.Second,
+		Name:        "contract",
+		PerStage:    2,
+		ByePhase:    true,
+		Retention:   -1,
 	}
 	if full() {
 		c.Jobs, c.RandomKills, c.NamedEach, c.Episodes, c.Timeout = 1000, 1000, 10, 10, 15*time.Minute
@@ -152,7 +164,7 @@ func newScheduler(rng *rand.Rand, cfg crashConfig, tr *trackertest.Tracker, work
 	}
 	rng.Shuffle(len(s.plans), func(i, j int) { s.plans[i], s.plans[j] = s.plans[j], s.plans[i] })
 	s.planned = len(s.plans)
-	for w := 0; w < workers; w++ {
+	for w := 0; w < workers && cfg.NamedEach > 0; w++ {
 		s.firstOf[w] = plan{Point: registerPoints[w%len(registerPoints)], N: 1, Fallback: 3 * time.Second}
 	}
 	return s
@@ -242,6 +254,7 @@ type crashRun struct {
 	rngMu    sync.Mutex
 	episode  sync.Mutex
 	episodes atomic.Int64
+	seed     int64
 }
 
 type workerProc struct {
@@ -257,24 +270,42 @@ type workerProc struct {
 // TestCrashPipeline is the crash suite of issue 4 against a tracker that
 // keeps the documented contract (stage b gets stage a's output).
 func TestCrashPipeline(t *testing.T) {
-	runCrash(t, crashSize(), false)
+	runCrash(t, crashSize())
 }
 
 // TestCrashPipelineQuirks is a smaller run against a tracker with the
-// upstream bugs (stage b is served null).
+// upstream bugs (stage b is served null), with journals keeping the history
+// of only 3 jobs per slot, so that pruning runs under the kills too (the
+// figures counted from journal events are then lower bounds).
 func TestCrashPipelineQuirks(t *testing.T) {
 	cfg := crashSize()
+	cfg.Name, cfg.Quirks, cfg.Retention = "quirks", true, 3
 	cfg.Jobs, cfg.RandomKills, cfg.NamedEach, cfg.Episodes = 40, 30, 1, 1
 	if full() {
 		cfg.Jobs, cfg.RandomKills, cfg.NamedEach, cfg.Episodes = 300, 300, 3, 3
 	}
-	runCrash(t, cfg, true)
+	runCrash(t, cfg)
 }
 
-// runCrash runs 4 worker processes (2 per stage) over a two-stage pipeline of
-// cfg.Jobs jobs, killing them as planned and restarting each on its journal,
-// then checks the invariants and prints the figures.
-func runCrash(t *testing.T, cfg crashConfig, quirks bool) {
+// TestChaosPipeline runs the 1,000 jobs of issue 4 through 8 worker processes
+// (4 per stage) whose every request goes through the network chaos of issue
+// 4 (crashtest.ChaosTransport), and checks the same invariants.
+// CRASHTEST_FULL=1 adds 200 random kills to the chaos.
+func TestChaosPipeline(t *testing.T) {
+	cfg := crashSize()
+	cfg.Name, cfg.Chaos, cfg.ByePhase = "chaos", true, false
+	cfg.Jobs, cfg.PerStage, cfg.RandomKills, cfg.NamedEach, cfg.Episodes = 1000, 4, 0, 0, 0
+	cfg.Steps, cfg.StepDelay = 2, 0
+	if full() {
+		cfg.RandomKills = 200
+	}
+	runCrash(t, cfg)
+}
+
+// runCrash runs cfg.PerStage worker processes per stage over a two-stage
+// pipeline of cfg.Jobs jobs, killing them as planned and restarting each on
+// its journal, then checks the invariants and prints the figures.
+func runCrash(t *testing.T, cfg crashConfig) {
 	sd := seed(t)
 	rng := rand.New(rand.NewSource(sd))
 	bin := buildWorker(t)
@@ -285,7 +316,7 @@ func runCrash(t *testing.T, cfg crashConfig, quirks bool) {
 	srv := trackertest.Start(t, trackertest.Options{
 		Stages:      map[string]string{"a": "CPU", "b": "GPU"},
 		Jobs:        inputs,
-		Quirks:      quirks,
+		Quirks:      cfg.Quirks,
 		IdleTimeout: idle,
 		Clock:       clock,
 		Seed:        sd,
@@ -295,14 +326,14 @@ func runCrash(t *testing.T, cfg crashConfig, quirks bool) {
 	fig := &figures{PointKills: map[string]int{}, Fallback: map[string]int{}, NotReached: map[string]int{}, Dropped: map[string]int{}}
 	r := &crashRun{
 		t: t, cfg: cfg, bin: bin, srv: srv, clock: clock, idle: idle, dir: dir,
-		doneFile: filepath.Join(dir, "done"), fig: fig, rng: rand.New(rand.NewSource(sd + 1)),
+		doneFile: filepath.Join(dir, "done"), fig: fig, rng: rand.New(rand.NewSource(sd + 1)), seed: sd,
 	}
-	const nWorkers = 4
+	nWorkers := 2 * cfg.PerStage
 	r.sched = newScheduler(rng, cfg, srv.Tracker, nWorkers, fig)
 
 	workers := make([]*workerProc, nWorkers)
 	for i := range workers {
-		stage := []string{"a", "a", "b", "b"}[i]
+		stage := []string{"a", "b"}[i/cfg.PerStage]
 		wdir := filepath.Join(dir, fmt.Sprintf("w%d-%s", i, stage))
 		if err := os.MkdirAll(wdir, 0o755); err != nil {
 			t.Fatal(err)
@@ -367,6 +398,9 @@ func runCrash(t *testing.T, cfg crashConfig, quirks bool) {
 	// Bye phase: every worker once more, killed after journaling its bye and
 	// after sending it, then a clean run that settles it.
 	for i, w := range workers {
+		if !cfg.ByePhase {
+			break
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -389,7 +423,7 @@ func runCrash(t *testing.T, cfg crashConfig, quirks bool) {
 		reports = append(reports, decodeLines[lifeReport](t, filepath.Join(w.dir, "reports.jsonl"))...)
 		journals = append(journals, w.journal)
 	}
-	checkTracker(t, srv.Tracker, []string{"a", "b"}, inputs, quirks, computed, 2)
+	checkTracker(t, srv.Tracker, []string{"a", "b"}, inputs, cfg.Quirks, computed, cfg.PerStage)
 	jf := checkJournals(t, journals)
 	rf := sumReports(reports)
 
@@ -397,7 +431,7 @@ func runCrash(t *testing.T, cfg crashConfig, quirks bool) {
 	fig.mu.Lock()
 	defer fig.mu.Unlock()
 	for _, p := range designPoints {
-		if fig.PointKills[p] == 0 {
+		if cfg.NamedEach > 0 && fig.PointKills[p] == 0 {
 			t.Errorf("no kill at %s, a point DESIGN.md names", p)
 		}
 	}
@@ -412,13 +446,30 @@ func runCrash(t *testing.T, cfg crashConfig, quirks bool) {
 		fig.Lives, fig.kills(), fig.RandomKills, named, fig.Fallback, sortedMap(fig.PointKills), fig.NotReached, fig.Dropped, fig.WorkerGone, r.episodes.Load(), fig.Unused)
 	t.Logf("replay reports: %s", rf)
 	t.Logf("journals: %s", jf)
-	mode := "contract"
-	if quirks {
-		mode = "quirks"
+	chaos := ""
+	if cfg.Chaos {
+		var fc faultnet.Counts
+		for _, w := range workers {
+			for _, c := range decodeLines[faultnet.Counts](t, filepath.Join(w.dir, "faults.jsonl")) {
+				fc.Requests += c.Requests
+				fc.DroppedRequest += c.DroppedRequest
+				fc.DroppedAnswer += c.DroppedAnswer
+				fc.Status502 += c.Status502
+			}
+		}
+		if fc.DroppedAnswer == 0 || fc.DroppedRequest == 0 || fc.Status502 == 0 {
+			t.Errorf("the chaos did not happen: %+v", fc)
+		}
+		stats := srv.Tracker.Stats()
+		t.Logf("tracker answers: completeJob %v, flagInvalidData %v, newJob %v, bye %v",
+			stats["completeJob"].Status, stats["flagInvalidData"].Status, stats["newJob"].Status, stats["bye"].Status)
+		chaos = fmt.Sprintf(" requests=%d dropped-request=%d dropped-answer=%d 502=%d completeJob-403=%d",
+			fc.Requests, fc.DroppedRequest, fc.DroppedAnswer, fc.Status502, stats["completeJob"].Status[403])
 	}
-	line := fmt.Sprintf("crashtest: pipeline(%s) jobs=%d stages=2 workers=%d kills=%d random=%d named=%d resubmitted=%d applied-earlier=%d orphans=%d orphans-resubmitted=%d episodes=%d main=%s elapsed=%s seed=%d",
-		mode, cfg.Jobs, nWorkers, fig.kills(), fig.RandomKills, named, rf.Resubmitted, jf.Completions["applied-earlier"],
-		rf.Orphaned, jf.OrphansResolved["resubmitted"], r.episodes.Load(), mainElapsed.Round(time.Millisecond), elapsed.Round(time.Millisecond), sd)
+	line := fmt.Sprintf("crashtest: %s jobs=%d stages=2 workers=%d kills=%d random=%d named=%d resubmitted=%d applied-earlier=%d orphans=%d orphans-resubmitted=%d episodes=%d%s main=%s elapsed=%s seed=%d",
+		cfg.Name, cfg.Jobs, nWorkers, fig.kills(), fig.RandomKills, named, rf.Resubmitted, max(jf.Completions["applied-earlier"], rf.AppliedEarlier),
+		jf.Orphans+jf.resolved(), jf.OrphansResolved["resubmitted"], r.episodes.Load(), chaos,
+		mainElapsed.Round(time.Millisecond), elapsed.Round(time.Millisecond), sd)
 	t.Log(line)
 	fmt.Println(line)
 }
@@ -571,7 +622,11 @@ func (r *crashRun) live(ctx context.Context, w *workerProc, p plan) (lifeResult,
 		fmt.Sprintf("CRASH_FLAG_RATE=%g", r.cfg.FlagRate),
 		"CRASH_FLAG_FIRST="+map[bool]string{true: "1", false: "0"}[p.FlagFirst],
 		"CRASH_HEARTBEAT="+r.cfg.Heartbeat.String(),
+		fmt.Sprintf("CRASH_RETENTION=%d", r.cfg.Retention),
 	)
+	if r.cfg.Chaos {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("CRASH_CHAOS_SEED=%d", r.seed+int64(1000*w.id+w.life)))
+	}
 	cmd.Stdout = io.MultiWriter(w.stderr, &tail)
 	cmd.Stderr = io.MultiWriter(w.stderr, &tail)
 	start := time.Now()
@@ -632,17 +687,18 @@ func (r *crashRun) live(ctx context.Context, w *workerProc, p plan) (lifeResult,
 }
 
 // wantEpisode decides whether a kill is followed by an idle-timeout episode:
-// after every kill at a completion point (the case that orphans output), and
-// after a few random kills.
+// after every other kill at a completion point (the case that orphans
+// output; the others are resubmitted by replay), and after a few random
+// kills.
 func (r *crashRun) wantEpisode(p plan, res lifeResult) bool {
 	if r.sched.done.Load() {
 		return false
 	}
-	if !res.byTest && strings.HasSuffix(p.Point, ":complete") {
-		return true
-	}
 	r.rngMu.Lock()
 	defer r.rngMu.Unlock()
+	if !res.byTest && strings.HasSuffix(p.Point, ":complete") {
+		return r.rng.Intn(2) == 0 // else replay resubmits
+	}
 	return p.Random > 0 && r.episodes.Load() < int64(r.cfg.Episodes+2*r.cfg.NamedEach) && r.rng.Intn(r.cfg.RandomKills/max(r.cfg.Episodes, 1)+1) == 0
 }
 
@@ -699,21 +755,44 @@ func (b *tailBuffer) String() string {
 	return b.buf.String()
 }
 
-// buildWorker builds crashworker (without -race, to keep lives short) into a
-// temporary directory.
-func buildWorker(t *testing.T) string {
-	t.Helper()
+// workerBin is the crashworker binary TestMain built, "" if the build failed
+// (buildErr says why).
+var (
+	workerBin string
+	buildErr  error
+)
+
+// TestMain builds crashworker once for the whole test binary, without -race
+// (the lives of a worker process are short and many), and removes it after.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "crashworker-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	workerBin, buildErr = build(filepath.Join(dir, "crashworker"))
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func build(bin string) (string, error) {
 	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
 	if _, err := os.Stat(goTool); err != nil {
 		goTool = "go"
 	}
-	bin := filepath.Join(t.TempDir(), "crashworker")
-	start := time.Now()
-	cmd := exec.Command(goTool, "build", "-o", bin, "./crashworker")
-	out, err := cmd.CombinedOutput()
+	out, err := exec.Command(goTool, "build", "-o", bin, "./crashworker").CombinedOutput()
 	if err != nil {
-		t.Fatalf("go build ./crashworker: %v\n%s", err, out)
+		return "", fmt.Errorf("go build ./crashworker: %v\n%s", err, out)
 	}
-	t.Logf("built crashworker in %s", time.Since(start).Round(time.Millisecond))
-	return bin
+	return bin, nil
+}
+
+// buildWorker returns the crashworker binary.
+func buildWorker(t *testing.T) string {
+	t.Helper()
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return workerBin
 }

@@ -172,6 +172,15 @@ type journalFigures struct {
 	CompletionsPending int // completion-pending events
 }
 
+// resolved counts the orphans resolved.
+func (f journalFigures) resolved() int {
+	n := 0
+	for _, v := range f.OrphansResolved {
+		n += v
+	}
+	return n
+}
+
 func (f journalFigures) String() string {
 	return fmt.Sprintf("events=%d completion-pending=%d settled=%v flags=%v orphan-resolved=%v orphans-listed=%d sessions-lost=%d replays=%d released=%d",
 		f.Events, f.CompletionsPending, f.Completions, f.Flags, f.OrphansResolved, f.Orphans, f.SessionsLost, f.Replays, f.Released)

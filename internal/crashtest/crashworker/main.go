@@ -21,6 +21,11 @@
 //	CRASH_STEPS, CRASH_STEP_DELAY   shape of one job's computation
 //	CRASH_FLAG_RATE, CRASH_FLAG_FIRST   flagging (see crashtest.Config)
 //	CRASH_HEARTBEAT             client heartbeat interval
+//	CRASH_CHAOS_SEED            if set, requests go through the network chaos
+//	                            of issue 4 (crashtest.ChaosTransport), seeded;
+//	                            a clean exit appends the fault counts to
+//	                            faults.jsonl
+//	CRASH_RETENTION             journal.Options.Retention (default: default)
 //	CRASH_LOG                   log level for stderr (default warn)
 //
 // Exit status: 0 when the work is done (after bye), 75 when the tracker
@@ -48,6 +53,8 @@ import (
 
 	"github.com/distcompute/distcompute-go/client"
 	"github.com/distcompute/distcompute-go/internal/crashtest"
+	"github.com/distcompute/distcompute-go/internal/faultnet"
+	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/session"
 )
 
@@ -134,14 +141,31 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		AttemptTimeout:      5 * time.Second,
 		MaxRetryAfter:       100 * time.Millisecond,
 	}
-	c, err := client.Init(ctx, getenv("CRASH_URL"), stage,
+	opts := []client.Option{
 		client.WithJournal(getenv("CRASH_JOURNAL")),
 		client.WithNickname(name),
 		client.WithLogger(logger),
 		client.WithRetry(retry),
 		client.WithHeartbeat(heartbeat),
 		client.WithHook(hook),
-	)
+	}
+	var chaos *faultnet.Transport
+	if v := getenv("CRASH_CHAOS_SEED"); v != "" {
+		seed, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("CRASH_CHAOS_SEED: %w", err)
+		}
+		chaos = crashtest.ChaosTransport(seed)
+		opts = append(opts, client.WithHTTPClient(chaos.Client()))
+	}
+	if v := getenv("CRASH_RETENTION"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("CRASH_RETENTION: %w", err)
+		}
+		opts = append(opts, client.WithJournalOptions(&journal.Options{Retention: n}))
+	}
+	c, err := client.Init(ctx, getenv("CRASH_URL"), stage, opts...)
 	if err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
@@ -181,6 +205,11 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	})
 	if err != nil {
 		return err
+	}
+	if chaos != nil {
+		if err := appendJSON(filepath.Join(dir, "faults.jsonl"), chaos.Counts()); err != nil {
+			return err
+		}
 	}
 	return c.Close()
 }
