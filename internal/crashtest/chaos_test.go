@@ -180,6 +180,7 @@ func TestChaosInProcess(t *testing.T) {
 
 	checkTracker(t, srv.Tracker, []string{"a", "b"}, inputs, false, computed, cfg.WorkersPerStage)
 	jf := checkJournals(t, journals)
+	checkOrphans(t, srv.Tracker, jf.orphans)
 	rf := sumReports(reports)
 
 	var fc faultnet.Counts

@@ -29,7 +29,9 @@ import (
 // crashConfig sizes a multi-process crash run.
 type crashConfig struct {
 	Jobs        int           // jobs in the two-stage pipeline
-	RandomKills int           // kills at random moments, by the test
+	RandomKills int           // kills at random moments planned, by the test
+	MinRandom   int           // random kills that must have happened (the work may end before the last plans)
+	ReleaseRate float64       // share of lives started with client.WithRelease (held job handed back)
 	NamedEach   int           // kills at each named point (self-inflicted by the worker)
 	Episodes    int           // idle-timeout episodes beyond those after completion kills
 	Steps       int           // steps of one job's computation
@@ -49,9 +51,11 @@ type crashConfig struct {
 func crashSize() crashConfig {
 	c := crashConfig{
 		Jobs:        200,
-		RandomKills: 200,
+		RandomKills: 220,
+		MinRandom:   200,
+		ReleaseRate: 0.15,
 		NamedEach:   3,
-		Episodes:    2,
+		Episodes:    6,
 		Steps:       4,
 		StepDelay:   time.Millisecond,
 		FlagRate:    0.05,
@@ -63,7 +67,7 @@ func crashSize() crashConfig {
 		Retention:   -1,
 	}
 	if full() {
-		c.Jobs, c.RandomKills, c.NamedEach, c.Episodes, c.Timeout = 1000, 1000, 10, 10, 15*time.Minute
+		c.Jobs, c.RandomKills, c.MinRandom, c.NamedEach, c.Episodes, c.Timeout = 1000, 1100, 1000, 10, 10, 15*time.Minute
 	}
 	return c
 }
@@ -93,16 +97,21 @@ type plan struct {
 	Random    time.Duration // > 0: the test kills the process after this delay
 	Fallback  time.Duration // > 0 with Point: the test kills it if the point was not reached by then
 	FlagFirst bool
+	Release   bool // start with client.WithRelease: recovery hands a held job back to the tracker
 }
 
 func (p plan) String() string {
+	s := "none"
 	switch {
 	case p.Point != "":
-		return fmt.Sprintf("%s#%d", p.Point, p.N)
+		s = fmt.Sprintf("%s#%d", p.Point, p.N)
 	case p.Random > 0:
-		return "random@" + p.Random.String()
+		s = "random@" + p.Random.String()
 	}
-	return "none"
+	if p.Release {
+		s += "+release"
+	}
+	return s
 }
 
 // figures are what the test counts as it goes.
@@ -189,6 +198,7 @@ func (s *scheduler) next(w int) plan {
 	if p.Random < 0 {
 		p.Random = s.randomDelay(len(s.plans) + 1)
 	}
+	p.Release = s.rng.Float64() < s.cfg.ReleaseRate
 	return p
 }
 
@@ -280,9 +290,9 @@ func TestCrashPipeline(t *testing.T) {
 func TestCrashPipelineQuirks(t *testing.T) {
 	cfg := crashSize()
 	cfg.Name, cfg.Quirks, cfg.Retention = "quirks", true, 3
-	cfg.Jobs, cfg.RandomKills, cfg.NamedEach, cfg.Episodes = 40, 30, 1, 1
+	cfg.Jobs, cfg.RandomKills, cfg.MinRandom, cfg.NamedEach, cfg.Episodes = 40, 30, 25, 1, 1
 	if full() {
-		cfg.Jobs, cfg.RandomKills, cfg.NamedEach, cfg.Episodes = 300, 300, 3, 3
+		cfg.Jobs, cfg.RandomKills, cfg.MinRandom, cfg.NamedEach, cfg.Episodes = 300, 330, 300, 3, 3
 	}
 	runCrash(t, cfg)
 }
@@ -294,10 +304,10 @@ func TestCrashPipelineQuirks(t *testing.T) {
 func TestChaosPipeline(t *testing.T) {
 	cfg := crashSize()
 	cfg.Name, cfg.Chaos, cfg.ByePhase = "chaos", true, false
-	cfg.Jobs, cfg.PerStage, cfg.RandomKills, cfg.NamedEach, cfg.Episodes = 1000, 4, 0, 0, 0
+	cfg.Jobs, cfg.PerStage, cfg.RandomKills, cfg.MinRandom, cfg.NamedEach, cfg.Episodes, cfg.ReleaseRate = 1000, 4, 0, 0, 0, 0, 0
 	cfg.Steps, cfg.StepDelay = 2, 0
 	if full() {
-		cfg.RandomKills = 200
+		cfg.RandomKills, cfg.MinRandom = 220, 200
 	}
 	runCrash(t, cfg)
 }
@@ -425,7 +435,15 @@ func runCrash(t *testing.T, cfg crashConfig) {
 	}
 	checkTracker(t, srv.Tracker, []string{"a", "b"}, inputs, cfg.Quirks, computed, cfg.PerStage)
 	jf := checkJournals(t, journals)
+	checkOrphans(t, srv.Tracker, jf.orphans)
 	rf := sumReports(reports)
+	if rf.Errors > 0 {
+		for _, r := range reports {
+			if len(r.Report.Errors) > 0 {
+				t.Errorf("replay at start %s left errors: %v", r.Life, r.Report.Errors)
+			}
+		}
+	}
 
 	// Figures.
 	fig.mu.Lock()
@@ -439,8 +457,8 @@ func runCrash(t *testing.T, cfg crashConfig) {
 	for _, v := range fig.PointKills {
 		named += v
 	}
-	if fig.RandomKills < cfg.RandomKills {
-		t.Errorf("%d random kills, want %d (the work ran out first; %d plans unused)", fig.RandomKills, cfg.RandomKills, fig.Unused)
+	if fig.RandomKills < cfg.MinRandom {
+		t.Errorf("%d random kills, want at least %d (the work ran out first; %d plans unused)", fig.RandomKills, cfg.MinRandom, fig.Unused)
 	}
 	t.Logf("lives=%d kills=%d (random=%d named=%d fallback=%v) points=%v not-reached=%v dropped=%v worker-gone=%d episodes=%d unused-plans=%d",
 		fig.Lives, fig.kills(), fig.RandomKills, named, fig.Fallback, sortedMap(fig.PointKills), fig.NotReached, fig.Dropped, fig.WorkerGone, r.episodes.Load(), fig.Unused)
@@ -623,6 +641,7 @@ func (r *crashRun) live(ctx context.Context, w *workerProc, p plan) (lifeResult,
 		"CRASH_FLAG_FIRST="+map[bool]string{true: "1", false: "0"}[p.FlagFirst],
 		"CRASH_HEARTBEAT="+r.cfg.Heartbeat.String(),
 		fmt.Sprintf("CRASH_RETENTION=%d", r.cfg.Retention),
+		"CRASH_RELEASE="+map[bool]string{true: "1", false: "0"}[p.Release],
 	)
 	if r.cfg.Chaos {
 		cmd.Env = append(cmd.Env, fmt.Sprintf("CRASH_CHAOS_SEED=%d", r.seed+int64(1000*w.id+w.life)))

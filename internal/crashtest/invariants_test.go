@@ -170,6 +170,8 @@ type journalFigures struct {
 	Replays            int
 	Released           int
 	CompletionsPending int // completion-pending events
+
+	orphans []journal.Orphan
 }
 
 // resolved counts the orphans resolved.
@@ -221,6 +223,7 @@ func checkJournals(t *testing.T, paths []string) journalFigures {
 			t.Errorf("journal %s: orphans: %v", path, err)
 		}
 		fig.Orphans += len(orphans)
+		fig.orphans = append(fig.orphans, orphans...)
 		err = db.Events(journal.Filter{}, func(e journal.Event) error {
 			fig.Events++
 			switch e.Kind {
@@ -273,4 +276,27 @@ func decodeLines[T any](t *testing.T, path string) []T {
 		out = append(out, v)
 	}
 	return out
+}
+
+// checkOrphans checks that every output a journal still holds as an orphan
+// (its worker was timed out before the completion was confirmed) is the
+// right output for its job and stage, and that the tracker holds that same
+// output: the work was done again, by someone, with the same result, so
+// nothing was lost.
+func checkOrphans(t *testing.T, tr *trackertest.Tracker, orphans []journal.Orphan) {
+	t.Helper()
+	for _, o := range orphans {
+		want := crashtest.Compute(o.Stage, o.Job, o.Input)
+		if o.Output != want {
+			t.Errorf("orphan of job %d stage %s (slot %s): output %q, want %q", o.Job, o.Stage, o.Slot, o.Output, want)
+		}
+		j, ok := tr.Job(o.Job)
+		if !ok {
+			t.Errorf("orphan of job %d: the tracker has no such job", o.Job)
+			continue
+		}
+		if got := j.Outputs[o.Stage]; got == nil || *got != o.Output {
+			t.Errorf("orphan of job %d stage %s: the tracker holds %s, the orphan %q", o.Job, o.Stage, str(got), o.Output)
+		}
+	}
 }

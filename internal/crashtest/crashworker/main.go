@@ -26,6 +26,8 @@
 //	                            a clean exit appends the fault counts to
 //	                            faults.jsonl
 //	CRASH_RETENTION             journal.Options.Retention (default: default)
+//	CRASH_RELEASE               "1": client.WithRelease (a held job is handed
+//	                            back to the tracker on restart, not resumed)
 //	CRASH_LOG                   log level for stderr (default warn)
 //
 // Exit status: 0 when the work is done (after bye), 75 when the tracker
@@ -157,6 +159,9 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		}
 		chaos = crashtest.ChaosTransport(seed)
 		opts = append(opts, client.WithHTTPClient(chaos.Client()))
+	}
+	if getenv("CRASH_RELEASE") == "1" {
+		opts = append(opts, client.WithRelease())
 	}
 	if v := getenv("CRASH_RETENTION"); v != "" {
 		n, err := strconv.Atoi(v)
