@@ -41,8 +41,9 @@
 //
 // A slot keeps the history of its last Options.Retention jobs (default
 // DefaultRetention): older events are folded into the slot's base state and
-// deleted, a few per append (PruneBudget), so appends stay cheap. A run of
-// progress events with nothing else between them keeps only the last. Since
+// deleted in small chunks (at most PruneBudget events of a slot every 16
+// appends to it), so appends stay cheap. A run of progress events with
+// nothing else between them keeps only the last. Since
 // bbolt never shrinks a file, the background flusher compacts it (Compact:
 // copy into a new file, fsync, rename over the old one, under the lock) when
 // free pages pass CompactFreeRatio of a file over CompactMinSize.
@@ -52,17 +53,18 @@
 // Keys that are sequence numbers are 8-byte big-endian, so cursor order is
 // append order. Values are JSON unless stated.
 //
-//	meta                  "magic" -> "distcompute-journal", "format" -> FormatVersion (decimal text)
-//	events                seq -> Event; the bucket's sequence counter assigns seqs
-//	slots/<slot>          one bucket per slot:
-//	    state             the slot's current State
-//	    base              State folded from pruned events (absent: zero State)
-//	    n, claims-n       8-byte counts of indexed events and of claims kept
-//	    prune-to          8-byte seq: events before it are due for pruning
-//	    events/           seq -> kind (the slot's index into events)
-//	    claims/           seq -> 8-byte job number, one per claim still kept
-//	jobs                  job number (8 bytes) ++ seq -> slot name
-//	orphans               seq of the completion-pending event -> Orphan
+//	meta      "magic" -> "distcompute-journal", "format" -> FormatVersion (decimal text)
+//	events    seq -> Event; the bucket's sequence counter assigns seqs
+//	states    slot -> the slot's current State
+//	bases     slot -> State folded from the slot's pruned events (absent: zero State)
+//	slotmeta  slot -> counters: events indexed, claims kept, prune point, appends since pruning
+//	slotidx   slot ++ NUL ++ seq -> kind: each slot's events, in order
+//	claims    slot ++ NUL ++ seq -> job number (8 bytes), one per claim still kept
+//	jobs      job number (8 bytes) ++ seq -> slot name
+//	orphans   seq of the completion-pending event -> Orphan
+//
+// Per-slot data lives in shared buckets, not a bucket per slot, so that a
+// transaction carrying many slots' events (group commit) writes few pages.
 //
 // # Errors
 //

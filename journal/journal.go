@@ -39,9 +39,10 @@ const (
 	// keeps at most Retention*EventsPerJob events, so that a slot that never
 	// claims (or one job that checkpoints forever) stays bounded too.
 	EventsPerJob = 50
-	// PruneBudget is how many old events one transaction prunes per slot it
-	// touches; pruning is incremental so that appends stay cheap.
-	PruneBudget = 64
+	// PruneBudget is how many old events of a slot one pruning pass (every
+	// 16 appends to the slot) folds into its base state and deletes;
+	// pruning is incremental so that appends stay cheap.
+	PruneBudget = 128
 	// CompactMinSize is the file size under which automatic compaction is
 	// never attempted.
 	CompactMinSize = 8 << 20
@@ -100,23 +101,21 @@ type Options struct {
 
 // Bucket and key names of the file layout (see doc.go).
 var (
-	bucketMeta    = []byte("meta")
-	bucketEvents  = []byte("events")
-	bucketSlots   = []byte("slots")
-	bucketJobs    = []byte("jobs")
-	bucketOrphans = []byte("orphans")
+	bucketMeta     = []byte("meta")
+	bucketEvents   = []byte("events")
+	bucketStates   = []byte("states")
+	bucketBases    = []byte("bases")
+	bucketSlotMeta = []byte("slotmeta")
+	bucketSlotIdx  = []byte("slotidx")
+	bucketClaims   = []byte("claims")
+	bucketJobs     = []byte("jobs")
+	bucketOrphans  = []byte("orphans")
+
+	allBuckets = [][]byte{bucketEvents, bucketStates, bucketBases, bucketSlotMeta,
+		bucketSlotIdx, bucketClaims, bucketJobs, bucketOrphans}
 
 	keyMagic  = []byte("magic")
 	keyFormat = []byte("format")
-
-	// Per-slot bucket keys.
-	keyState   = []byte("state")
-	keyBase    = []byte("base")
-	keyCount   = []byte("n")
-	keyClaimsN = []byte("claims-n")
-	keyPruneTo = []byte("prune-to")
-	bucketSIdx = []byte("events")
-	bucketClm  = []byte("claims")
 )
 
 const magic = "distcompute-journal"
@@ -445,7 +444,7 @@ func (db *DB) checkFile() error {
 		if err := meta.Put(keyFormat, []byte(strconv.Itoa(FormatVersion))); err != nil {
 			return err
 		}
-		for _, b := range [][]byte{bucketEvents, bucketSlots, bucketJobs, bucketOrphans} {
+		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

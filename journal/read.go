@@ -26,11 +26,11 @@ func (db *DB) Slots() ([]string, error) {
 	defer db.release()
 	var names []string
 	err := db.view("slots", func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSlots)
+		b := tx.Bucket(bucketStates)
 		if b == nil {
 			return nil
 		}
-		return b.ForEachBucket(func(k []byte) error {
+		return b.ForEach(func(k, _ []byte) error {
 			names = append(names, string(k))
 			return nil
 		})
@@ -48,15 +48,11 @@ func (db *DB) State(slot string) (State, error) {
 	defer db.release()
 	st := State{Slot: slot}
 	err := db.view("state", func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSlots)
+		b := tx.Bucket(bucketStates)
 		if b == nil {
 			return nil
 		}
-		sb := b.Bucket([]byte(slot))
-		if sb == nil {
-			return nil
-		}
-		v := sb.Get(keyState)
+		v := b.Get([]byte(slot))
 		if v == nil {
 			return nil
 		}
@@ -78,20 +74,16 @@ func (db *DB) States() ([]State, error) {
 	defer db.release()
 	var states []State
 	err := db.view("states", func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSlots)
+		b := tx.Bucket(bucketStates)
 		if b == nil {
 			return nil
 		}
-		return b.ForEachBucket(func(k []byte) error {
-			st := State{Slot: string(k)}
-			if v := b.Bucket(k).Get(keyState); v != nil {
-				s, err := DecodeState(v)
-				if err != nil {
-					return fmt.Errorf("journal: %s: slot %q: %w", db.path, k, err)
-				}
-				st = s
+		return b.ForEach(func(k, v []byte) error {
+			s, err := DecodeState(v)
+			if err != nil {
+				return fmt.Errorf("journal: %s: slot %q: %w", db.path, k, err)
 			}
-			states = append(states, st)
+			states = append(states, s)
 			return nil
 		})
 	})
@@ -177,17 +169,14 @@ func (db *DB) eventsPage(f Filter, from uint64) (page []Event, next uint64, err 
 				}
 			}
 		case f.Slot != "":
-			slots := tx.Bucket(bucketSlots)
-			if slots == nil {
+			idx := tx.Bucket(bucketSlotIdx)
+			if idx == nil {
 				return nil
 			}
-			sb := slots.Bucket([]byte(f.Slot))
-			if sb == nil || sb.Bucket(bucketSIdx) == nil {
-				return nil
-			}
-			c := sb.Bucket(bucketSIdx).Cursor()
-			for k, _ := c.Seek(u64(from)); k != nil; k, _ = c.Next() {
-				e, ok, err := get(be(k))
+			prefix := slotPrefix(f.Slot)
+			c := idx.Cursor()
+			for k, _ := c.Seek(slotKey(f.Slot, from)); k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, _ = c.Next() {
+				e, ok, err := get(be(k[len(prefix):]))
 				if err != nil {
 					return err
 				}

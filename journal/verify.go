@@ -99,11 +99,14 @@ func verifyTx(tx *bolt.Tx, add func(string, ...any)) {
 	if v, err := strconv.Atoi(string(meta.Get(keyFormat))); err != nil || v < 1 || v > FormatVersion {
 		add("meta bucket has format %q", meta.Get(keyFormat))
 	}
-	events, slots, jobs, orphans := tx.Bucket(bucketEvents), tx.Bucket(bucketSlots), tx.Bucket(bucketJobs), tx.Bucket(bucketOrphans)
-	if events == nil || slots == nil || jobs == nil || orphans == nil {
-		add("a top-level bucket is missing")
-		return
+	b := make(map[string]*bolt.Bucket)
+	for _, name := range allBuckets {
+		if b[string(name)] = tx.Bucket(name); b[string(name)] == nil {
+			add("bucket %q is missing", name)
+			return
+		}
 	}
+	events, states, bases, slotMeta, slotIdx, jobs, orphans := b["events"], b["states"], b["bases"], b["slotmeta"], b["slotidx"], b["jobs"], b["orphans"]
 	// Events: keys are seqs, records decode, seqs increase and stay below
 	// the bucket's sequence counter.
 	bySlot := make(map[string]int)
@@ -132,76 +135,83 @@ func verifyTx(tx *bolt.Tx, add func(string, ...any)) {
 	if last > events.Sequence() {
 		add("event %d is beyond the sequence counter %d", last, events.Sequence())
 	}
-	// Slots: index entries name events of the slot; state == fold(base, events).
-	err := slots.ForEachBucket(func(name []byte) error {
-		slot := string(name)
-		sb := slots.Bucket(name)
-		idx := sb.Bucket(bucketSIdx)
-		if idx == nil {
-			add("slot %q has no event index", slot)
+	// Slot index: entries name events of the slot, in order; every slot's
+	// stored state is the fold of its base state and its events.
+	folded := make(map[string]State)
+	counts := make(map[string]int)
+	ic := slotIdx.Cursor()
+	for k, kind := ic.First(); k != nil; k, kind = ic.Next() {
+		if len(k) < 10 || k[len(k)-9] != 0 {
+			add("slot index key %x is malformed", k)
+			continue
+		}
+		slot, seq := string(k[:len(k)-9]), be(k[len(k)-8:])
+		st, seen := folded[slot]
+		if !seen {
+			st = State{}
+			if v := bases.Get([]byte(slot)); v != nil {
+				bs, err := DecodeState(v)
+				if err != nil {
+					add("slot %q base state: %v", slot, err)
+				}
+				st = bs
+			}
+			if st.LastSeq != 0 && seq <= st.LastSeq {
+				add("slot %q event %d is older than its pruned history (up to %d)", slot, seq, st.LastSeq)
+			}
+		}
+		counts[slot]++
+		v := events.Get(k[len(k)-8:])
+		if v == nil {
+			add("slot %q index names missing event %d", slot, seq)
+			continue
+		}
+		e, err := DecodeEvent(v)
+		if err != nil {
+			continue // reported above
+		}
+		if e.Slot != slot || string(kind) != string(e.Kind) {
+			add("slot %q index entry %d is a %s event of slot %q", slot, e.Seq, e.Kind, e.Slot)
+		}
+		folded[slot] = Fold(st, e)
+	}
+	err := states.ForEach(func(k, v []byte) error {
+		slot := string(k)
+		stored, err := DecodeState(v)
+		if err != nil {
+			add("slot %q state: %v", slot, err)
 			return nil
 		}
-		var base State
-		if v := sb.Get(keyBase); v != nil {
-			b, err := DecodeState(v)
-			if err != nil {
-				add("slot %q base state: %v", slot, err)
-				return nil
+		st, ok := folded[slot]
+		if !ok {
+			// No events left: the state is the base state.
+			if bv := bases.Get(k); bv != nil {
+				st, _ = DecodeState(bv)
 			}
-			base = b
 		}
-		st := base
-		n := 0
-		var prev uint64
-		ic := idx.Cursor()
-		for k, kind := ic.First(); k != nil; k, kind = ic.Next() {
-			n++
-			v := events.Get(k)
-			if v == nil {
-				add("slot %q index names missing event %d", slot, be(k))
-				continue
-			}
-			e, err := DecodeEvent(v)
-			if err != nil {
-				continue // reported above
-			}
-			if e.Slot != slot || string(kind) != string(e.Kind) {
-				add("slot %q index entry %d is a %s event of slot %q", slot, e.Seq, e.Kind, e.Slot)
-			}
-			if e.Seq <= base.LastSeq && base.LastSeq != 0 {
-				add("slot %q event %d is older than its pruned history (up to %d)", slot, e.Seq, base.LastSeq)
-			}
-			if e.Seq <= prev {
-				add("slot %q events out of order", slot)
-			}
-			prev = e.Seq
-			st = Fold(st, e)
-		}
-		if n != bySlot[slot] {
-			add("slot %q indexes %d events, the log holds %d", slot, n, bySlot[slot])
-		}
-		if got := getU64(sb, keyCount); got != uint64(n) {
-			add("slot %q counts %d events, its index holds %d", slot, got, n)
-		}
-		delete(bySlot, slot)
-		var stored State
-		if v := sb.Get(keyState); v != nil {
-			s, err := DecodeState(v)
-			if err != nil {
-				add("slot %q state: %v", slot, err)
-				return nil
-			}
-			stored = s
-		}
+		delete(folded, slot)
 		a, _ := encodeState(st)
 		b, _ := encodeState(stored)
 		if !bytes.Equal(a, b) {
 			add("slot %q: stored state differs from the fold of its events:\n stored %s\n folded %s", slot, b, a)
 		}
+		if counts[slot] != bySlot[slot] {
+			add("slot %q indexes %d events, the log holds %d", slot, counts[slot], bySlot[slot])
+		}
+		m, ok := decodeSlotMeta(slotMeta.Get(k))
+		if !ok {
+			add("slot %q has no counters", slot)
+		} else if m.n != uint64(counts[slot]) {
+			add("slot %q counts %d events, its index holds %d", slot, m.n, counts[slot])
+		}
+		delete(bySlot, slot)
 		return nil
 	})
 	if err != nil {
 		add("%v", err)
+	}
+	for slot := range folded {
+		add("slot %q has events but no state", slot)
 	}
 	for slot, n := range bySlot {
 		add("%d events of slot %q are in no slot index", n, slot)

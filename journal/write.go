@@ -1,9 +1,11 @@
 package journal
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"sort"
@@ -207,6 +209,9 @@ func (db *DB) commitBatch(batch []*request) {
 		}
 		sort.Strings(slots)
 		for _, s := range slots {
+			if checkSlotName(s) != "" {
+				continue
+			}
 			st, err := w.state(s)
 			if err != nil {
 				return err
@@ -293,58 +298,91 @@ func (db *DB) flusher() {
 // txWriter applies events inside one write transaction, caching the states
 // of the slots it touches.
 type txWriter struct {
-	tx      *bolt.Tx
-	db      *DB
-	now     time.Time
-	events  *bolt.Bucket
-	slots   *bolt.Bucket
-	jobs    *bolt.Bucket
-	orphans *bolt.Bucket
-	cache   map[string]*slotTx
-	order   []string
+	tx       *bolt.Tx
+	db       *DB
+	now      time.Time
+	events   *bolt.Bucket
+	states   *bolt.Bucket
+	bases    *bolt.Bucket
+	slotMeta *bolt.Bucket
+	slotIdx  *bolt.Bucket
+	claims   *bolt.Bucket
+	jobs     *bolt.Bucket
+	orphans  *bolt.Bucket
+	cache    map[string]*slotTx
+	order    []string
 }
 
 type slotTx struct {
-	b     *bolt.Bucket
-	idx   *bolt.Bucket
+	name  string
 	state State
+	meta  slotMeta
 	dirty bool
+}
+
+// slotMeta is a slot's counters, stored as four big-endian uint64s.
+type slotMeta struct {
+	n          uint64 // events in the slot's index
+	claims     uint64 // claims kept in the claims bucket
+	pruneTo    uint64 // events with a lower seq are due for pruning
+	sincePrune uint64 // appends since the last pruning pass
+}
+
+func (m slotMeta) encode() []byte {
+	b := make([]byte, 32)
+	binary.BigEndian.PutUint64(b, m.n)
+	binary.BigEndian.PutUint64(b[8:], m.claims)
+	binary.BigEndian.PutUint64(b[16:], m.pruneTo)
+	binary.BigEndian.PutUint64(b[24:], m.sincePrune)
+	return b
+}
+
+func decodeSlotMeta(b []byte) (slotMeta, bool) {
+	if len(b) != 32 {
+		return slotMeta{}, false
+	}
+	return slotMeta{
+		n:          binary.BigEndian.Uint64(b),
+		claims:     binary.BigEndian.Uint64(b[8:]),
+		pruneTo:    binary.BigEndian.Uint64(b[16:]),
+		sincePrune: binary.BigEndian.Uint64(b[24:]),
+	}, true
 }
 
 func newTxWriter(tx *bolt.Tx, db *DB, now time.Time) (*txWriter, error) {
 	w := &txWriter{tx: tx, db: db, now: now, cache: make(map[string]*slotTx)}
-	var err error
-	if w.events, err = tx.CreateBucketIfNotExists(bucketEvents); err != nil {
-		return nil, err
+	bs := make([]*bolt.Bucket, len(allBuckets))
+	for i, name := range allBuckets {
+		b, err := tx.CreateBucketIfNotExists(name)
+		if err != nil {
+			return nil, err
+		}
+		bs[i] = b
 	}
-	if w.slots, err = tx.CreateBucketIfNotExists(bucketSlots); err != nil {
-		return nil, err
-	}
-	if w.jobs, err = tx.CreateBucketIfNotExists(bucketJobs); err != nil {
-		return nil, err
-	}
-	if w.orphans, err = tx.CreateBucketIfNotExists(bucketOrphans); err != nil {
-		return nil, err
-	}
+	w.events, w.states, w.bases, w.slotMeta, w.slotIdx, w.claims, w.jobs, w.orphans =
+		bs[0], bs[1], bs[2], bs[3], bs[4], bs[5], bs[6], bs[7]
 	return w, nil
 }
 
-// slot returns the cached per-slot data, loading (but not creating) it.
+// slot returns the cached per-slot data, loading it.
 func (w *txWriter) slot(name string) (*slotTx, error) {
 	if s, ok := w.cache[name]; ok {
 		return s, nil
 	}
-	s := &slotTx{state: State{Slot: name}}
-	if b := w.slots.Bucket([]byte(name)); b != nil {
-		s.b = b
-		s.idx = b.Bucket(bucketSIdx)
-		if v := b.Get(keyState); v != nil {
-			st, err := DecodeState(v)
-			if err != nil {
-				return nil, fmt.Errorf("journal: %s: slot %q: %w", w.db.path, name, err)
-			}
-			s.state = st
+	s := &slotTx{name: name, state: State{Slot: name}}
+	if v := w.states.Get([]byte(name)); v != nil {
+		st, err := DecodeState(v)
+		if err != nil {
+			return nil, fmt.Errorf("journal: %s: slot %q: %w", w.db.path, name, err)
 		}
+		s.state = st
+	}
+	if v := w.slotMeta.Get([]byte(name)); v != nil {
+		m, ok := decodeSlotMeta(v)
+		if !ok {
+			return nil, fmt.Errorf("journal: %s: slot %q: %w: bad counters", w.db.path, name, ErrCorrupt)
+		}
+		s.meta = m
 	}
 	w.cache[name] = s
 	w.order = append(w.order, name)
@@ -380,8 +418,8 @@ func (w *txWriter) check(e *Event) error {
 			return w.invalid(*e, "no unresolved orphan with seq %d", e.OrphanSeq)
 		}
 	}
-	if e.Slot == "" {
-		return w.invalid(*e, "no slot")
+	if err := checkSlotName(e.Slot); err != "" {
+		return w.invalid(*e, "%s", err)
 	}
 	if !KnownKind(e.Kind) {
 		return w.invalid(*e, "unknown kind")
@@ -565,17 +603,6 @@ func (w *txWriter) append(e Event) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	if s.b == nil {
-		if s.b, err = w.slots.CreateBucketIfNotExists([]byte(e.Slot)); err != nil {
-			return Event{}, err
-		}
-		if s.idx, err = s.b.CreateBucketIfNotExists(bucketSIdx); err != nil {
-			return Event{}, err
-		}
-		if _, err = s.b.CreateBucketIfNotExists(bucketClm); err != nil {
-			return Event{}, err
-		}
-	}
 	seq, err := w.events.NextSequence()
 	if err != nil {
 		return Event{}, err
@@ -585,43 +612,37 @@ func (w *txWriter) append(e Event) (Event, error) {
 	if err != nil {
 		return Event{}, fmt.Errorf("journal: %s: encode event: %w", w.db.path, err)
 	}
-	key := u64(seq)
-	if err := w.events.Put(key, data); err != nil {
+	if err := w.events.Put(u64(seq), data); err != nil {
 		return Event{}, err
 	}
-	n := getU64(s.b, keyCount)
 	// A progress event directly after another of the same slot replaces it:
 	// Fold of the later one overwrites all the earlier one set.
 	if e.Kind == KindProgress {
-		c := s.idx.Cursor()
-		if k, v := c.Last(); k != nil && string(v) == string(KindProgress) {
-			if err := w.deleteEvent(k); err != nil {
+		c := w.slotIdx.Cursor()
+		if k, v := lastOfSlot(c, e.Slot); k != nil && string(v) == string(KindProgress) {
+			if err := w.deleteEvent(k[len(k)-8:]); err != nil {
 				return Event{}, err
 			}
 			if err := c.Delete(); err != nil {
 				return Event{}, err
 			}
-			n--
+			s.meta.n--
 		}
 	}
-	if err := s.idx.Put(key, []byte(e.Kind)); err != nil {
+	if err := w.slotIdx.Put(slotKey(e.Slot, seq), []byte(e.Kind)); err != nil {
 		return Event{}, err
 	}
-	if err := putU64(s.b, keyCount, n+1); err != nil {
-		return Event{}, err
-	}
+	s.meta.n++
 	if e.Job != 0 {
 		if err := w.jobs.Put(jobKey(e.Job, seq), []byte(e.Slot)); err != nil {
 			return Event{}, err
 		}
 	}
 	if e.Kind == KindClaimed {
-		if err := s.b.Bucket(bucketClm).Put(key, u64(uint64(e.Job))); err != nil {
+		if err := w.claims.Put(slotKey(e.Slot, seq), u64(uint64(e.Job))); err != nil {
 			return Event{}, err
 		}
-		if err := putU64(s.b, keyClaimsN, getU64(s.b, keyClaimsN)+1); err != nil {
-			return Event{}, err
-		}
+		s.meta.claims++
 	}
 	// Orphans.
 	st := s.state
@@ -689,84 +710,132 @@ func (w *txWriter) finish() error {
 		if err != nil {
 			return err
 		}
-		if err := s.b.Put(keyState, data); err != nil {
+		if err := w.states.Put([]byte(name), data); err != nil {
+			return err
+		}
+		if err := w.slotMeta.Put([]byte(name), s.meta.encode()); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// prune folds at most PruneBudget of the slot's oldest events into its base
-// state and deletes them, if they are older than the claim of the
-// Retention-th most recent job, or if the slot holds more than
-// Retention*EventsPerJob events.
+// pruneEvery is how many appends to a slot pass between its pruning passes:
+// pruning in chunks touches the pages at the head of the slot's history
+// once per chunk rather than on every append.
+const pruneEvery = 16
+
+// prune, every pruneEvery appends to the slot, folds at most PruneBudget of
+// its oldest events into its base state and deletes them, if they are older
+// than the claim of the Retention-th most recent job, or if the slot holds
+// more than Retention*EventsPerJob events.
 func (w *txWriter) prune(s *slotTx) error {
+	m := &s.meta
+	if m.sincePrune++; m.sincePrune < pruneEvery {
+		return nil
+	}
+	m.sincePrune = 0
 	retention := uint64(w.db.retention)
-	clm := s.b.Bucket(bucketClm)
-	claimsN := getU64(s.b, keyClaimsN)
-	if claimsN > retention {
-		c := clm.Cursor()
-		for k, _ := c.First(); k != nil && claimsN > retention; k, _ = c.First() {
+	prefix := slotPrefix(s.name)
+	if m.claims > retention {
+		c := w.claims.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && m.claims > retention; k, _ = c.Seek(prefix) {
 			if err := c.Delete(); err != nil {
 				return err
 			}
-			claimsN--
+			m.claims--
 		}
-		if err := putU64(s.b, keyClaimsN, claimsN); err != nil {
-			return err
-		}
-		k, _ := clm.Cursor().First()
-		if err := putU64(s.b, keyPruneTo, be(k)); err != nil {
-			return err
+		if k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
+			m.pruneTo = be(k[len(k)-8:])
 		}
 	}
-	pruneTo := getU64(s.b, keyPruneTo)
-	n := getU64(s.b, keyCount)
 	maxEvents := retention * EventsPerJob
-	c := s.idx.Cursor()
-	k, _ := c.First()
-	if k == nil || (be(k) >= pruneTo && n <= maxEvents) {
+	c := w.slotIdx.Cursor()
+	k, _ := c.Seek(prefix)
+	due := func(k []byte) bool {
+		return k != nil && bytes.HasPrefix(k, prefix) && (be(k[len(k)-8:]) < m.pruneTo || m.n > maxEvents)
+	}
+	if !due(k) {
 		return nil
 	}
 	var base State
-	if v := s.b.Get(keyBase); v != nil {
+	if v := w.bases.Get([]byte(s.name)); v != nil {
 		b, err := DecodeState(v)
 		if err != nil {
-			return fmt.Errorf("journal: %s: base state: %w", w.db.path, err)
+			return fmt.Errorf("journal: %s: base state of slot %q: %w", w.db.path, s.name, err)
 		}
 		base = b
 	}
-	pruned := 0
-	for ; k != nil && pruned < PruneBudget; k, _ = c.First() {
-		if be(k) >= pruneTo && n <= maxEvents {
-			break
-		}
-		v := w.events.Get(k)
+	for pruned := 0; due(k) && pruned < PruneBudget; pruned++ {
+		key := k[len(k)-8:]
+		v := w.events.Get(key)
 		if v == nil {
-			return fmt.Errorf("journal: %s: %w: slot index names missing event %d", w.db.path, ErrCorrupt, be(k))
+			return fmt.Errorf("journal: %s: %w: slot index names missing event %d", w.db.path, ErrCorrupt, be(key))
 		}
 		e, err := DecodeEvent(v)
 		if err != nil {
-			return fmt.Errorf("journal: %s: event %d: %w", w.db.path, be(k), err)
+			return fmt.Errorf("journal: %s: event %d: %w", w.db.path, be(key), err)
 		}
 		base = Fold(base, e)
-		if err := w.deleteEvent(k); err != nil {
+		if err := w.deleteEvent(key); err != nil {
 			return err
 		}
 		if err := c.Delete(); err != nil {
 			return err
 		}
-		n--
-		pruned++
+		m.n--
+		k, _ = c.Seek(prefix)
 	}
 	data, err := encodeState(base)
 	if err != nil {
 		return err
 	}
-	if err := s.b.Put(keyBase, data); err != nil {
-		return err
+	return w.bases.Put([]byte(s.name), data)
+}
+
+// slotPrefix is the key prefix of a slot's entries in slotidx and claims:
+// the name and a NUL byte (slot names cannot contain NUL).
+func slotPrefix(slot string) []byte {
+	b := make([]byte, len(slot)+1)
+	copy(b, slot)
+	return b
+}
+
+// slotKey is slotPrefix(slot) followed by the 8-byte seq.
+func slotKey(slot string, seq uint64) []byte {
+	b := make([]byte, len(slot)+9)
+	copy(b, slot)
+	binary.BigEndian.PutUint64(b[len(slot)+1:], seq)
+	return b
+}
+
+// lastOfSlot positions c on the slot's last slotidx entry.
+func lastOfSlot(c *bolt.Cursor, slot string) ([]byte, []byte) {
+	k, v := c.Seek(slotKey(slot, math.MaxUint64))
+	if k == nil {
+		k, v = c.Last()
+	} else {
+		k, v = c.Prev()
 	}
-	return putU64(s.b, keyCount, n)
+	if k == nil || !bytes.HasPrefix(k, slotPrefix(slot)) || len(k) != len(slot)+9 {
+		return nil, nil
+	}
+	return k, v
+}
+
+// MaxSlotName is the longest slot name Append accepts, in bytes.
+const MaxSlotName = 512
+
+func checkSlotName(slot string) string {
+	switch {
+	case slot == "":
+		return "no slot"
+	case len(slot) > MaxSlotName:
+		return fmt.Sprintf("slot name longer than %d bytes", MaxSlotName)
+	case strings.IndexByte(slot, 0) >= 0:
+		return "slot name contains a NUL byte"
+	}
+	return ""
 }
 
 // needsCompact reports whether free pages make up more than
@@ -804,7 +873,3 @@ func jobKey(job int, seq uint64) []byte {
 	binary.BigEndian.PutUint64(b[8:], seq)
 	return b
 }
-
-func getU64(b *bolt.Bucket, key []byte) uint64 { return be(b.Get(key)) }
-
-func putU64(b *bolt.Bucket, key []byte, v uint64) error { return b.Put(key, u64(v)) }
