@@ -270,11 +270,20 @@ func Run(ctx context.Context, cfg Config) error {
 		go e.watchPreemption(wctx)
 	}
 
+	// Registration and replay get the grace period too if a stop signal
+	// comes meanwhile: what they do is journaled first, so stopping them
+	// loses nothing (the next start takes over).
 	opts := e.clientOptions()
-	pool, err := client.OpenPool(e.runCtx, cfg.TrackerURL, cfg.Stage, cfg.Slots, opts...)
+	openCtx, openCancel := e.netCtx()
+	pool, err := client.OpenPool(openCtx, cfg.TrackerURL, cfg.Stage, cfg.Slots, opts...)
+	openCancel()
 	if err != nil {
-		if e.runCtx.Err() != nil && ctx.Err() == nil {
+		switch {
+		case e.runCtx.Err() != nil:
 			return ErrStopped
+		case e.isDraining():
+			e.log.Info("stopped while starting", "err", err)
+			return nil
 		}
 		return err
 	}

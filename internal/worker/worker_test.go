@@ -645,3 +645,28 @@ func TestTrackerOutage(t *testing.T) {
 		t.Errorf("the outage did not hit a completion: %+v", st)
 	}
 }
+
+// TestDrainWhileStarting: a stop signal while the tracker cannot be reached
+// at start-up ends the run within the grace period.
+func TestDrainWhileStarting(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String()
+	ln.Close() // nothing listens: registration retries
+	cfg := config(t, url, script(t, "cat"))
+	cfg.Grace = 300 * time.Millisecond
+	sigs := make(chan os.Signal, 2)
+	cfg.Signals = sigs
+	done := start(t, context.Background(), cfg)
+	time.Sleep(200 * time.Millisecond)
+	t0 := time.Now()
+	sigs <- syscall.SIGTERM
+	if err := waitErr(t, done, 10*time.Second); err != nil {
+		t.Errorf("Run = %v, want nil (drained)", err)
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("took %v after the signal", d)
+	}
+}
