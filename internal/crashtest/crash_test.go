@@ -124,7 +124,6 @@ type figures struct {
 	NotReached  map[string]int // life ended cleanly before its named point
 	Dropped     map[string]int // named plans dropped as unreachable
 	WorkerGone  int            // lives that ended with client.ErrWorkerGone
-	Episodes    int            // idle-timeout episodes
 	Unused      int            // kill plans left when the work was done
 }
 
@@ -388,22 +387,29 @@ func runCrash(t *testing.T, cfg crashConfig) {
 			}
 		}
 	}()
+	// The first worker to fail stops the others (their held jobs would
+	// keep the work from ever being done).
+	mainCtx, stop := context.WithCancelCause(ctx)
 	errs := make([]error, nWorkers)
 	var wg sync.WaitGroup
 	for i, w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = r.supervise(ctx, w)
+			if errs[i] = r.supervise(mainCtx, w); errs[i] != nil {
+				stop(errs[i])
+			}
 		}()
 	}
 	wg.Wait()
 	<-watchDone
 	mainElapsed := time.Since(start)
-	if err := errors.Join(errs...); err != nil {
-		r.dumpState()
+	if err := context.Cause(mainCtx); err != nil {
+		stop(nil)
+		r.dumpState(workers)
 		t.Fatalf("main phase: %v", err)
 	}
+	stop(nil)
 
 	// Bye phase: every worker once more, killed after journaling its bye and
 	// after sending it, then a clean run that settles it.
@@ -419,7 +425,7 @@ func runCrash(t *testing.T, cfg crashConfig) {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		r.dumpState()
+		r.dumpState(workers)
 		t.Fatalf("bye phase: %v", err)
 	}
 	elapsed := time.Since(start)
@@ -735,8 +741,9 @@ func (r *crashRun) idleEpisode() {
 	r.srv.Tracker.CheckIdle()
 }
 
-// dumpState logs the tracker's view, for a failed run.
-func (r *crashRun) dumpState() {
+// dumpState logs the tracker's view and the end of each worker's log, for a
+// failed run.
+func (r *crashRun) dumpState(workers []*workerProc) {
 	t := r.t
 	n := 0
 	for _, j := range r.srv.Tracker.Jobs() {
@@ -748,7 +755,17 @@ func (r *crashRun) dumpState() {
 	for _, w := range r.srv.Tracker.Workers() {
 		t.Logf("worker %s stage %s job %d completed %d progress %q", w.DisplayName, w.Stage, w.Job, w.Completed, w.Progress)
 	}
-	t.Logf("worker logs are kept in %s only while the test runs; stderr tails are in the errors above", r.dir)
+	for _, w := range workers {
+		b, err := os.ReadFile(filepath.Join(w.dir, "stderr.log"))
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) > 15 {
+			lines = lines[len(lines)-15:]
+		}
+		t.Logf("%s, end of its log:\n\t%s", w.name, strings.Join(lines, "\n\t"))
+	}
 }
 
 // tailBuffer keeps the last 4 KiB written to it.
