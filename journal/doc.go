@@ -60,7 +60,8 @@
 //	slotmeta  slot -> counters: events indexed, claims kept, prune point, appends since pruning
 //	slotidx   slot ++ NUL ++ seq -> kind: each slot's events, in order
 //	claims    slot ++ NUL ++ seq -> job number (8 bytes), one per claim still kept
-//	jobs      job number (8 bytes) ++ seq -> slot name
+//	jobs      job number (8 bytes) ++ seq -> slot name, for claims and orphan
+//	          resolutions (a job's other events follow its claim in its slot)
 //	orphans   seq of the completion-pending event -> Orphan
 //
 // Per-slot data lives in shared buckets, not a bucket per slot, so that a

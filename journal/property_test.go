@@ -112,6 +112,9 @@ func TestFoldEqualsStoredState(t *testing.T) {
 			if errs := db.Verify(); errs != nil {
 				t.Fatalf("Verify: %v", errs)
 			}
+			if tc.retention < 0 {
+				checkJobFilter(t, db)
+			}
 			// Reopened read-only: the same.
 			path := db.Path()
 			if err := db.Close(); err != nil {
@@ -146,4 +149,28 @@ func scale() int {
 		return n
 	}
 	return 1
+}
+
+// checkJobFilter compares Events by job with a scan of all events.
+func checkJobFilter(t *testing.T, db *journal.DB) {
+	t.Helper()
+	want := make(map[int][]uint64)
+	db.Events(journal.Filter{}, func(e journal.Event) error {
+		if e.Job != 0 {
+			want[e.Job] = append(want[e.Job], e.Seq)
+		}
+		return nil
+	})
+	for job, seqs := range want {
+		var got []uint64
+		if err := db.Events(journal.Filter{Job: job}, func(e journal.Event) error {
+			got = append(got, e.Seq)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(seqs) {
+			t.Errorf("events of job %d: got %v, want %v", job, got, seqs)
+		}
+	}
 }

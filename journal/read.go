@@ -3,6 +3,7 @@ package journal
 import (
 	"bytes"
 	"fmt"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -91,7 +92,9 @@ func (db *DB) States() ([]State, error) {
 }
 
 // Events calls fn for each stored event that f selects, in sequence order,
-// and stops at fn's first error, which it returns. Pruned history is gone
+// and stops at fn's first error, which it returns. A job's events are found
+// through its claim: once pruning removed the claim, the job's remaining
+// events are found by slot only. Pruned history is gone
 // (its effect lives on in the slot's state). Events are read a page at a
 // time in short read transactions, so fn may call other DB methods; events
 // appended meanwhile may or may not be seen.
@@ -150,17 +153,52 @@ func (db *DB) eventsPage(f Filter, from uint64) (page []Event, next uint64, err 
 		}
 		switch {
 		case f.Job != 0:
-			jobs := tx.Bucket(bucketJobs)
-			if jobs == nil {
+			// The job index holds claims (and orphan resolutions) only: a
+			// job's other events follow its claim in the slot's history,
+			// up to the slot's next claim.
+			jobs, idx := tx.Bucket(bucketJobs), tx.Bucket(bucketSlotIdx)
+			if jobs == nil || idx == nil {
 				return nil
 			}
+			seen := make(map[uint64]bool)
+			var seqs []uint64
 			prefix := jobKey(f.Job, 0)[:8]
-			c := jobs.Cursor()
-			for k, v := c.Seek(jobKey(f.Job, from)); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-				if f.Slot != "" && string(v) != f.Slot {
+			jc := jobs.Cursor()
+			for k, v := jc.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = jc.Next() {
+				slot := string(v)
+				if f.Slot != "" && slot != f.Slot {
 					continue
 				}
-				e, ok, err := get(be(k[8:]))
+				start := be(k[8:])
+				sp := slotPrefix(slot)
+				ic := idx.Cursor()
+				for ik, kind := ic.Seek(slotKey(slot, start)); ik != nil && bytes.HasPrefix(ik, sp); ik, kind = ic.Next() {
+					seq := be(ik[len(sp):])
+					if seq != start && string(kind) == string(KindClaimed) {
+						break
+					}
+					if seq != start && string(kind) == string(KindOrphanResolved) {
+						continue // indexed on its own
+					}
+					e, ok, err := get(seq)
+					if err != nil {
+						return err
+					}
+					if ok && e.Job == f.Job && !seen[seq] {
+						seen[seq] = true
+						seqs = append(seqs, seq)
+					}
+					if string(kind) == string(KindOrphanResolved) {
+						break
+					}
+				}
+			}
+			slices.Sort(seqs)
+			for _, seq := range seqs {
+				if seq < from {
+					continue
+				}
+				e, ok, err := get(seq)
 				if err != nil {
 					return err
 				}

@@ -233,7 +233,7 @@ func verifyTx(tx *bolt.Tx, add func(string, ...any)) {
 		if err != nil {
 			continue
 		}
-		if e.Job != job || e.Slot != string(v) {
+		if e.Job != job || e.Slot != string(v) || (e.Kind != KindClaimed && e.Kind != KindOrphanResolved) {
 			add("job index entry (%d, %d) is an event of job %d, slot %q", job, seq, e.Job, e.Slot)
 		}
 	}

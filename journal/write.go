@@ -633,7 +633,7 @@ func (w *txWriter) append(e Event) (Event, error) {
 		return Event{}, err
 	}
 	s.meta.n++
-	if e.Job != 0 {
+	if e.Job != 0 && (e.Kind == KindClaimed || e.Kind == KindOrphanResolved) {
 		if err := w.jobs.Put(jobKey(e.Job, seq), []byte(e.Slot)); err != nil {
 			return Event{}, err
 		}
@@ -685,7 +685,7 @@ func (w *txWriter) deleteEvent(key []byte) error {
 		if err != nil {
 			return fmt.Errorf("journal: %s: event %d: %w", w.db.path, be(key), err)
 		}
-		if e.Job != 0 {
+		if e.Job != 0 && (e.Kind == KindClaimed || e.Kind == KindOrphanResolved) {
 			if err := w.jobs.Delete(jobKey(e.Job, e.Seq)); err != nil {
 				return err
 			}
