@@ -376,3 +376,45 @@ func clipLine(b []byte) []byte {
 	}
 	return b
 }
+
+// prefixWriter writes each line to w with a prefix, holding a partial line
+// until its newline (or flush). mu serialises the lines of all commands.
+type prefixWriter struct {
+	mu      *sync.Mutex
+	w       io.Writer
+	prefix  string
+	partial []byte
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			p.partial = append(p.partial, b...)
+			if len(p.partial) > maxProgressLine {
+				p.flush()
+			}
+			break
+		}
+		p.partial = append(p.partial, b[:i+1]...)
+		p.emit()
+		b = b[i+1:]
+	}
+	return n, nil
+}
+
+func (p *prefixWriter) emit() {
+	p.mu.Lock()
+	_, _ = p.w.Write(append([]byte(p.prefix), p.partial...))
+	p.mu.Unlock()
+	p.partial = p.partial[:0]
+}
+
+// flush writes a held partial line, ending it with a newline.
+func (p *prefixWriter) flush() {
+	if len(p.partial) > 0 {
+		p.partial = append(p.partial, '\n')
+		p.emit()
+	}
+}

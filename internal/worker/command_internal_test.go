@@ -205,3 +205,15 @@ func TestRunUnreadStdin(t *testing.T) {
 		t.Errorf("ok=%v output %q: %s", res.ok(), res.output, res.describe())
 	}
 }
+
+func TestPrefixWriter(t *testing.T) {
+	var out bytes.Buffer
+	var mu sync.Mutex
+	p := &prefixWriter{mu: &mu, w: &out, prefix: "[s j] "}
+	p.Write([]byte("one\ntw"))
+	p.Write([]byte("o\nthree"))
+	p.flush()
+	if got, want := out.String(), "[s j] one\n[s j] two\n[s j] three\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}

@@ -109,7 +109,7 @@ type Config struct {
 	Signals <-chan os.Signal
 
 	Logger     *slog.Logger // nil discards
-	Stderr     io.Writer    // receives the commands' stderr; nil discards it (its tail is still journaled)
+	Stderr     io.Writer    // receives the commands' stderr, each line prefixed "[slot-N job J] "; nil discards it (its tail is still journaled)
 	HTTPClient *http.Client // for the tracker; nil means the client's default
 	Verbose    bool
 
@@ -186,6 +186,8 @@ type engine struct {
 	drainMu   sync.Mutex
 	drainSig  syscall.Signal
 	drainEnd  time.Time // grace deadline
+
+	stderrMu sync.Mutex // serialises the commands' stderr lines
 
 	mu    sync.Mutex
 	busy  int   // slots holding a job
@@ -684,6 +686,10 @@ func (e *engine) runOnce(i int, c *client.Client, job session.Payload, num int, 
 		EnvDataKind+"="+dataKind,
 		EnvDataNull+"="+boolEnv(job.IsNull()),
 	)
+	var stderr *prefixWriter
+	if e.cfg.Stderr != nil {
+		stderr = &prefixWriter{mu: &e.stderrMu, w: e.cfg.Stderr, prefix: fmt.Sprintf("[%s job %d] ", c.Slot(), num)}
+	}
 	s := spec{
 		argv:           e.cfg.Command,
 		env:            env,
@@ -692,7 +698,6 @@ func (e *engine) runOnce(i int, c *client.Client, job session.Payload, num int, 
 		progressPath:   progPath,
 		maxOutput:      e.cfg.MaxOutput,
 		poll:           e.cfg.PollInterval,
-		stderr:         e.cfg.Stderr,
 		onProgress: func(line string) {
 			e.slots[i].setProgress(line)
 			c.Log(line)
@@ -709,6 +714,10 @@ func (e *engine) runOnce(i int, c *client.Client, job session.Payload, num int, 
 		onCheckpointTooBig: func(size int64) {
 			log.Error("checkpoint file over the size limit (--max-output): not stored", "bytes", size, "limit", e.cfg.MaxOutput)
 		},
+	}
+	if stderr != nil {
+		s.stderr = stderr
+		defer stderr.flush() // after wait: the command's stderr is closed
 	}
 	p, err := start(e.runCtx, s)
 	if err != nil {
