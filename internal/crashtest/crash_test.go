@@ -22,6 +22,7 @@ import (
 
 	"github.com/distcompute/distcompute-go/internal/crashtest"
 	"github.com/distcompute/distcompute-go/internal/faultnet"
+	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/replay"
 	"github.com/distcompute/distcompute-go/trackertest"
 )
@@ -263,6 +264,7 @@ type crashRun struct {
 	rngMu    sync.Mutex
 	episode  sync.Mutex
 	episodes atomic.Int64
+	verified atomic.Int64 // journals verified after a kill
 	seed     int64
 }
 
@@ -466,8 +468,8 @@ func runCrash(t *testing.T, cfg crashConfig) {
 	if fig.RandomKills < cfg.MinRandom {
 		t.Errorf("%d random kills, want at least %d (the work ran out first; %d plans unused)", fig.RandomKills, cfg.MinRandom, fig.Unused)
 	}
-	t.Logf("lives=%d kills=%d (random=%d named=%d fallback=%v) points=%v not-reached=%v dropped=%v worker-gone=%d episodes=%d unused-plans=%d",
-		fig.Lives, fig.kills(), fig.RandomKills, named, fig.Fallback, sortedMap(fig.PointKills), fig.NotReached, fig.Dropped, fig.WorkerGone, r.episodes.Load(), fig.Unused)
+	t.Logf("lives=%d kills=%d (random=%d named=%d fallback=%v) points=%v not-reached=%v dropped=%v worker-gone=%d episodes=%d unused-plans=%d journals-verified-after-kill=%d",
+		fig.Lives, fig.kills(), fig.RandomKills, named, fig.Fallback, sortedMap(fig.PointKills), fig.NotReached, fig.Dropped, fig.WorkerGone, r.episodes.Load(), fig.Unused, r.verified.Load())
 	t.Logf("replay reports: %s", rf)
 	t.Logf("journals: %s", jf)
 	chaos := ""
@@ -568,6 +570,9 @@ func (r *crashRun) supervise(ctx context.Context, w *workerProc) error {
 		}
 		switch {
 		case res.killed:
+			if err := r.afterKill(w); err != nil {
+				return fmt.Errorf("%s after life %d (%s): %w", w.name, w.life, p, err)
+			}
 			if r.wantEpisode(p, res) {
 				r.idleEpisode()
 			}
@@ -604,6 +609,9 @@ func (r *crashRun) byePhase(ctx context.Context, w *workerProc) error {
 		}
 		switch {
 		case res.killed:
+			if err := r.afterKill(w); err != nil {
+				return fmt.Errorf("%s after life %d (%s): %w", w.name, w.life, p, err)
+			}
 		case res.exit == 0:
 			if p.Point != "" {
 				r.fig.mu.Lock()
@@ -709,6 +717,31 @@ func (r *crashRun) live(ctx context.Context, w *workerProc, p plan) (lifeResult,
 		}
 	}
 	return res, nil
+}
+
+// afterKill checks, before a killed worker restarts, that its journal opens
+// and verifies, and that the tracker has completed no stage of any job twice.
+func (r *crashRun) afterKill(w *workerProc) error {
+	db, err := journal.Open(w.journal, &journal.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		return fmt.Errorf("journal does not open: %w", err)
+	}
+	verr := errors.Join(db.Verify()...)
+	if err := db.Close(); err != nil {
+		return fmt.Errorf("journal: close: %w", err)
+	}
+	if verr != nil {
+		return fmt.Errorf("journal does not verify: %w", verr)
+	}
+	r.verified.Add(1)
+	for _, j := range r.srv.Tracker.Jobs() {
+		for s, n := range j.Completions {
+			if n > 1 {
+				return fmt.Errorf("job %d completed %d times at stage %s", j.Number, n, s)
+			}
+		}
+	}
+	return nil
 }
 
 // wantEpisode decides whether a kill is followed by an idle-timeout episode:
