@@ -452,24 +452,21 @@ func (e *engine) runSlot(i int) {
 	c := e.clients[i]
 	st := e.slots[i]
 	defer st.set(e.m, stateStopped, 0)
-	first := true
+	// Only a job handed back by the journal's replay is run without a claim
+	// first. After that every job is claimed: a job still held after an
+	// unconfirmed flag or a failed release is settled or released by the
+	// client's next claim, never run again here.
+	needClaim := !c.HasJob()
 	for e.runCtx.Err() == nil && !e.isDraining() {
-		resumed := false
-		if first && c.HasJob() {
-			resumed = true // handed back by the journal's replay
-		}
-		first = false
-		if !c.HasJob() {
-			if e.isDraining() {
-				return
-			}
+		if needClaim {
 			st.set(e.m, stateWaiting, 0)
 			if !e.claim(i) {
 				return
 			}
 		}
+		needClaim = true
 		e.setBusy(1)
-		keep := e.runJob(i, resumed || c.Resumed())
+		keep := e.runJob(i, c.Resumed())
 		e.setBusy(-1)
 		if !keep {
 			return
@@ -605,8 +602,10 @@ func (e *engine) runJob(i int, resumed bool) bool {
 				return !drained
 			}
 			if err != nil {
+				// Unconfirmed: the output stays in the journal and the
+				// client resends it before the next claim (or on restart).
 				log.Error("completing the job failed; the output stays in the journal", "err", err)
-				return !drained && e.runCtx.Err() == nil && !c.HasJob()
+				return !drained
 			}
 			e.m.completed.Add(1)
 			log.Debug("output submitted", "output_bytes", len(res.output), "kind", out.Kind().String())
@@ -617,8 +616,11 @@ func (e *engine) runJob(i int, resumed bool) bool {
 			err := c.FlagInvalidData(ctx)
 			cancel()
 			if err != nil {
+				// Unconfirmed flags are resent before the next claim; a
+				// refused one (the upstream 5th-flag bug) leaves the job
+				// held, and the next claim releases it.
 				log.Error("flagging the job's data failed", "err", err)
-				return !drained && !c.HasJob()
+				return !drained
 			}
 			e.m.flagged.Add(1)
 			log.Debug("command asked to flag the input", "exit_code", res.exitCode)
@@ -652,8 +654,9 @@ func (e *engine) runJob(i int, resumed bool) bool {
 		err := releaseJob(ctx, c, "command failed: "+reason)
 		cancel()
 		if err != nil {
+			// The next claim releases it (newJob hands back a held job).
 			log.Error("releasing the failed job failed", "err", err)
-			return !c.HasJob() && !drained
+			return !drained
 		}
 		log.Warn("job released after failures", "attempts", attempt)
 		return !drained
