@@ -27,7 +27,7 @@ import (
 type chaosConfig struct {
 	Jobs            int
 	WorkersPerStage int  // at most 4, so that no job reaches 5 flags at a stage
-	Lone            bool // a journal per worker instead of a pool per stage
+	Lone            bool // a journal per worker at both stages (default: a pool at stage a, lone clients at b)
 	Timeout         time.Duration
 }
 
@@ -100,8 +100,9 @@ func TestChaosInProcess(t *testing.T) {
 		closers  []func() error
 	)
 	// One fault-injecting transport per stage, shared by that stage's
-	// workers: a pool of clients on one journal (group commit), or lone
-	// clients with a journal each (CRASHTEST_CHAOS_LONE=1).
+	// workers: at stage a a pool of clients on one journal (group commit),
+	// at stage b lone clients with a journal each (at both with
+	// CRASHTEST_CHAOS_LONE=1).
 	transports := map[string]*faultnet.Transport{}
 	for si, stage := range []string{"a", "b"} {
 		ft := crashtest.ChaosTransport(sd + int64(si))
@@ -116,13 +117,14 @@ func TestChaosInProcess(t *testing.T) {
 			// journals are exact.
 			client.WithJournalOptions(&journal.Options{Retention: -1}),
 		}
-		if cfg.Lone {
+		if cfg.Lone || stage == "b" {
 			for i := 0; i < cfg.WorkersPerStage; i++ {
 				path := filepath.Join(dir, fmt.Sprintf("chaos-%s-%d.db", stage, i))
 				c, err := client.Init(ctx, srv.URL, stage, append(opts, client.WithJournal(path))...)
 				if err != nil {
 					t.Fatalf("init: %v", err)
 				}
+				t.Cleanup(func() { c.Close() }) // idempotent; for a failed start
 				journals, clients, closers = append(journals, path), append(clients, c), append(closers, c.Close)
 				names = append(names, fmt.Sprintf("chaos-%s-%d", stage, i))
 			}
@@ -133,6 +135,7 @@ func TestChaosInProcess(t *testing.T) {
 		if err != nil {
 			t.Fatalf("open pool: %v", err)
 		}
+		t.Cleanup(func() { pool.Close() }) // idempotent; for a failed start
 		journals, closers = append(journals, path), append(closers, pool.Close)
 		for _, c := range pool.Clients() {
 			clients = append(clients, c)
@@ -144,13 +147,22 @@ func TestChaosInProcess(t *testing.T) {
 	}
 
 	start := time.Now()
+	// The first worker to fail stops the others (its held job would keep
+	// the work from ever being done).
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
 	var wg sync.WaitGroup
 	errs := make([]error, len(clients))
 	for i, c := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = crashtest.Work(ctx, c, crashtest.Config{
+			defer func() {
+				if errs[i] != nil {
+					stop()
+				}
+			}()
+			errs[i] = crashtest.Work(wctx, c, crashtest.Config{
 				Name:     names[i],
 				Stage:    c.Stage(),
 				Done:     done.Load,
@@ -201,7 +213,7 @@ func TestChaosInProcess(t *testing.T) {
 		t.Errorf("the chaos did not happen: %+v", fc)
 	}
 	line := fmt.Sprintf("crashtest: chaos-in-process(%s) jobs=%d stages=2 workers=%d requests=%d dropped-request=%d dropped-answer=%d 502=%d resubmitted=%d applied-earlier=%d completeJob-403=%d orphans=%d elapsed=%s seed=%d",
-		map[bool]string{true: "lone", false: "pools"}[cfg.Lone], cfg.Jobs, 2*cfg.WorkersPerStage, fc.Requests, fc.DroppedRequest, fc.DroppedAnswer, fc.Status502,
+		map[bool]string{true: "lone", false: "pool+lone"}[cfg.Lone], cfg.Jobs, 2*cfg.WorkersPerStage, fc.Requests, fc.DroppedRequest, fc.DroppedAnswer, fc.Status502,
 		rf.Resubmitted, jf.Completions["applied-earlier"], stats["completeJob"].Status[403], jf.Completions["orphaned"],
 		elapsed.Round(time.Millisecond), sd)
 	t.Log(line)
