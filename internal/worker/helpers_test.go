@@ -101,10 +101,12 @@ func script(t testing.TB, body string) string {
 }
 
 func config(t testing.TB, url, scriptPath string) worker.Config {
+	jpath := filepath.Join(t.TempDir(), "journal.db")
+	t.Cleanup(func() { verifyJournal(t, jpath) })
 	return worker.Config{
 		TrackerURL:    url,
 		Stage:         "a",
-		Journal:       filepath.Join(t.TempDir(), "journal.db"),
+		Journal:       jpath,
 		Command:       []string{"/bin/sh", scriptPath},
 		RetryDelay:    -1,
 		Grace:         2 * time.Second,
@@ -260,4 +262,22 @@ func loopbackClient() *http.Client {
 			return d.DialContext(ctx, network, addr)
 		},
 	}}
+}
+
+// verifyJournal checks, once the test is over, that the journal the worker
+// left behind (if any) opens and verifies.
+func verifyJournal(t testing.TB, path string) {
+	t.Helper()
+	if _, err := os.Stat(path); err != nil {
+		return
+	}
+	db, err := journal.Open(path, &journal.Options{ReadOnly: true})
+	if err != nil {
+		t.Errorf("journal %s does not open: %v", path, err)
+		return
+	}
+	defer db.Close()
+	for _, err := range db.Verify() {
+		t.Errorf("journal %s: %v", path, err)
+	}
 }

@@ -202,6 +202,7 @@ func TestCheckpointSurvivesSIGKILL(t *testing.T) {
 	srv := startTracker(t, "long job")
 	dir := t.TempDir()
 	jpath := filepath.Join(dir, "journal.db")
+	t.Cleanup(func() { verifyJournal(t, jpath) })
 	pidFile := filepath.Join(dir, "pid")
 	killGroupFrom(t, pidFile)
 	sh := script(t, `
@@ -249,6 +250,7 @@ func TestSIGTERMGrace(t *testing.T) {
 	srv := startTracker(t, "fast", "slow")
 	dir := t.TempDir()
 	jpath := filepath.Join(dir, "journal.db")
+	t.Cleanup(func() { verifyJournal(t, jpath) })
 	sh := script(t, `
 input=$(cat)
 if [ "$DC_RESUMED" = 1 ]; then echo "$input resumed"; exit 0; fi
