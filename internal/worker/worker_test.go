@@ -216,13 +216,17 @@ sleep 0.1
 printf 'step 42' > "$DC_CHECKPOINT_FILE"
 touch `+dir+`/checkpointed
 sleep 30`)
-	cmd, out := workerProcess(t, "--tracker", srv.URL, "--journal", jpath, "--", "/bin/sh", sh)
+	status := freeAddr(t)
+	cmd, out := workerProcess(t, "--tracker", srv.URL, "--journal", jpath, "--status-addr", status, "--", "/bin/sh", sh)
 	waitFor(t, 15*time.Second, "the command's checkpoint", func() bool {
 		_, err := os.Stat(filepath.Join(dir, "checkpointed"))
 		return err == nil
 	})
-	// The checkpoint file is polled: give the watcher a few rounds.
-	time.Sleep(300 * time.Millisecond)
+	// The checkpoint file is polled: wait until the journal (seen through
+	// the live snapshot) holds the last one.
+	waitFor(t, 15*time.Second, "the last checkpoint in the journal", func() bool {
+		return lastCheckpoint(t, "http://"+status+"/journal", filepath.Join(dir, "snap.db")) == "step 42"
+	})
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	t.Logf("killed worker's output:\n%s", out.String())
@@ -671,4 +675,37 @@ func TestDrainWhileStarting(t *testing.T) {
 	if d := time.Since(t0); d > 5*time.Second {
 		t.Errorf("took %v after the signal", d)
 	}
+}
+
+// freeAddr returns a loopback address with a port free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// lastCheckpoint fetches a live journal snapshot and returns the data of
+// its last checkpoint event ("" if none or unreachable).
+func lastCheckpoint(t testing.TB, url, tmp string) string {
+	resp, err := http.Get(url)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return ""
+	}
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cps := events(t, tmp, journal.KindCheckpoint)
+	if len(cps) == 0 {
+		return ""
+	}
+	return string(cps[len(cps)-1].Checkpoint)
 }
