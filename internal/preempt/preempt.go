@@ -148,6 +148,7 @@ func Watch(ctx context.Context, p Provider, opts *Options) (Notice, error) {
 		return Notice{}, fmt.Errorf("%w: %q", ErrUnknownProvider, string(p))
 	}
 	for {
+		began := time.Now()
 		n, ok, err := poll(ctx)
 		if ok {
 			n.Provider = p
@@ -156,11 +157,17 @@ func Watch(ctx context.Context, p Provider, opts *Options) (Notice, error) {
 		if err != nil && ctx.Err() == nil {
 			o.Logger.Debug("preemption notice poll failed", "provider", string(p), "err", err)
 		}
+		wait := o.Interval
 		if w.immediate && err == nil {
-			// A long-poll returned without a change: ask again at once.
-			continue
+			// A long-poll returned without a change: ask again at once,
+			// unless it came back early (a server that does not hold the
+			// request must not be hammered).
+			wait -= time.Since(began)
+			if wait <= 0 {
+				continue
+			}
 		}
-		t := time.NewTimer(o.Interval)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
