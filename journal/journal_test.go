@@ -345,12 +345,12 @@ func TestSnapshotAndCompact(t *testing.T) {
 	dir := t.TempDir()
 	db := journaltest.MustOpen(t, &journal.Options{NoSync: true, Retention: 2, NoAutoCompact: true})
 	mustAppend(t, db, reg("s"))
-	big := strings.Repeat("x", 64<<10)
-	for j := 1; j <= 300; j++ {
+	big := strings.Repeat("x", 16<<10)
+	for j := 1; j <= 120; j++ {
 		mustAppend(t, db, claim("s", j))
 		mustAppend(t, db, journal.Event{Slot: "s", Kind: journal.KindCompletionPending, Output: &big})
 		mustAppend(t, db, journal.Event{Slot: "s", Kind: journal.KindCompletionSettled, Outcome: journal.OutcomeAccepted})
-		if j == 150 {
+		if j == 60 {
 			// Hold a read transaction's worth of growth: write a snapshot mid-way.
 			f, _ := os.Create(filepath.Join(dir, "snap.db"))
 			if _, err := db.WriteSnapshot(f); err != nil {
@@ -413,8 +413,8 @@ func TestBadFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 		mustAppend(t, db, reg("s"))
-		big := strings.Repeat("y", 100<<10)
-		for j := 1; j < 20; j++ {
+		big := strings.Repeat("y", 16<<10)
+		for j := 1; j < 12; j++ {
 			mustAppend(t, db, claim("s", j))
 			mustAppend(t, db, journal.Event{Slot: "s", Kind: journal.KindCompletionPending, Output: &big})
 			mustAppend(t, db, journal.Event{Slot: "s", Kind: journal.KindCompletionSettled, Outcome: journal.OutcomeAccepted})
