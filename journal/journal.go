@@ -187,15 +187,16 @@ func Open(path string, opts *Options) (*DB, error) {
 	}
 
 	var bdb *bolt.DB
-	var err error
 	for attempt := 0; ; attempt++ {
-		bdb, err = openBolt(path, o)
+		var file *os.File
+		var err error
+		bdb, file, err = openBolt(path, o)
 		if err != nil {
 			return nil, err
 		}
 		// A process that waited for the lock while another compacted the
 		// file got the lock of the replaced file: open the new one.
-		if same, _ := sameFile(bdb, path); same || attempt == 5 {
+		if sameFile(file, path) || attempt == 5 {
 			break
 		}
 		bdb.Close()
@@ -217,11 +218,10 @@ func Open(path string, opts *Options) (*DB, error) {
 
 // openBolt opens the bbolt file and maps its errors (and panics) onto the
 // package's sentinels.
-func openBolt(path string, o Options) (bdb *bolt.DB, err error) {
+func openBolt(path string, o Options) (bdb *bolt.DB, file *os.File, err error) {
 	if err := precheck(path, o.ReadOnly); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var file *os.File
 	bo := &bolt.Options{
 		Timeout:  o.Timeout,
 		ReadOnly: o.ReadOnly,
@@ -242,28 +242,34 @@ func openBolt(path string, o Options) (bdb *bolt.DB, err error) {
 			if file != nil {
 				file.Close() // releases the lock
 			}
-			bdb, err = nil, fmt.Errorf("journal: %s: %w: %v", path, ErrCorrupt, r)
+			bdb, file, err = nil, nil, fmt.Errorf("journal: %s: %w: %v", path, ErrCorrupt, r)
 		}
 	}()
 	bdb, err = bolt.Open(path, 0o600, bo)
 	if err == nil {
-		return bdb, nil
+		return bdb, file, nil
 	}
+	err = mapOpenError(path, o, err)
+	return nil, nil, err
+}
+
+// mapOpenError maps bbolt's Open errors onto the package's sentinels.
+func mapOpenError(path string, o Options, err error) error {
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
-		return nil, fmt.Errorf("journal: %s: %w (waited %v for the file lock)", path, ErrLocked, o.Timeout)
+		return fmt.Errorf("journal: %s: %w (waited %v for the file lock)", path, ErrLocked, o.Timeout)
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch):
-		return nil, fmt.Errorf("journal: %s: %w: %v", path, ErrNotJournal, err)
+		return fmt.Errorf("journal: %s: %w: %v", path, ErrNotJournal, err)
 	case errors.Is(err, berrors.ErrChecksum):
-		return nil, fmt.Errorf("journal: %s: %w: %v", path, ErrCorrupt, err)
+		return fmt.Errorf("journal: %s: %w: %v", path, ErrCorrupt, err)
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
-		return nil, fmt.Errorf("journal: %s: %w", path, err)
+		return fmt.Errorf("journal: %s: %w", path, err)
 	}
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
-		return nil, fmt.Errorf("journal: %s: %w", path, err)
+		return fmt.Errorf("journal: %s: %w", path, err)
 	}
-	return nil, fmt.Errorf("journal: %s: %w: %v", path, ErrCorrupt, err)
+	return fmt.Errorf("journal: %s: %w: %v", path, ErrCorrupt, err)
 }
 
 // precheck reads bbolt's two meta pages itself, before bbolt maps the file,
@@ -384,16 +390,20 @@ func parseMeta(buf []byte, off int) (boltMeta, bool) {
 	return bm, true
 }
 
-func sameFile(bdb *bolt.DB, path string) (bool, error) {
-	a, err := os.Stat(bdb.Path())
+// sameFile reports whether the open file f is still the file at path.
+func sameFile(f *os.File, path string) bool {
+	if f == nil {
+		return true
+	}
+	a, err := f.Stat()
 	if err != nil {
-		return false, err
+		return false
 	}
 	b, err := os.Stat(path)
 	if err != nil {
-		return false, err
+		return false
 	}
-	return os.SameFile(a, b), nil
+	return os.SameFile(a, b)
 }
 
 // checkFile checks the high-water mark against the file size, then the meta

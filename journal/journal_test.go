@@ -558,3 +558,38 @@ func copyFixture(t *testing.T, src string) string {
 	}
 	return p
 }
+
+// TestCompactWhileAnotherWaits: a process waiting for the lock while the
+// holder compacts (replacing the file) must end up with the new file.
+func TestCompactWhileAnotherWaits(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j.db")
+	a, err := journal.Open(path, &journal.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, a, reg("s"))
+	type result struct {
+		db  *journal.DB
+		err error
+	}
+	done := make(chan result)
+	go func() {
+		b, err := journal.Open(path, &journal.Options{Timeout: 10 * time.Second})
+		done <- result{b, err}
+	}()
+	time.Sleep(200 * time.Millisecond) // let it block on the lock
+	if _, _, err := a.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	last := mustAppend(t, a, claim("s", 1))
+	a.Close()
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	defer r.db.Close()
+	st, err := r.db.State("s")
+	if err != nil || st.LastSeq != last.Seq {
+		t.Fatalf("waiter sees last seq %d (%v), want %d: it opened the replaced file", st.LastSeq, err, last.Seq)
+	}
+}

@@ -136,7 +136,7 @@ func (db *DB) submit(r *request) {
 
 // gatherWait bounds how long a leader waits for appenders that are about
 // to queue (see gather). It is small beside an fsync.
-const gatherWait = 200 * time.Microsecond
+const gatherWait = 500 * time.Microsecond
 
 // gather lets a leader wait briefly, yielding the processor, while fewer
 // requests are queued than are in flight: appenders just woken from the
