@@ -593,3 +593,39 @@ func TestCompactWhileAnotherWaits(t *testing.T) {
 		t.Fatalf("waiter sees last seq %d (%v), want %d: it opened the replaced file", st.LastSeq, err, last.Seq)
 	}
 }
+
+// TestAutoCompact: once pruning freed most of a large file, the background
+// flusher compacts it.
+func TestAutoCompact(t *testing.T) {
+	db := journaltest.MustOpen(t, &journal.Options{NoSync: true, Retention: 1, ProgressInterval: 5 * time.Millisecond})
+	mustAppend(t, db, reg("s"))
+	big := strings.Repeat("z", 512<<10)
+	for j := 1; j <= 32; j++ {
+		mustAppend(t, db, claim("s", j))
+		mustAppend(t, db, journal.Event{Slot: "s", Kind: journal.KindCompletionPending, Output: &big})
+		mustAppend(t, db, journal.Event{Slot: "s", Kind: journal.KindCompletionSettled, Outcome: journal.OutcomeAccepted})
+	}
+	fi, _ := os.Stat(db.Path())
+	peak := fi.Size()
+	if peak < journal.CompactMinSize {
+		t.Skipf("file only reached %d bytes", peak)
+	}
+	// Small appends: pruning (every 16 appends) drops the big outputs.
+	for j := 100; j < 140; j++ {
+		mustAppend(t, db, claim("s", j))
+		mustAppend(t, db, journal.Event{Slot: "s", Kind: journal.KindReleased})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fi, _ := os.Stat(db.Path())
+		if fi.Size() < peak/2 {
+			t.Logf("compacted: %d -> %d bytes", peak, fi.Size())
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("file still %d bytes (peak %d)", fi.Size(), peak)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mustAppend(t, db, claim("s", 1000))
+}
