@@ -597,6 +597,9 @@ func TestCompactWhileAnotherWaits(t *testing.T) {
 // TestAutoCompact: once pruning freed most of a large file, the background
 // flusher compacts it.
 func TestAutoCompact(t *testing.T) {
+	if raceEnabled {
+		t.Skip("8 MiB of JSON is slow under -race; TestConcurrentSlots races Compact")
+	}
 	db := journaltest.MustOpen(t, &journal.Options{NoSync: true, Retention: 1, ProgressInterval: 5 * time.Millisecond})
 	mustAppend(t, db, reg("s"))
 	big := strings.Repeat("z", 512<<10)
