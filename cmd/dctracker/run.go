@@ -62,7 +62,10 @@ func parseArgs(args []string, stdout io.Writer) (config, error) {
 	fs.DurationVar(&c.checkInterval, "check-interval", trackertest.DefaultCheckInterval, "how often idle workers are looked for")
 	fs.BoolVar(&c.quirks, "quirks", false, "reproduce the upstream tracker's bugs (stage b+ served null data, failing 5th flag)")
 	fs.Int64Var(&c.seed, "seed", 0, "seed for random job picks and worker names (0: time-based)")
-	fs.Usage = func() {
+	// The flag package calls Usage on -h and on every bad flag; only -h
+	// deserves the full text, a bad flag gets its one-line error.
+	fs.Usage = func() {}
+	printUsage := func() {
 		fmt.Fprintf(stdout, "Usage: dctracker [flags]\n\nServes an in-memory distcompute tracker; prints its URL first.\n\nFlags:\n")
 		fs.SetOutput(stdout)
 		fs.PrintDefaults()
@@ -70,7 +73,7 @@ func parseArgs(args []string, stdout io.Writer) (config, error) {
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
+			printUsage()
 			return c, errHelp
 		}
 		return c, usagef("%v", err)
