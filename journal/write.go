@@ -353,9 +353,12 @@ func newTxWriter(tx *bolt.Tx, db *DB, now time.Time) (*txWriter, error) {
 	w := &txWriter{tx: tx, db: db, now: now, cache: make(map[string]*slotTx)}
 	bs := make([]*bolt.Bucket, len(allBuckets))
 	for i, name := range allBuckets {
-		b, err := tx.CreateBucketIfNotExists(name)
-		if err != nil {
-			return nil, err
+		b := tx.Bucket(name)
+		if b == nil {
+			var err error
+			if b, err = tx.CreateBucket(name); err != nil {
+				return nil, err
+			}
 		}
 		bs[i] = b
 	}
