@@ -22,7 +22,7 @@ const crashChildEnv = "JOURNAL_CRASH_CHILD"
 
 // TestCrashChild is the child of TestCrash: it appends durable events from
 // four slots at once, forever, and prints the seq of each to stdout once
-// Append returned. It is skipped unless TestCrash started it.
+// Append returned; it also compacts the file every 40 ms. It is skipped unless TestCrash started it.
 func TestCrashChild(t *testing.T) {
 	path := os.Getenv(crashChildEnv)
 	if path == "" {
@@ -34,6 +34,16 @@ func TestCrashChild(t *testing.T) {
 		os.Exit(2)
 	}
 	os.Stdout.Write([]byte("ready\n"))
+	// Compact now and then, so that kills also land mid-compaction.
+	go func() {
+		for {
+			time.Sleep(40 * time.Millisecond)
+			if _, _, err := db.Compact(); err != nil {
+				fmt.Fprintf(os.Stderr, "child: compact: %v\n", err)
+				os.Exit(2)
+			}
+		}
+	}()
 	var wg sync.WaitGroup
 	for g := 0; g < 4; g++ {
 		wg.Add(1)
@@ -174,6 +184,9 @@ func TestCrash(t *testing.T) {
 		}
 		if err := db.Close(); err != nil {
 			t.Fatal(err)
+		}
+		if _, err := os.Stat(path + ".compact"); err == nil {
+			t.Errorf("run %d: Open left the interrupted compaction's file", i)
 		}
 		if t.Failed() {
 			return
