@@ -168,10 +168,16 @@ func newScheduler(rng *rand.Rand, cfg crashConfig, tr *trackertest.Tracker, work
 			s.plans = append(s.plans, plan{Point: p, N: n, Fallback: 3 * time.Second, FlagFirst: strings.HasSuffix(p, ":flag")})
 		}
 	}
-	for i := 0; i < cfg.RandomKills; i++ {
+	// The named plans are mixed into the first half of the random ones, so
+	// that they come while there is work left to reach their points.
+	head := cfg.RandomKills / 2
+	for i := 0; i < head; i++ {
 		s.plans = append(s.plans, plan{Random: -1}) // delay chosen when handed out
 	}
 	rng.Shuffle(len(s.plans), func(i, j int) { s.plans[i], s.plans[j] = s.plans[j], s.plans[i] })
+	for i := head; i < cfg.RandomKills; i++ {
+		s.plans = append(s.plans, plan{Random: -1})
+	}
 	s.planned = len(s.plans)
 	for w := 0; w < workers && cfg.NamedEach > 0; w++ {
 		s.firstOf[w] = plan{Point: registerPoints[w%len(registerPoints)], N: 1, Fallback: 3 * time.Second}
@@ -250,22 +256,23 @@ func (s *scheduler) requeue(p plan) {
 
 // crashRun is one multi-process crash run.
 type crashRun struct {
-	t        *testing.T
-	cfg      crashConfig
-	bin      string
-	srv      *trackertest.Server
-	clock    *trackertest.FakeClock
-	idle     time.Duration
-	dir      string
-	doneFile string
-	sched    *scheduler
-	fig      *figures
-	rng      *rand.Rand
-	rngMu    sync.Mutex
-	episode  sync.Mutex
-	episodes atomic.Int64
-	verified atomic.Int64 // journals verified after a kill
-	seed     int64
+	t         *testing.T
+	cfg       crashConfig
+	bin       string
+	srv       *trackertest.Server
+	clock     *trackertest.FakeClock
+	idle      time.Duration
+	dir       string
+	doneFile  string
+	sched     *scheduler
+	fig       *figures
+	rng       *rand.Rand
+	rngMu     sync.Mutex
+	episode   sync.Mutex
+	episodes  atomic.Int64
+	verified  atomic.Int64 // journals verified after a kill
+	checkTime atomic.Int64 // time spent in afterKill (ns)
+	seed      int64
 }
 
 type workerProc struct {
@@ -291,7 +298,7 @@ func TestCrashPipeline(t *testing.T) {
 func TestCrashPipelineQuirks(t *testing.T) {
 	cfg := crashSize()
 	cfg.Name, cfg.Quirks, cfg.Retention = "quirks", true, 3
-	cfg.Jobs, cfg.RandomKills, cfg.MinRandom, cfg.NamedEach, cfg.Episodes = 40, 30, 25, 1, 1
+	cfg.Jobs, cfg.RandomKills, cfg.MinRandom, cfg.NamedEach, cfg.Episodes = 40, 30, 25, 2, 1
 	if full() {
 		cfg.Jobs, cfg.RandomKills, cfg.MinRandom, cfg.NamedEach, cfg.Episodes = 300, 330, 300, 3, 3
 	}
@@ -468,8 +475,8 @@ func runCrash(t *testing.T, cfg crashConfig) {
 	if fig.RandomKills < cfg.MinRandom {
 		t.Errorf("%d random kills, want at least %d (the work ran out first; %d plans unused)", fig.RandomKills, cfg.MinRandom, fig.Unused)
 	}
-	t.Logf("lives=%d kills=%d (random=%d named=%d fallback=%v) points=%v not-reached=%v dropped=%v worker-gone=%d episodes=%d unused-plans=%d journals-verified-after-kill=%d",
-		fig.Lives, fig.kills(), fig.RandomKills, named, fig.Fallback, sortedMap(fig.PointKills), fig.NotReached, fig.Dropped, fig.WorkerGone, r.episodes.Load(), fig.Unused, r.verified.Load())
+	t.Logf("lives=%d kills=%d (random=%d named=%d fallback=%v) points=%v not-reached=%v dropped=%v worker-gone=%d episodes=%d unused-plans=%d journals-verified-after-kill=%d (in %s)",
+		fig.Lives, fig.kills(), fig.RandomKills, named, fig.Fallback, sortedMap(fig.PointKills), fig.NotReached, fig.Dropped, fig.WorkerGone, r.episodes.Load(), fig.Unused, r.verified.Load(), time.Duration(r.checkTime.Load()).Round(time.Millisecond))
 	t.Logf("replay reports: %s", rf)
 	t.Logf("journals: %s", jf)
 	chaos := ""
@@ -722,6 +729,8 @@ func (r *crashRun) live(ctx context.Context, w *workerProc, p plan) (lifeResult,
 // afterKill checks, before a killed worker restarts, that its journal opens
 // and verifies, and that the tracker has completed no stage of any job twice.
 func (r *crashRun) afterKill(w *workerProc) error {
+	start := time.Now()
+	defer func() { r.checkTime.Add(int64(time.Since(start))) }()
 	db, err := journal.Open(w.journal, &journal.Options{ReadOnly: true, Timeout: 5 * time.Second})
 	if err != nil {
 		return fmt.Errorf("journal does not open: %w", err)
