@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/distcompute/distcompute-go/journal"
+	bolt "go.etcd.io/bbolt"
 )
 
 // benchEvent is the durable event the append benchmarks write: a
@@ -273,4 +274,56 @@ func BenchmarkFileSize100kCycles(b *testing.B) {
 		b.ReportMetric(float64(fi.Size()), "file-bytes")
 		b.ReportMetric(float64(events), "events-kept")
 	}
+}
+
+// BenchmarkBoltBatch measures the alternative to the journal's own group
+// commit: bbolt's DB.Batch, writing a plain 200-byte value per call, with
+// one and with 32 writers (compare with BenchmarkAppendSlots). A lone
+// writer waits MaxBatchDelay (10 ms) for a batch that never fills.
+func BenchmarkBoltBatch(b *testing.B) {
+	for _, n := range []int{1, 32} {
+		b.Run(fmt.Sprintf("writers=%d", n), func(b *testing.B) {
+			db, err := bolt.Open(filepath.Join(b.TempDir(), "batch.db"), 0o600, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("b")); return err })
+			v := make([]byte, 200)
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			for g := 0; g < n; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := next.Add(1)
+						if i > int64(b.N) {
+							return
+						}
+						if err := db.Batch(func(tx *bolt.Tx) error {
+							bk := tx.Bucket([]byte("b"))
+							seq, _ := bk.NextSequence()
+							return bk.Put(u64key(seq), v)
+						}); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+		})
+	}
+}
+
+func u64key(v uint64) []byte {
+	k := make([]byte, 8)
+	for i := 7; i >= 0; i-- {
+		k[i] = byte(v)
+		v >>= 8
+	}
+	return k
 }
