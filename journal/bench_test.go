@@ -109,10 +109,11 @@ func BenchmarkAppendProgress(b *testing.B) {
 
 // BenchmarkAppendSlots: N slots appending durably at once (group commit);
 // appends/s is the aggregate. Compare slots=32 with slots=1.
+// JOURNAL_BENCH_NOSYNC=1 runs it without fsync, to see the CPU ceiling.
 func BenchmarkAppendSlots(b *testing.B) {
 	for _, n := range []int{1, 32} {
 		b.Run(fmt.Sprintf("slots=%d", n), func(b *testing.B) {
-			db := openBench(b, nil, n)
+			db := openBench(b, &journal.Options{NoSync: os.Getenv("JOURNAL_BENCH_NOSYNC") != ""}, n)
 			var next atomic.Int64
 			var wg sync.WaitGroup
 			b.ResetTimer()
