@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -186,8 +187,13 @@ func fixtureBadState(path string) error {
 		return err
 	}
 	return boltUpdate(path, func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte("slots")).Bucket([]byte("0"))
-		st, err := journal.DecodeState(b.Get([]byte("state")))
+		// The journal keeps each slot's state in the "states" bucket,
+		// keyed by slot name (journal/doc.go).
+		b := tx.Bucket([]byte("states"))
+		if b == nil {
+			return errors.New("fixture: the journal has no states bucket: its layout changed")
+		}
+		st, err := journal.DecodeState(b.Get([]byte("0")))
 		if err != nil {
 			return err
 		}
@@ -196,7 +202,7 @@ func fixtureBadState(path string) error {
 		if err != nil {
 			return err
 		}
-		return b.Put([]byte("state"), data)
+		return b.Put([]byte("0"), data)
 	})
 }
 
