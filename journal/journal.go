@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -97,6 +98,10 @@ type Options struct {
 	// NoAutoCompact disables compaction by the background flusher (Compact
 	// can still be called).
 	NoAutoCompact bool
+	// Logger receives what the background flusher cannot return to a
+	// caller: events given to AppendDeferred and refused when written.
+	// nil: discard.
+	Logger *slog.Logger
 }
 
 // Bucket and key names of the file layout (see doc.go).
@@ -137,13 +142,24 @@ type DB struct {
 	// Group commit: requests queue up under qmu; the leader commits
 	// everything queued in one transaction while holding commitMu (which
 	// Verify and AppendBatch take to keep commits out).
-	qmu      sync.Mutex
-	queue    []*request
-	leading  bool // a goroutine is committing or about to
-	commitMu sync.Mutex
-	inflight atomic.Int64 // requests inside submit, not yet done
-	commits  atomic.Int64 // transactions committed by commitBatch
-	appended atomic.Int64 // events appended by them
+	qmu       sync.Mutex
+	queue     []*request
+	leading   bool // a goroutine is committing or about to
+	commitMu  sync.Mutex
+	inflight  atomic.Int64 // requests inside submit, not yet done
+	commits   atomic.Int64 // write transactions committed
+	synced    atomic.Int64 // of which fsynced
+	appended  atomic.Int64 // events written
+	deferredN atomic.Int64 // events given to AppendDeferred
+
+	// Deferred events (AppendDeferred), oldest first, refusals of deferred
+	// events not yet reported, by slot, and what readers need to tell which
+	// deferred events their read transaction sees. Guarded by dmu.
+	dmu       sync.Mutex
+	deferred  []*deferredEvent
+	deferFail map[string]error
+	recent    []*deferredEvent // written while readers (viewDeferred) run
+	readers   int              // viewDeferred calls running
 
 	// Buffered progress: latest text per slot.
 	pmu     sync.Mutex
@@ -469,9 +485,10 @@ func (db *DB) Path() string { return db.path }
 // ReadOnly reports whether the journal was opened read-only.
 func (db *DB) ReadOnly() bool { return db.opts.ReadOnly }
 
-// Close writes buffered progress, stops the background flusher and releases
-// the file. Calling Close again returns nil; other methods then fail with
-// ErrClosed.
+// Close writes buffered progress and deferred events, stops the background
+// flusher and releases the file. It returns the refusals of deferred events
+// not reported yet (see AppendDeferred). Calling Close again returns nil;
+// other methods then fail with ErrClosed.
 func (db *DB) Close() error {
 	if !db.closed.CompareAndSwap(false, true) {
 		return nil
@@ -531,7 +548,14 @@ func (db *DB) update(op string, fn func(*bolt.Tx) error) (err error) {
 			err = fmt.Errorf("journal: %s: %s: %w: %v", db.path, op, ErrCorrupt, r)
 		}
 	}()
-	return db.bolt.Update(fn)
+	err = db.bolt.Update(fn)
+	if err == nil {
+		db.commits.Add(1)
+		if !db.opts.NoSync {
+			db.synced.Add(1)
+		}
+	}
+	return err
 }
 
 // WriteSnapshot writes a consistent copy of the journal file to w (a bbolt

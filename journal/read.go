@@ -40,28 +40,33 @@ func (db *DB) Slots() ([]string, error) {
 }
 
 // State returns slot's current state: the zero State with Slot set for a
-// slot the journal does not know. Buffered progress (AppendProgress) not yet
-// written is not included.
+// slot the journal does not know. Events given to AppendDeferred and not yet
+// written are included (see AppendDeferred); buffered progress
+// (AppendProgress) not yet written is not.
 func (db *DB) State(slot string) (State, error) {
 	if err := db.acquire(); err != nil {
 		return State{}, err
 	}
 	defer db.release()
+	return db.stateTx(slot)
+}
+
+// stateTx reads slot's stored state and folds the deferred events that the
+// read transaction does not see: those queued and those being written by a
+// commit later than the transaction's (deferredEvent.tx).
+func (db *DB) stateTx(slot string) (State, error) {
 	st := State{Slot: slot}
-	err := db.view("state", func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketStates)
-		if b == nil {
-			return nil
+	err := db.viewDeferred("state", func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketStates); b != nil {
+			if v := b.Get([]byte(slot)); v != nil {
+				s, err := DecodeState(v)
+				if err != nil {
+					return fmt.Errorf("journal: %s: slot %q: %w", db.path, slot, err)
+				}
+				st = s
+			}
 		}
-		v := b.Get([]byte(slot))
-		if v == nil {
-			return nil
-		}
-		s, err := DecodeState(v)
-		if err != nil {
-			return fmt.Errorf("journal: %s: slot %q: %w", db.path, slot, err)
-		}
-		st = s
+		st = db.withDeferred(st, tx.ID())
 		return nil
 	})
 	return st, err
@@ -74,12 +79,12 @@ func (db *DB) States() ([]State, error) {
 	}
 	defer db.release()
 	var states []State
-	err := db.view("states", func(tx *bolt.Tx) error {
+	err := db.viewDeferred("states", func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketStates)
 		if b == nil {
 			return nil
 		}
-		return b.ForEach(func(k, v []byte) error {
+		err := b.ForEach(func(k, v []byte) error {
 			s, err := DecodeState(v)
 			if err != nil {
 				return fmt.Errorf("journal: %s: slot %q: %w", db.path, k, err)
@@ -87,6 +92,15 @@ func (db *DB) States() ([]State, error) {
 			states = append(states, s)
 			return nil
 		})
+		if err != nil {
+			return err
+		}
+		// Deferred events (see State); their slots have stored states, as
+		// every event but registered needs a session.
+		for i := range states {
+			states[i] = db.withDeferred(states[i], tx.ID())
+		}
+		return nil
 	})
 	return states, err
 }

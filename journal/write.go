@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"runtime"
@@ -19,11 +20,12 @@ import (
 // queue. done, res and err are written by the committing goroutine before
 // it wakes the owner through wake.
 type request struct {
-	ev   *Event
-	wake chan struct{} // buffered(1): "done", or "you lead the next commit"
-	done bool
-	res  Event
-	err  error
+	ev         *Event
+	background bool          // a flush by the flusher (see commitBatch)
+	wake       chan struct{} // buffered(1): "done", or "you lead the next commit"
+	done       bool
+	res        Event
+	err        error
 }
 
 // Append validates e against its slot's current state, assigns its Version,
@@ -172,8 +174,12 @@ func (db *DB) flushLocked() error {
 	db.pmu.Lock()
 	n := len(db.pending)
 	db.pmu.Unlock()
-	if n == 0 && len(batch) == 0 {
-		return nil // nothing to write: leave the file alone
+	if n == 0 && len(batch) == 0 && !db.hasDeferred() {
+		db.dmu.Lock()
+		defer db.dmu.Unlock()
+		err := joinFails(db.deferFail)
+		db.deferFail = nil
+		return err // nothing to write: leave the file alone
 	}
 	r := &request{}
 	db.commitBatch(append(batch, r))
@@ -183,8 +189,9 @@ func (db *DB) flushLocked() error {
 	return r.err
 }
 
-// commitBatch writes buffered progress and the batch's events in one
-// transaction and marks every request done. The caller holds commitMu.
+// commitBatch writes deferred events, buffered progress and the batch's
+// events, in that order, in one transaction and marks every request done.
+// The caller holds commitMu.
 func (db *DB) commitBatch(batch []*request) {
 	var progress map[string]string
 	db.pmu.Lock()
@@ -195,6 +202,13 @@ func (db *DB) commitBatch(batch []*request) {
 	db.pmu.Unlock()
 
 	now := db.now().UTC()
+	var (
+		taken   []*deferredEvent
+		fails   map[string]error
+		newFail map[string]error
+		refused map[*deferredEvent]bool
+		written int64
+	)
 	err := db.update("append", func(tx *bolt.Tx) error {
 		for _, r := range batch {
 			r.err, r.res = nil, Event{}
@@ -202,6 +216,35 @@ func (db *DB) commitBatch(batch []*request) {
 		w, err := newTxWriter(tx, db, now)
 		if err != nil {
 			return err
+		}
+		// Deferred events first: they happened before this commit's events
+		// were submitted (a deferred claim precedes the checkpoint or
+		// completion of its job). One refused now is dropped, and so are
+		// its slot's later events in this commit: they were validated or
+		// submitted against a state that included it.
+		taken, fails = db.takeDeferred(tx.ID())
+		if fails == nil {
+			fails = make(map[string]error)
+		}
+		newFail, refused = make(map[string]error), make(map[*deferredEvent]bool)
+		for _, d := range taken {
+			e := d.ev
+			if err := fails[e.Slot]; err != nil {
+				refused[d] = true
+				continue
+			}
+			if err := w.check(&e); err != nil {
+				fails[e.Slot], newFail[e.Slot] = err, err
+				refused[d] = true
+				continue
+			}
+			at := e.Time // the time of the AppendDeferred call
+			if at.After(now) {
+				at = now // deferred while this commit started: keep times in seq order
+			}
+			if _, err := w.append(e, at); err != nil {
+				return err
+			}
 		}
 		slots := make([]string, 0, len(progress))
 		for s := range progress {
@@ -223,30 +266,58 @@ func (db *DB) commitBatch(batch []*request) {
 			if st.Job != nil {
 				e.Job = st.Job.Number
 			}
-			if _, err := w.append(e); err != nil {
+			if _, err := w.append(e, now); err != nil {
 				return err
 			}
 		}
+		reported := make(map[string]bool)
 		for _, r := range batch {
 			if r.ev == nil {
 				continue
 			}
 			e := *r.ev
+			if ferr := fails[e.Slot]; ferr != nil {
+				r.err = db.deferredRefused(e, ferr)
+				reported[e.Slot] = true
+				continue
+			}
 			if err := w.check(&e); err != nil {
 				r.err = err
 				continue
 			}
-			res, err := w.append(e)
+			res, err := w.append(e, now)
 			if err != nil {
 				return err
 			}
 			r.res = res
 		}
-		return w.finish()
+		// A Flush reports every refusal; the flusher's own flush only the
+		// new ones, for its log, and leaves them to be reported.
+		for _, r := range batch {
+			switch {
+			case r.ev != nil:
+			case r.background:
+				r.err = joinFails(newFail)
+			default:
+				r.err = joinFails(fails)
+				clear(reported)
+				for s := range fails {
+					reported[s] = true
+				}
+			}
+		}
+		for s := range reported {
+			delete(fails, s)
+		}
+		if err := w.finish(); err != nil {
+			return err
+		}
+		written = w.written
+		return nil
 	})
+	db.settleDeferred(taken, err == nil, refused, fails)
 	if err == nil {
-		db.commits.Add(1)
-		db.appended.Add(int64(len(batch)))
+		db.appended.Add(written)
 	}
 	if err != nil {
 		if !strings.HasPrefix(err.Error(), "journal:") {
@@ -269,8 +340,10 @@ func (db *DB) commitBatch(batch []*request) {
 	}
 }
 
-// flusher writes buffered progress every ProgressInterval and compacts the
-// file when free pages pass CompactFreeRatio.
+// flusher writes buffered progress and deferred events every
+// ProgressInterval and compacts the file when free pages pass
+// CompactFreeRatio. Deferred events refused when written are logged here
+// (and returned by the next Append to their slot, Flush or Close).
 func (db *DB) flusher() {
 	defer close(db.flusherDone)
 	t := time.NewTicker(db.opts.ProgressInterval)
@@ -285,14 +358,29 @@ func (db *DB) flusher() {
 		db.pmu.Lock()
 		n := len(db.pending)
 		db.pmu.Unlock()
-		if n > 0 {
-			_ = db.Flush() // a failure keeps the text buffered for the next try
+		if n > 0 || db.hasDeferred() {
+			// A failure keeps progress and deferred events for the next try.
+			if err := db.flushBackground(); err != nil {
+				db.logger().Warn("journal: background flush", slog.String("err", err.Error()))
+			}
 		}
 		ticks++
 		if !db.opts.NoAutoCompact && ticks%10 == 0 && db.needsCompact() {
 			_, _, _ = db.Compact()
 		}
 	}
+}
+
+// flushBackground is the flusher's Flush: it returns the refusals of
+// deferred events made by its own commit, without reporting them.
+func (db *DB) flushBackground() error {
+	if err := db.acquire(); err != nil {
+		return err
+	}
+	defer db.release()
+	r := &request{background: true}
+	db.submit(r)
+	return r.err
 }
 
 // txWriter applies events inside one write transaction, caching the states
@@ -311,6 +399,7 @@ type txWriter struct {
 	orphans  *bolt.Bucket
 	cache    map[string]*slotTx
 	order    []string
+	written  int64 // events written
 }
 
 type slotTx struct {
@@ -600,8 +689,9 @@ func (w *txWriter) invalid(e Event, format string, args ...any) error {
 	return fmt.Errorf("journal: %s: slot %q: %s: %w: %s", w.db.path, e.Slot, e.Kind, ErrInvalidEvent, msg)
 }
 
-// append writes e (already checked) and folds it into the cached state.
-func (w *txWriter) append(e Event) (Event, error) {
+// append writes e (already checked) at time at and folds it into the cached
+// state.
+func (w *txWriter) append(e Event, at time.Time) (Event, error) {
 	s, err := w.slot(e.Slot)
 	if err != nil {
 		return Event{}, err
@@ -610,7 +700,8 @@ func (w *txWriter) append(e Event) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	e.Version, e.Seq, e.Time = FormatVersion, seq, w.now
+	e.Version, e.Seq, e.Time = FormatVersion, seq, at
+	w.written++
 	data, err := encodeEvent(e)
 	if err != nil {
 		return Event{}, fmt.Errorf("journal: %s: encode event: %w", w.db.path, err)

@@ -1,0 +1,218 @@
+package journal_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/distcompute/distcompute-go/internal/journaltest"
+	"github.com/distcompute/distcompute-go/journal"
+)
+
+func kindsOf(t *testing.T, db *journal.DB, slot string) string {
+	t.Helper()
+	var kinds []string
+	if err := db.Events(journal.Filter{Slot: slot}, func(e journal.Event) error {
+		kinds = append(kinds, string(e.Kind))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(kinds, " ")
+}
+
+func TestAppendDeferred(t *testing.T) {
+	db := journaltest.MustOpen(t, &journal.Options{ProgressInterval: time.Hour})
+	mustAppend(t, db, reg("s"))
+	before := db.Stats()
+	if err := db.AppendDeferred(journal.Event{Slot: "s", Kind: journal.KindClaimed, Job: 7, Input: ptr("in")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := db.Stats(); got.Commits != before.Commits || got.Deferred != before.Deferred+1 {
+		t.Fatalf("stats after AppendDeferred = %+v, before %+v: want no commit, one deferred", got, before)
+	}
+	// State sees the claim at once; the log does not hold it yet.
+	st, err := db.State("s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Job == nil || st.Job.Number != 7 || *st.Job.Input != "in" || st.Job.Stage != "a" || st.LastSeq != 1 {
+		t.Fatalf("State after a deferred claim = %+v, want job 7 held, LastSeq 1", st)
+	}
+	states, _ := db.States()
+	if len(states) != 1 || states[0].Job == nil || states[0].Job.Number != 7 {
+		t.Fatalf("States after a deferred claim = %+v", states)
+	}
+	if got := kindsOf(t, db, "s"); got != "registered" {
+		t.Fatalf("events before the next commit = %q, want only registered", got)
+	}
+	// Validated against the state including earlier deferred events.
+	if err := db.AppendDeferred(journal.Event{Slot: "s", Kind: journal.KindCheckpoint, Job: 8}); !errors.Is(err, journal.ErrInvalidEvent) {
+		t.Fatalf("deferred checkpoint of a job not held: err = %v, want ErrInvalidEvent", err)
+	}
+	if err := db.AppendDeferred(reg("t")); !errors.Is(err, journal.ErrInvalidEvent) {
+		t.Fatalf("deferred registration: err = %v, want ErrInvalidEvent", err)
+	}
+	if err := db.AppendDeferred(journal.Event{Slot: "nobody", Kind: journal.KindClaimed, Job: 1}); !errors.Is(err, journal.ErrInvalidEvent) {
+		t.Fatalf("deferred claim without a session: err = %v, want ErrInvalidEvent", err)
+	}
+	// The next durable append writes the claim first, in the same commit.
+	db.AppendProgress("s", "working")
+	cp := mustAppend(t, db, journal.Event{Slot: "s", Kind: journal.KindCheckpoint, Checkpoint: []byte("c")})
+	if cp.Job != 7 || cp.Seq != 4 {
+		t.Fatalf("checkpoint = %+v, want job 7 (filled from the deferred claim), seq 4", cp)
+	}
+	if got, want := kindsOf(t, db, "s"), "registered claimed progress checkpoint"; got != want {
+		t.Fatalf("events = %q, want %q", got, want)
+	}
+	if got := db.Stats(); got.Commits != before.Commits+1 || got.Appends != before.Appends+3 {
+		t.Fatalf("stats = %+v, before %+v: want one commit of 3 events", got, before)
+	}
+	st, _ = db.State("s")
+	if st.LastSeq != 4 || st.Job == nil || string(st.Job.Checkpoint) != "c" {
+		t.Fatalf("state = %+v", st)
+	}
+}
+
+func TestAppendDeferredCloseWrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j.db")
+	db, err := journal.Open(path, &journal.Options{ProgressInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, db, reg("s"))
+	if err := db.AppendDeferred(journal.Event{Slot: "s", Kind: journal.KindClaimed, Job: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = journaltest.MustOpenPath(t, path, &journal.Options{ReadOnly: true})
+	if st, _ := db.State("s"); st.Job == nil || st.Job.Number != 3 || st.LastSeq != 2 {
+		t.Fatalf("state after Close = %+v, want job 3 written", st)
+	}
+}
+
+func TestAppendDeferredFlusherWrites(t *testing.T) {
+	db := journaltest.MustOpen(t, &journal.Options{ProgressInterval: 10 * time.Millisecond})
+	mustAppend(t, db, reg("s"))
+	if err := db.AppendDeferred(journal.Event{Slot: "s", Kind: journal.KindClaimed, Job: 3}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for kindsOf(t, db, "s") != "registered claimed" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the flusher did not write the deferred claim: %q", kindsOf(t, db, "s"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A deferred event that no longer fits when written is dropped and
+// reported, never lost silently.
+func TestAppendDeferredRefusedWhenWritten(t *testing.T) {
+	var logs bytes.Buffer
+	var lmu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		lmu.Lock()
+		defer lmu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	db := journaltest.MustOpen(t, &journal.Options{ProgressInterval: 10 * time.Millisecond, Logger: logger})
+	mustAppend(t, db, reg("s"))
+	mustAppend(t, db, reg("t"))
+
+	// Reported by the next Append to the slot, whose event is not written.
+	db.DeferUnchecked(journal.Event{Slot: "s", Kind: journal.KindCheckpoint, Job: 99})
+	mustAppend(t, db, journal.Event{Slot: "t", Kind: journal.KindClaimed, Job: 1}) // other slots are not affected
+	_, err := db.Append(journal.Event{Slot: "s", Kind: journal.KindClaimed, Job: 2})
+	if !errors.Is(err, journal.ErrInvalidEvent) || !strings.Contains(err.Error(), "AppendDeferred") {
+		t.Fatalf("Append after a refused deferred event: err = %v, want the refusal (ErrInvalidEvent)", err)
+	}
+	if got := kindsOf(t, db, "s"); got != "registered" {
+		t.Fatalf("events of s = %q, want only registered", got)
+	}
+	// Reported once.
+	mustAppend(t, db, journal.Event{Slot: "s", Kind: journal.KindClaimed, Job: 2})
+
+	// Logged by the flusher, then returned by Flush.
+	db.DeferUnchecked(journal.Event{Slot: "s", Kind: journal.KindCheckpoint, Job: 98})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		lmu.Lock()
+		logged := strings.Contains(logs.String(), "held job is 2")
+		lmu.Unlock()
+		if logged {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the flusher did not log the refusal; log: %s", logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := db.Flush(); !errors.Is(err, journal.ErrInvalidEvent) {
+		t.Fatalf("Flush: err = %v, want the refusal", err)
+	}
+	if err := db.Flush(); err != nil {
+		t.Fatalf("second Flush: %v, want nil (reported once)", err)
+	}
+	if st, _ := db.State("s"); st.Job == nil || st.Job.Number != 2 || st.Job.Checkpoint != nil {
+		t.Fatalf("state = %+v", st)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestAppendDeferredConcurrent: slots claim deferred and complete durably
+// while readers check that a deferred claim is never missing from State
+// (commits apply deferred events while readers read).
+func TestAppendDeferredConcurrent(t *testing.T) {
+	db := journaltest.MustOpen(t, &journal.Options{NoSync: true, ProgressInterval: time.Millisecond})
+	const slots, cycles = 4, 60
+	for i := 0; i < slots; i++ {
+		mustAppend(t, db, reg(fmt.Sprintf("s%d", i)))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, slots)
+	for i := 0; i < slots; i++ {
+		wg.Add(1)
+		go func(slot string) {
+			defer wg.Done()
+			for j := 1; j <= cycles; j++ {
+				if err := db.AppendDeferred(journal.Event{Slot: slot, Kind: journal.KindClaimed, Job: j}); err != nil {
+					errs <- err
+					return
+				}
+				for k := 0; k < 3; k++ {
+					st, err := db.State(slot)
+					if err != nil || st.Job == nil || st.Job.Number != j {
+						errs <- fmt.Errorf("%s cycle %d: State = %+v, %v: the deferred claim is missing", slot, j, st.Job, err)
+						return
+					}
+					db.AppendProgress(slot, "p")
+				}
+				if _, err := db.Append(journal.Event{Slot: slot, Kind: journal.KindCompletionPending, Output: ptr("o")}); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := db.Append(journal.Event{Slot: slot, Kind: journal.KindCompletionSettled, Outcome: journal.OutcomeAccepted}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(fmt.Sprintf("s%d", i))
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
