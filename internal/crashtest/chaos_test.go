@@ -63,6 +63,7 @@ func TestChaosInProcess(t *testing.T) {
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	dir := t.TempDir()
+	t.Cleanup(func() { keepIfFailed(t, dir, fmt.Sprintf("crashtest-chaos-in-process-%d", sd)) })
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
 

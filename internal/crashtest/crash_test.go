@@ -341,6 +341,7 @@ func runCrash(t *testing.T, cfg crashConfig) {
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	dir := t.TempDir()
+	t.Cleanup(func() { keepIfFailed(t, dir, fmt.Sprintf("crashtest-%s-%d", cfg.Name, sd)) })
 	fig := &figures{PointKills: map[string]int{}, Fallback: map[string]int{}, NotReached: map[string]int{}, Dropped: map[string]int{}}
 	r := &crashRun{
 		t: t, cfg: cfg, bin: bin, srv: srv, clock: clock, idle: idle, dir: dir,
@@ -808,6 +809,21 @@ func (r *crashRun) dumpState(workers []*workerProc) {
 		}
 		t.Logf("%s, end of its log:\n\t%s", w.name, strings.Join(lines, "\n\t"))
 	}
+}
+
+// keepIfFailed copies a failed run's directory (journals, worker logs,
+// computed.jsonl, reports.jsonl) out of the test's temporary directory, for a
+// post-mortem with dcjournal.
+func keepIfFailed(t *testing.T, dir, name string) {
+	if !t.Failed() {
+		return
+	}
+	dst := filepath.Join(os.TempDir(), name)
+	if err := os.CopyFS(dst, os.DirFS(dir)); err != nil {
+		t.Logf("keeping the run directory: %v", err)
+		return
+	}
+	t.Logf("the run directory is kept in %s", dst)
 }
 
 // tailBuffer keeps the last 4 KiB written to it.
