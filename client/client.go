@@ -230,6 +230,18 @@ func (c *Client) append(e journal.Event) error {
 	return nil
 }
 
+// appendDeferred records e with the journal's next commit; see the claim in
+// claim for when that is safe.
+func (c *Client) appendDeferred(e journal.Event) error {
+	if e.Slot == "" {
+		e.Slot = c.slot
+	}
+	if err := c.db.AppendDeferred(e); err != nil {
+		return fmt.Errorf("client: journal: %w", err)
+	}
+	return nil
+}
+
 func (c *Client) hook(p Point, op string) {
 	if c.o.hook != nil {
 		c.o.hook(p, op)
@@ -407,7 +419,17 @@ func (c *Client) claim(ctx context.Context) error {
 			return fmt.Errorf("client: %w", err)
 		}
 		wire := job.Data.Wire()
-		if err := c.append(journal.Event{Kind: journal.KindClaimed, Job: job.Number, Input: wire}); err != nil {
+		// The claim is deferred: written with the next commit (this job's
+		// checkpoint or completion-pending, or the journal's flusher within
+		// its ProgressInterval), so a job cycle costs two commits, not
+		// three. Losing it in a crash is safe: the tracker holds the job
+		// for this token and the worker's next newJob releases it (the
+		// held job is not in the journal, so recovery neither resumes nor
+		// completes it; it is done again). Anything recorded about the job
+		// (checkpoint, completion-pending, flag) is written in the same
+		// commit as the claim or after it, so it always finds the claim.
+		// journal.State includes the deferred claim at once.
+		if err := c.appendDeferred(journal.Event{Kind: journal.KindClaimed, Job: job.Number, Input: wire}); err != nil {
 			return err
 		}
 		held := &heldJob{number: job.Number, data: job.Data}
@@ -582,6 +604,13 @@ func (c *Client) sendCompletion(ctx context.Context, n int, out session.Payload,
 	err = c.conn.CompleteJob(ctx, token, out)
 	c.hook(PointAfterSend, "complete")
 	var verr *session.ValidationError
+	// Settle records are durable (never AppendDeferred, unlike the claim):
+	// if a settle were lost in a crash while a later claim reached the
+	// tracker, recovery would resend the completion with the same token,
+	// and the tracker, which binds a completion to the token's held job,
+	// not to a job number, would apply it to the NEW job: the old job's
+	// output recorded as the new job's. The settle must be on disk before
+	// the next newJob leaves the machine.
 	switch {
 	case err == nil:
 		if err := c.append(journal.Event{Kind: journal.KindCompletionSettled, Job: n, Outcome: journal.OutcomeAccepted}); err != nil {

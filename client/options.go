@@ -229,7 +229,14 @@ func (o *options) openJournal() (*journal.DB, bool, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, false, fmt.Errorf("client: journal directory: %w", err)
 	}
-	db, err := journal.Open(path, o.journalOpts)
+	jo := journal.Options{Logger: o.logger} // the journal logs deferred claims it refuses
+	if o.journalOpts != nil {
+		jo = *o.journalOpts
+		if jo.Logger == nil {
+			jo.Logger = o.logger
+		}
+	}
+	db, err := journal.Open(path, &jo)
 	if err != nil {
 		return nil, false, fmt.Errorf("client: %w", err)
 	}
