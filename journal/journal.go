@@ -146,11 +146,12 @@ type DB struct {
 	queue     []*request
 	leading   bool // a goroutine is committing or about to
 	commitMu  sync.Mutex
-	inflight  atomic.Int64 // requests inside submit, not yet done
-	commits   atomic.Int64 // write transactions committed
-	synced    atomic.Int64 // of which fsynced
-	appended  atomic.Int64 // events written
-	deferredN atomic.Int64 // events given to AppendDeferred
+	slots     map[string]cachedSlot // committed state of slots, guarded by commitMu (see txWriter.keep)
+	inflight  atomic.Int64          // requests inside submit, not yet done
+	commits   atomic.Int64          // write transactions committed
+	synced    atomic.Int64          // of which fsynced
+	appended  atomic.Int64          // events written
+	deferredN atomic.Int64          // events given to AppendDeferred
 
 	// Deferred events (AppendDeferred), oldest first, refusals of deferred
 	// events not yet reported, by slot, and what readers need to tell which

@@ -208,6 +208,7 @@ func (db *DB) commitBatch(batch []*request) {
 		newFail map[string]error
 		refused map[*deferredEvent]bool
 		written int64
+		cw      *txWriter
 	)
 	err := db.update("append", func(tx *bolt.Tx) error {
 		for _, r := range batch {
@@ -217,6 +218,7 @@ func (db *DB) commitBatch(batch []*request) {
 		if err != nil {
 			return err
 		}
+		w.writable = true
 		// Deferred events first: they happened before this commit's events
 		// were submitted (a deferred claim precedes the checkpoint or
 		// completion of its job). One refused now is dropped, and so are
@@ -313,8 +315,12 @@ func (db *DB) commitBatch(batch []*request) {
 			return err
 		}
 		written = w.written
+		cw = w
 		return nil
 	})
+	if err == nil && cw != nil {
+		cw.keep()
+	}
 	db.settleDeferred(taken, err == nil, refused, fails)
 	if err == nil {
 		db.appended.Add(written)
@@ -400,6 +406,9 @@ type txWriter struct {
 	cache    map[string]*slotTx
 	order    []string
 	written  int64 // events written
+	// writable: a commit's writer, which reads and updates db.slots (the
+	// states it writes, cached) instead of decoding them from the file.
+	writable bool
 }
 
 type slotTx struct {
@@ -460,6 +469,14 @@ func newTxWriter(tx *bolt.Tx, db *DB, now time.Time) (*txWriter, error) {
 func (w *txWriter) slot(name string) (*slotTx, error) {
 	if s, ok := w.cache[name]; ok {
 		return s, nil
+	}
+	if w.writable {
+		if c, ok := w.db.slots[name]; ok {
+			s := &slotTx{name: name, state: c.state, meta: c.meta}
+			w.cache[name] = s
+			w.order = append(w.order, name)
+			return s, nil
+		}
 	}
 	s := &slotTx{name: name, state: State{Slot: name}}
 	if v := w.states.Get([]byte(name)); v != nil {
@@ -786,6 +803,25 @@ func (w *txWriter) deleteEvent(key []byte) error {
 		}
 	}
 	return w.events.Delete(key)
+}
+
+// cachedSlot is a slot's state and counters as last committed.
+type cachedSlot struct {
+	state State
+	meta  slotMeta
+}
+
+// keep caches the states and counters of the slots a committed transaction
+// touched, so that the next commits need not decode them. This DB is the
+// file's only writer (the file lock), so the cache stays true until Close;
+// a transaction that failed is never kept. The caller holds commitMu.
+func (w *txWriter) keep() {
+	if w.db.slots == nil {
+		w.db.slots = make(map[string]cachedSlot)
+	}
+	for name, s := range w.cache {
+		w.db.slots[name] = cachedSlot{state: s.state, meta: s.meta}
+	}
 }
 
 // finish prunes the touched slots a little and stores their states.
