@@ -12,7 +12,11 @@ import (
 // FormatVersion is the version of the record and file format this package
 // writes. Records and files with a higher version are refused with
 // ErrNewerFormat rather than misread.
-const FormatVersion = 1
+//
+// Version 2 lists each slot's newest events in its slotmeta record before
+// they move into slotidx (see doc.go); version 1 files are read as they
+// are, and marked version 2 when opened for writing.
+const FormatVersion = 2
 
 // Kind names what an event records. The comment beside each constant lists
 // the Event fields it uses.

@@ -430,7 +430,7 @@ func (db *DB) checkFile() error {
 	if err != nil {
 		return fmt.Errorf("journal: %s: %w", db.path, err)
 	}
-	isNew := false
+	isNew, older := false, false
 	err = db.view("open", func(tx *bolt.Tx) error {
 		if tx.Size() > fi.Size() {
 			return fmt.Errorf("journal: %s: %w: truncated: the file has %d bytes, its pages need %d", db.path, ErrCorrupt, fi.Size(), tx.Size())
@@ -455,10 +455,22 @@ func (db *DB) checkFile() error {
 		if v > FormatVersion {
 			return fmt.Errorf("journal: %s: %w: format version %d, this program reads up to %d", db.path, ErrNewerFormat, v, FormatVersion)
 		}
+		older = v < FormatVersion
 		return nil
 	})
-	if err != nil || !isNew || db.opts.ReadOnly {
+	if err != nil || db.opts.ReadOnly {
 		return err
+	}
+	if older {
+		// This program reads older files as they are but writes records
+		// that older programs would misread: mark the file, so that they
+		// refuse it with ErrNewerFormat.
+		return db.update("upgrade", func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(keyFormat, []byte(strconv.Itoa(FormatVersion)))
+		})
+	}
+	if !isNew {
+		return nil
 	}
 	return db.update("create", func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)

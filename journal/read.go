@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -170,7 +171,7 @@ func (db *DB) eventsPage(f Filter, from uint64) (page []Event, next uint64, err 
 			// The job index holds claims (and orphan resolutions) only: a
 			// job's other events follow its claim in the slot's history,
 			// up to the slot's next claim.
-			jobs, idx := tx.Bucket(bucketJobs), tx.Bucket(bucketSlotIdx)
+			jobs, idx, meta := tx.Bucket(bucketJobs), tx.Bucket(bucketSlotIdx), tx.Bucket(bucketSlotMeta)
 			if jobs == nil || idx == nil {
 				return nil
 			}
@@ -184,27 +185,33 @@ func (db *DB) eventsPage(f Filter, from uint64) (page []Event, next uint64, err 
 					continue
 				}
 				start := be(k[8:])
-				sp := slotPrefix(slot)
-				ic := idx.Cursor()
-				for ik, kind := ic.Seek(slotKey(slot, start)); ik != nil && bytes.HasPrefix(ik, sp); ik, kind = ic.Next() {
-					seq := be(ik[len(sp):])
-					if seq != start && string(kind) == string(KindClaimed) {
-						break
+				var ferr error
+				err := slotEntries(idx, meta, slot, start, func(seq uint64, kind string) bool {
+					if seq != start && kind == string(KindClaimed) {
+						return false
 					}
-					if seq != start && string(kind) == string(KindOrphanResolved) {
-						continue // indexed on its own
+					if seq != start && kind == string(KindOrphanResolved) {
+						return true // indexed on its own
 					}
 					e, ok, err := get(seq)
 					if err != nil {
-						return err
+						ferr = err
+						return false
 					}
 					if ok && e.Job == f.Job && !seen[seq] {
 						seen[seq] = true
 						seqs = append(seqs, seq)
 					}
-					if string(kind) == string(KindOrphanResolved) {
-						break
+					return kind != string(KindOrphanResolved)
+				})
+				if err == nil {
+					err = ferr
+				}
+				if err != nil {
+					if !strings.HasPrefix(err.Error(), "journal:") {
+						err = fmt.Errorf("journal: %s: %w", db.path, err)
 					}
+					return err
 				}
 			}
 			slices.Sort(seqs)
@@ -221,21 +228,22 @@ func (db *DB) eventsPage(f Filter, from uint64) (page []Event, next uint64, err 
 				}
 			}
 		case f.Slot != "":
-			idx := tx.Bucket(bucketSlotIdx)
-			if idx == nil {
-				return nil
-			}
-			prefix := slotPrefix(f.Slot)
-			c := idx.Cursor()
-			for k, _ := c.Seek(slotKey(f.Slot, from)); k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, _ = c.Next() {
-				e, ok, err := get(be(k[len(prefix):]))
+			var ferr error
+			err := slotEntries(tx.Bucket(bucketSlotIdx), tx.Bucket(bucketSlotMeta), f.Slot, from, func(seq uint64, _ string) bool {
+				e, ok, err := get(seq)
 				if err != nil {
-					return err
+					ferr = err
+					return false
 				}
-				if ok && !add(e) {
-					return nil
-				}
+				return !ok || add(e)
+			})
+			if err == nil {
+				err = ferr
 			}
+			if err != nil && !strings.HasPrefix(err.Error(), "journal:") {
+				err = fmt.Errorf("journal: %s: %w", db.path, err)
+			}
+			return err
 		default:
 			c := events.Cursor()
 			for k, v := c.Seek(u64(from)); k != nil; k, v = c.Next() {

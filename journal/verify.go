@@ -139,13 +139,8 @@ func verifyTx(tx *bolt.Tx, add func(string, ...any)) {
 	// stored state is the fold of its base state and its events.
 	folded := make(map[string]State)
 	counts := make(map[string]int)
-	ic := slotIdx.Cursor()
-	for k, kind := ic.First(); k != nil; k, kind = ic.Next() {
-		if len(k) < 10 || k[len(k)-9] != 0 {
-			add("slot index key %x is malformed", k)
-			continue
-		}
-		slot, seq := string(k[:len(k)-9]), be(k[len(k)-8:])
+	lastOf := make(map[string]uint64)
+	visit := func(slot string, seq uint64, kind string) {
 		st, seen := folded[slot]
 		if !seen {
 			st = State{}
@@ -160,20 +155,43 @@ func verifyTx(tx *bolt.Tx, add func(string, ...any)) {
 				add("slot %q event %d is older than its pruned history (up to %d)", slot, seq, st.LastSeq)
 			}
 		}
+		if seq <= lastOf[slot] {
+			add("slot %q index lists event %d after event %d", slot, seq, lastOf[slot])
+		}
+		lastOf[slot] = seq
 		counts[slot]++
-		v := events.Get(k[len(k)-8:])
+		v := events.Get(u64(seq))
 		if v == nil {
 			add("slot %q index names missing event %d", slot, seq)
-			continue
+			return
 		}
 		e, err := DecodeEvent(v)
 		if err != nil {
-			continue // reported above
+			return // reported above
 		}
-		if e.Slot != slot || string(kind) != string(e.Kind) {
+		if e.Slot != slot || kind != string(e.Kind) {
 			add("slot %q index entry %d is a %s event of slot %q", slot, e.Seq, e.Kind, e.Slot)
 		}
 		folded[slot] = Fold(st, e)
+	}
+	ic := slotIdx.Cursor()
+	for k, kind := ic.First(); k != nil; k, kind = ic.Next() {
+		if len(k) < 10 || k[len(k)-9] != 0 {
+			add("slot index key %x is malformed", k)
+			continue
+		}
+		visit(string(k[:len(k)-9]), be(k[len(k)-8:]), string(kind))
+	}
+	// Then each slot's newest events, listed in its slotmeta record.
+	mc := slotMeta.Cursor()
+	for k, v := mc.First(); k != nil; k, v = mc.Next() {
+		m, ok := decodeSlotMeta(v)
+		if !ok {
+			continue // reported below
+		}
+		for _, p := range m.pending {
+			visit(string(k), p.seq, p.kind)
+		}
 	}
 	err := states.ForEach(func(k, v []byte) error {
 		slot := string(k)

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -418,33 +419,108 @@ type slotTx struct {
 	dirty bool
 }
 
-// slotMeta is a slot's counters, stored as four big-endian uint64s.
+// slotMeta is a slot's counters, stored as four big-endian uint64s, then
+// the slot's newest events not yet in slotidx (see pendingMax).
 type slotMeta struct {
-	n          uint64 // events in the slot's index
+	n          uint64 // events of the slot (in slotidx and pending)
 	claims     uint64 // claims kept in the claims bucket
 	pruneTo    uint64 // events with a lower seq are due for pruning
 	sincePrune uint64 // appends since the last pruning pass
+	pending    []idxEntry
 }
 
+// idxEntry is a slot-index entry: an event's seq and kind.
+type idxEntry struct {
+	seq  uint64
+	kind string
+}
+
+// pendingMax is how many of a slot's newest events are listed in its
+// slotmeta record before they are moved into slotidx. The slotmeta record
+// is rewritten on every append to the slot anyway, and all slots' records
+// share few pages, whereas each slot's slotidx entries sit on a leaf page of
+// their own: listing the newest events in slotmeta saves a commit carrying
+// many slots (group commit) one page per slot, and a lone append the index
+// leaf and branch.
+const pendingMax = 16
+
 func (m slotMeta) encode() []byte {
-	b := make([]byte, 32)
+	n := 32
+	for _, p := range m.pending {
+		n += 9 + len(p.kind)
+	}
+	b := make([]byte, 32, n)
 	binary.BigEndian.PutUint64(b, m.n)
 	binary.BigEndian.PutUint64(b[8:], m.claims)
 	binary.BigEndian.PutUint64(b[16:], m.pruneTo)
 	binary.BigEndian.PutUint64(b[24:], m.sincePrune)
+	for _, p := range m.pending {
+		b = binary.BigEndian.AppendUint64(b, p.seq)
+		b = append(b, byte(len(p.kind)))
+		b = append(b, p.kind...)
+	}
 	return b
 }
 
 func decodeSlotMeta(b []byte) (slotMeta, bool) {
-	if len(b) != 32 {
+	if len(b) < 32 {
 		return slotMeta{}, false
 	}
-	return slotMeta{
+	m := slotMeta{
 		n:          binary.BigEndian.Uint64(b),
 		claims:     binary.BigEndian.Uint64(b[8:]),
 		pruneTo:    binary.BigEndian.Uint64(b[16:]),
 		sincePrune: binary.BigEndian.Uint64(b[24:]),
-	}, true
+	}
+	for rest := b[32:]; len(rest) > 0; {
+		if len(rest) < 9 || len(rest) < 9+int(rest[8]) {
+			return slotMeta{}, false
+		}
+		k := int(rest[8])
+		m.pending = append(m.pending, idxEntry{seq: binary.BigEndian.Uint64(rest), kind: string(rest[9 : 9+k])})
+		rest = rest[9+k:]
+	}
+	return m, true
+}
+
+// pendingOf reads slot's pending index entries from the slotmeta bucket.
+func pendingOf(meta *bolt.Bucket, slot string) ([]idxEntry, error) {
+	if meta == nil {
+		return nil, nil
+	}
+	v := meta.Get([]byte(slot))
+	if v == nil {
+		return nil, nil
+	}
+	m, ok := decodeSlotMeta(v)
+	if !ok {
+		return nil, fmt.Errorf("%w: slot %q has bad counters", ErrCorrupt, slot)
+	}
+	return m.pending, nil
+}
+
+// slotEntries returns slot's index entries with seq >= from, in order: those
+// in slotidx, then the pending ones.
+func slotEntries(idx, meta *bolt.Bucket, slot string, from uint64, fn func(seq uint64, kind string) bool) error {
+	pending, err := pendingOf(meta, slot)
+	if err != nil {
+		return err
+	}
+	if idx != nil {
+		prefix := slotPrefix(slot)
+		c := idx.Cursor()
+		for k, v := c.Seek(slotKey(slot, from)); k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, v = c.Next() {
+			if !fn(be(k[len(prefix):]), string(v)) {
+				return nil
+			}
+		}
+	}
+	for _, p := range pending {
+		if p.seq >= from && !fn(p.seq, p.kind) {
+			return nil
+		}
+	}
+	return nil
 }
 
 func newTxWriter(tx *bolt.Tx, db *DB, now time.Time) (*txWriter, error) {
@@ -729,20 +805,30 @@ func (w *txWriter) append(e Event, at time.Time) (Event, error) {
 	// A progress event directly after another of the same slot replaces it:
 	// Fold of the later one overwrites all the earlier one set.
 	if e.Kind == KindProgress {
-		c := w.slotIdx.Cursor()
-		if k, v := lastOfSlot(c, e.Slot); k != nil && string(v) == string(KindProgress) {
-			if err := w.deleteEvent(k[len(k)-8:]); err != nil {
-				return Event{}, err
+		if p := s.meta.pending; len(p) > 0 {
+			if last := p[len(p)-1]; last.kind == string(KindProgress) {
+				if err := w.deleteEvent(u64(last.seq)); err != nil {
+					return Event{}, err
+				}
+				s.meta.pending = p[: len(p)-1 : len(p)-1]
+				s.meta.n--
 			}
-			if err := c.Delete(); err != nil {
-				return Event{}, err
+		} else {
+			c := w.slotIdx.Cursor()
+			if k, v := lastOfSlot(c, e.Slot); k != nil && string(v) == string(KindProgress) {
+				if err := w.deleteEvent(k[len(k)-8:]); err != nil {
+					return Event{}, err
+				}
+				if err := c.Delete(); err != nil {
+					return Event{}, err
+				}
+				s.meta.n--
 			}
-			s.meta.n--
 		}
 	}
-	if err := w.slotIdx.Put(slotKey(e.Slot, seq), []byte(e.Kind)); err != nil {
-		return Event{}, err
-	}
+	// Copy on append (slices.Clip): the committed slotMeta cached in
+	// db.slots shares the array.
+	s.meta.pending = append(slices.Clip(s.meta.pending), idxEntry{seq: seq, kind: string(e.Kind)})
 	s.meta.n++
 	if e.Job != 0 && (e.Kind == KindClaimed || e.Kind == KindOrphanResolved) {
 		if err := w.jobs.Put(jobKey(e.Job, seq), []byte(e.Slot)); err != nil {
@@ -830,6 +916,14 @@ func (w *txWriter) finish() error {
 		s := w.cache[name]
 		if !s.dirty {
 			continue
+		}
+		if len(s.meta.pending) >= pendingMax {
+			for _, p := range s.meta.pending {
+				if err := w.slotIdx.Put(slotKey(name, p.seq), []byte(p.kind)); err != nil {
+					return err
+				}
+			}
+			s.meta.pending = nil
 		}
 		if w.db.retention > 0 {
 			if err := w.prune(s); err != nil {
