@@ -28,6 +28,12 @@
 //     output, flag, bye, settle records, session-lost, replayed...). The
 //     transaction is fsynced before Append returns. Concurrent Appends share
 //     one transaction and its fsyncs (group commit).
+//   - Deferred: AppendDeferred. Validated at once and written at the start
+//     of the next commit (a durable Append, Flush, the background flusher
+//     within Options.ProgressInterval, Close), before that commit's own
+//     events; it never waits for the disk, and a crash may lose it. State
+//     includes it at once. Only for events whose loss is safe (the client
+//     defers claims, nothing else).
 //   - Buffered: AppendProgress. Latest text wins per slot; it is kept in
 //     memory and written in the transaction of the next durable Append or by
 //     a background flusher within Options.ProgressInterval, and by Close. It
@@ -57,8 +63,10 @@
 //	events    seq -> Event; the bucket's sequence counter assigns seqs
 //	states    slot -> the slot's current State
 //	bases     slot -> State folded from the slot's pruned events (absent: zero State)
-//	slotmeta  slot -> counters: events indexed, claims kept, prune point, appends since pruning
-//	slotidx   slot ++ NUL ++ seq -> kind: each slot's events, in order
+//	slotmeta  slot -> counters (events of the slot, claims kept, prune point,
+//	          appends since pruning), then the slot's newest events (up to
+//	          16: seq and a kind code), not yet in slotidx
+//	slotidx   slot ++ NUL ++ seq -> kind: each slot's older events, in order
 //	claims    slot ++ NUL ++ seq -> job number (8 bytes), one per claim still kept
 //	jobs      job number (8 bytes) ++ seq -> slot name, for claims and orphan
 //	          resolutions (a job's other events follow its claim in its slot)
@@ -66,6 +74,11 @@
 //
 // Per-slot data lives in shared buckets, not a bucket per slot, so that a
 // transaction carrying many slots' events (group commit) writes few pages.
+// For the same reason a slot's newest events are listed in its slotmeta
+// record, which every append to the slot rewrites anyway and which all
+// slots' records share a few pages for, and move into slotidx (a leaf page
+// per slot) 16 at a time. Format version 1 files (everything in slotidx)
+// are read as they are and marked version 2 when opened for writing.
 //
 // # Errors
 //

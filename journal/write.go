@@ -420,7 +420,8 @@ type slotTx struct {
 }
 
 // slotMeta is a slot's counters, stored as four big-endian uint64s, then
-// the slot's newest events not yet in slotidx (see pendingMax).
+// the slot's newest events not yet in slotidx (see pendingMax), 9 bytes
+// each: the seq (big-endian) and the kind's code (kindCodes).
 type slotMeta struct {
 	n          uint64 // events of the slot (in slotidx and pending)
 	claims     uint64 // claims kept in the claims bucket
@@ -446,9 +447,7 @@ const pendingMax = 16
 
 func (m slotMeta) encode() []byte {
 	n := 32
-	for _, p := range m.pending {
-		n += 9 + len(p.kind)
-	}
+	n += 9 * len(m.pending)
 	b := make([]byte, 32, n)
 	binary.BigEndian.PutUint64(b, m.n)
 	binary.BigEndian.PutUint64(b[8:], m.claims)
@@ -456,8 +455,7 @@ func (m slotMeta) encode() []byte {
 	binary.BigEndian.PutUint64(b[24:], m.sincePrune)
 	for _, p := range m.pending {
 		b = binary.BigEndian.AppendUint64(b, p.seq)
-		b = append(b, byte(len(p.kind)))
-		b = append(b, p.kind...)
+		b = append(b, kindCode(p.kind))
 	}
 	return b
 }
@@ -472,15 +470,34 @@ func decodeSlotMeta(b []byte) (slotMeta, bool) {
 		pruneTo:    binary.BigEndian.Uint64(b[16:]),
 		sincePrune: binary.BigEndian.Uint64(b[24:]),
 	}
-	for rest := b[32:]; len(rest) > 0; {
-		if len(rest) < 9 || len(rest) < 9+int(rest[8]) {
+	rest := b[32:]
+	if len(rest)%9 != 0 {
+		return slotMeta{}, false
+	}
+	for ; len(rest) > 0; rest = rest[9:] {
+		code := int(rest[8])
+		if code < 1 || code > len(kindCodes) {
 			return slotMeta{}, false
 		}
-		k := int(rest[8])
-		m.pending = append(m.pending, idxEntry{seq: binary.BigEndian.Uint64(rest), kind: string(rest[9 : 9+k])})
-		rest = rest[9+k:]
+		m.pending = append(m.pending, idxEntry{seq: binary.BigEndian.Uint64(rest), kind: string(kindCodes[code-1])})
 	}
 	return m, true
+}
+
+// kindCodes numbers the kinds (from 1) for slotmeta's pending entries.
+// Append only: the numbers are stored.
+var kindCodes = []Kind{KindRegistered, KindClaimed, KindProgress, KindCheckpoint,
+	KindCompletionPending, KindCompletionSettled, KindFlagPending,
+	KindFlagSettled, KindReleased, KindByePending, KindClosed,
+	KindSessionLost, KindReplayed, KindOrphanResolved, KindFailed}
+
+func kindCode(k string) byte {
+	for i, c := range kindCodes {
+		if string(c) == k {
+			return byte(i + 1)
+		}
+	}
+	panic("journal: kind without a code: " + k) // Append refuses unknown kinds
 }
 
 // pendingOf reads slot's pending index entries from the slotmeta bucket.
