@@ -240,9 +240,10 @@ func openBolt(path string, o Options) (bdb *bolt.DB, file *os.File, err error) {
 		return nil, nil, err
 	}
 	bo := &bolt.Options{
-		Timeout:  o.Timeout,
-		ReadOnly: o.ReadOnly,
-		NoSync:   o.NoSync,
+		Timeout:        o.Timeout,
+		ReadOnly:       o.ReadOnly,
+		NoSync:         o.NoSync,
+		NoFreelistSync: noFreelistSync(path),
 		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
 			f, err := os.OpenFile(name, flag, perm)
 			file = f
@@ -268,6 +269,20 @@ func openBolt(path string, o Options) (bdb *bolt.DB, file *os.File, err error) {
 	}
 	err = mapOpenError(path, o, err)
 	return nil, nil, err
+}
+
+// FreelistSyncSize is the file size from which commits write bbolt's
+// freelist. Under it they do not (NoFreelistSync: one page fewer per commit,
+// a few percent of a durable append), and a writable Open rebuilds the
+// freelist by walking every page of the file instead, which costs about
+// 1.1 ms per MiB (measured: 620 ms for a 547 MB file). A journal of default
+// retention stays far under it; a file that grows past it has its freelist
+// rebuilt once at the next Open, and written from then on.
+const FreelistSyncSize = 16 << 20
+
+func noFreelistSync(path string) bool {
+	fi, err := os.Stat(path)
+	return err != nil || fi.Size() < FreelistSyncSize
 }
 
 // mapOpenError maps bbolt's Open errors onto the package's sentinels.
