@@ -372,6 +372,9 @@ func runCrash(t *testing.T, cfg crashConfig) {
 
 	// Main phase: work the pipeline while killing. The watcher declares the
 	// work done once every job is closed; workers then say bye and exit.
+	// The first worker to fail stops the others (their held jobs would keep
+	// the work from ever being done) and the watcher.
+	mainCtx, stop := context.WithCancelCause(ctx)
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
@@ -379,7 +382,7 @@ func runCrash(t *testing.T, cfg crashConfig) {
 		defer tick.Stop()
 		for {
 			select {
-			case <-ctx.Done():
+			case <-mainCtx.Done():
 				return
 			case <-tick.C:
 			}
@@ -397,9 +400,6 @@ func runCrash(t *testing.T, cfg crashConfig) {
 			}
 		}
 	}()
-	// The first worker to fail stops the others (their held jobs would
-	// keep the work from ever being done).
-	mainCtx, stop := context.WithCancelCause(ctx)
 	errs := make([]error, nWorkers)
 	var wg sync.WaitGroup
 	for i, w := range workers {
