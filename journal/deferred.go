@@ -81,7 +81,8 @@ func (db *DB) AppendDeferred(e Event) error {
 // written by later commits stay listed (in recent), so that fn can tell
 // (deferredOf) which of them its transaction does not see: bbolt read
 // transactions are snapshots, and a commit may write and unlist deferred
-// events after fn's transaction began.
+// events after fn's transaction began. recent is emptied whenever no such
+// reader runs.
 func (db *DB) viewDeferred(op string, fn func(*bolt.Tx) error) error {
 	db.dmu.Lock()
 	db.readers++

@@ -72,7 +72,9 @@ func (db *DB) AppendProgress(slot, text string) {
 	db.pmu.Unlock()
 }
 
-// Flush writes buffered progress now (durably).
+// Flush writes buffered progress and deferred events (AppendDeferred) now,
+// durably. It returns the refusals of deferred events not reported yet,
+// joined (each wraps ErrInvalidEvent), or the commit's error.
 func (db *DB) Flush() error {
 	if err := db.acquire(); err != nil {
 		return err
