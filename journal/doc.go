@@ -24,8 +24,9 @@
 //
 // # Durability classes
 //
-//   - Durable: Append (registration, claim, checkpoint, completion with its
-//     output, flag, bye, settle records, session-lost, replayed...). The
+//   - Durable: Append (registration, checkpoint, completion with its
+//     output, flag, bye, settle records, session-lost, replayed...; a claim
+//     too, unless deferred). The
 //     transaction is fsynced before Append returns. Concurrent Appends share
 //     one transaction and its fsyncs (group commit).
 //   - Deferred: AppendDeferred. Validated at once and written at the start
@@ -38,7 +39,7 @@
 //     memory and written in the transaction of the next durable Append or by
 //     a background flusher within Options.ProgressInterval, and by Close. It
 //     never waits for the disk; a crash may lose the last interval of
-//     progress text, and nothing else.
+//     progress text (and deferred events), and nothing else.
 //
 // Options.NoSync turns every class into "written when the OS likes it" and
 // is for tests and benchmarks only.
