@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand"
 	"os"
@@ -728,10 +729,14 @@ func (r *crashRun) live(ctx context.Context, w *workerProc, p plan) (lifeResult,
 }
 
 // afterKill checks, before a killed worker restarts, that its journal opens
-// and verifies, and that the tracker has completed no stage of any job twice.
+// and verifies (if the worker lived long enough to create it), and that the
+// tracker has completed no stage of any job twice.
 func (r *crashRun) afterKill(w *workerProc) error {
 	start := time.Now()
 	defer func() { r.checkTime.Add(int64(time.Since(start))) }()
+	if fi, err := os.Stat(w.journal); errors.Is(err, fs.ErrNotExist) || (err == nil && fi.Size() == 0) {
+		return nil // killed before its journal was created: nothing to check
+	}
 	db, err := journal.Open(w.journal, &journal.Options{ReadOnly: true, Timeout: 5 * time.Second})
 	if err != nil {
 		return fmt.Errorf("journal does not open: %w", err)
