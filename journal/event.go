@@ -134,11 +134,6 @@ func (e Event) String() string {
 	return string(b)
 }
 
-// encodeEvent is the record encoder: compact JSON.
-func encodeEvent(e Event) ([]byte, error) {
-	return json.Marshal(e)
-}
-
 // DecodeEvent decodes one stored record. It refuses records of a newer
 // format (ErrNewerFormat), of an unknown kind, without a slot or sequence
 // number, or that are not valid JSON (ErrCorrupt). It never panics.

@@ -37,3 +37,10 @@ func (db *DB) DeferUnchecked(e Event) {
 	e.Time = db.now().UTC()
 	db.deferred = append(db.deferred, &deferredEvent{ev: e})
 }
+
+// EncodeEvent and EncodeState are the record encoders, for comparing them
+// with json.Marshal.
+var (
+	EncodeEvent = encodeEvent
+	EncodeState = encodeState
+)

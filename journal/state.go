@@ -184,8 +184,6 @@ func (s State) Redacted() State {
 	return s
 }
 
-func encodeState(s State) ([]byte, error) { return json.Marshal(s) }
-
 // DecodeState decodes a stored state record (ErrCorrupt if it is not one).
 // It never panics.
 func DecodeState(data []byte) (State, error) {
