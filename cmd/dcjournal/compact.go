@@ -13,16 +13,11 @@ after. It needs the journal's lock: stop the worker first.
 
 func runCompact(env *cmdEnv, args []string) error {
 	fs := newFlags("compact", compactHelp)
-	lockWait := fs.Duration("lock-wait", defaultLockWait, "how long to wait for a running worker's lock before saying who holds it")
-	pos, err := fs.parse(env, args)
+	path, err := fs.parseJournal(env, args)
 	if err != nil {
 		return err
 	}
-	path, err := journalArg(fs, pos)
-	if err != nil {
-		return err
-	}
-	db, err := openJournal(path, true, *lockWait)
+	db, err := fs.open(path, true)
 	if err != nil {
 		return err
 	}

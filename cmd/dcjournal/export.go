@@ -37,12 +37,7 @@ func runExport(env *cmdEnv, args []string) error {
 	fs.BoolVar(&opts.All, "all", false, "export every output the journal holds, settled or pending")
 	fs.StringVar(&opts.Dir, "out", "", "write the files to directory `DIR` (required)")
 	ack := fs.Bool("ack", false, "after exporting, record the exported orphans as resolved (writes to the journal)")
-	lockWait := fs.Duration("lock-wait", defaultLockWait, "how long to wait for a running worker's lock before saying who holds it")
-	pos, err := fs.parse(env, args)
-	if err != nil {
-		return err
-	}
-	path, err := journalArg(fs, pos)
+	path, err := fs.parseJournal(env, args)
 	if err != nil {
 		return err
 	}
@@ -52,7 +47,7 @@ func runExport(env *cmdEnv, args []string) error {
 	if opts.Dir == "" {
 		return usageErrorf("export: say where: --out DIR")
 	}
-	db, err := openJournal(path, *ack, *lockWait)
+	db, err := fs.open(path, *ack)
 	if err != nil {
 		return err
 	}

@@ -67,7 +67,6 @@ func runInspect(env *cmdEnv, args []string) error {
 	fs.BoolVar(&opts.JSON, "json", false, "write JSON for scripts (schema above)")
 	fs.BoolVar(&opts.ShowSecrets, "show-secrets", false, "show worker tokens and tracker passwords in full")
 	live := fs.String("live", "", "inspect a running dcworker's journal snapshot from its status address `URL` (GET URL/journal)")
-	lockWait := fs.Duration("lock-wait", defaultLockWait, "how long to wait for a running worker's lock before saying who holds it")
 	pos, err := fs.parse(env, args)
 	if err != nil {
 		return err
@@ -90,7 +89,7 @@ func runInspect(env *cmdEnv, args []string) error {
 	} else if path, err = journalArg(fs, pos); err != nil {
 		return err
 	}
-	db, err := openJournal(path, false, *lockWait)
+	db, err := fs.open(path, false)
 	if err != nil {
 		return err
 	}

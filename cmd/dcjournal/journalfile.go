@@ -20,7 +20,8 @@ const defaultLockWait = 500 * time.Millisecond
 // flagSet is a subcommand's flags and its help text.
 type flagSet struct {
 	*flag.FlagSet
-	help string
+	help     string
+	lockWait *time.Duration // --lock-wait, which every subcommand has
 }
 
 // newFlags makes a subcommand's flag set; help is its usage text, printed with the
@@ -29,7 +30,23 @@ func newFlags(name, help string) *flagSet {
 	fs := flag.NewFlagSet("dcjournal "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	return &flagSet{FlagSet: fs, help: help}
+	lockWait := fs.Duration("lock-wait", defaultLockWait, "how long to wait for a running worker's lock before saying who holds it")
+	return &flagSet{FlagSet: fs, help: help, lockWait: lockWait}
+}
+
+// parseJournal parses the flags of a subcommand whose one positional argument is
+// the journal path, and returns that path.
+func (fs *flagSet) parseJournal(env *cmdEnv, args []string) (string, error) {
+	pos, err := fs.parse(env, args)
+	if err != nil {
+		return "", err
+	}
+	return journalArg(fs, pos)
+}
+
+// open opens the journal at path as openJournal does, with the --lock-wait flag.
+func (fs *flagSet) open(path string, write bool) (*journal.DB, error) {
+	return openJournal(path, write, *fs.lockWait)
 }
 
 // parse parses flags placed before, between or after positional arguments

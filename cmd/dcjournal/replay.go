@@ -48,12 +48,7 @@ func runReplay(env *cmdEnv, args []string) error {
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up on an unreachable tracker after this long (retries with backoff until then)")
 	jsonOut := fs.Bool("json", false, "write the reports as a JSON array (replay.Report objects) instead of text")
 	verbose := fs.Bool("v", false, "log each step to stderr")
-	lockWait := fs.Duration("lock-wait", defaultLockWait, "how long to wait for a running worker's lock before saying who holds it")
-	pos, err := fs.parse(env, args)
-	if err != nil {
-		return err
-	}
-	path, err := journalArg(fs, pos)
+	path, err := fs.parseJournal(env, args)
 	if err != nil {
 		return err
 	}
@@ -82,7 +77,7 @@ func runReplay(env *cmdEnv, args []string) error {
 		opts.Logger = slog.New(tint.NewHandler(env.stderr, &tint.Options{TimeFormat: time.TimeOnly, NoColor: !colorOK(env.stderr)}))
 	}
 
-	db, err := openJournal(path, true, *lockWait)
+	db, err := fs.open(path, true)
 	if err != nil {
 		return err
 	}

@@ -20,16 +20,11 @@ problems otherwise; 3 when the file cannot be opened as a journal at all.
 
 func runVerify(env *cmdEnv, args []string) error {
 	fs := newFlags("verify", verifyHelp)
-	lockWait := fs.Duration("lock-wait", defaultLockWait, "how long to wait for a running worker's lock before saying who holds it")
-	pos, err := fs.parse(env, args)
+	path, err := fs.parseJournal(env, args)
 	if err != nil {
 		return err
 	}
-	path, err := journalArg(fs, pos)
-	if err != nil {
-		return err
-	}
-	db, err := openJournal(path, false, *lockWait)
+	db, err := fs.open(path, false)
 	if err != nil {
 		return err
 	}
