@@ -20,6 +20,8 @@ var rules = map[string][]string{
 	"journal":     {"go.etcd.io/bbolt"},
 	"session":     {"github.com/cenkalti/backoff/v4"},
 	"trackertest": {},
+	// The preemption watchers talk to metadata servers only.
+	"internal/preempt": {},
 	"replay":      {module + "/journal", module + "/session"},
 }
 
