@@ -22,7 +22,7 @@ var rules = map[string][]string{
 	"trackertest": {},
 	// The preemption watchers talk to metadata servers only.
 	"internal/preempt": {},
-	"replay":      {module + "/journal", module + "/session"},
+	"replay":           {module + "/journal", module + "/session"},
 }
 
 func repoRoot(t *testing.T) string {
