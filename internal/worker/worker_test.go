@@ -109,18 +109,8 @@ func TestFailureRetriedThenReleased(t *testing.T) {
 	cfg := config(t, srv.URL, script(t, `echo run >> `+dir+`/runs; echo "exploded on purpose" >&2; exit 3`))
 	cfg.Retries = 2
 	cfg.ExitWhenEmpty = false
-	sigs := make(chan os.Signal, 2)
-	cfg.Signals = sigs
-	done := start(t, context.Background(), cfg)
 	// A 4th run means the job was released after 3 and claimed again.
-	waitFor(t, 10*time.Second, "a release and a new claim", func() bool {
-		b, _ := os.ReadFile(filepath.Join(dir, "runs"))
-		return strings.Count(string(b), "run") >= 4
-	})
-	sigs <- syscall.SIGTERM
-	if err := waitErr(t, done, 10*time.Second); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
+	runUntilRuns(t, cfg, filepath.Join(dir, "runs"), 4)
 	fails := events(t, cfg.Journal, journal.KindFailed)
 	if len(fails) == 0 {
 		t.Fatal("no failed event in the journal")
@@ -145,17 +135,7 @@ func TestOutputOverLimit(t *testing.T) {
 	cfg.MaxOutput = 1000
 	cfg.Retries = -1
 	cfg.ExitWhenEmpty = false
-	sigs := make(chan os.Signal, 2)
-	cfg.Signals = sigs
-	done := start(t, context.Background(), cfg)
-	waitFor(t, 10*time.Second, "a release and a new claim", func() bool {
-		b, _ := os.ReadFile(filepath.Join(dir, "runs"))
-		return strings.Count(string(b), "run") >= 2
-	})
-	sigs <- syscall.SIGTERM
-	if err := waitErr(t, done, 10*time.Second); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
+	runUntilRuns(t, cfg, filepath.Join(dir, "runs"), 2)
 	if f := events(t, cfg.Journal, journal.KindFailed)[0]; !strings.Contains(f.Reason, "size limit") {
 		t.Errorf("reason %q", f.Reason)
 	}
@@ -708,4 +688,22 @@ func lastCheckpoint(t testing.TB, url, tmp string) string {
 		return ""
 	}
 	return string(cps[len(cps)-1].Checkpoint)
+}
+
+// runUntilRuns runs the worker until its command has logged n lines "run" to
+// runs (a release and a new claim), then drains it with SIGTERM and checks it
+// stopped cleanly.
+func runUntilRuns(t *testing.T, cfg worker.Config, runs string, n int) {
+	t.Helper()
+	sigs := make(chan os.Signal, 2)
+	cfg.Signals = sigs
+	done := start(t, context.Background(), cfg)
+	waitFor(t, 10*time.Second, "a release and a new claim", func() bool {
+		b, _ := os.ReadFile(runs)
+		return strings.Count(string(b), "run") >= n
+	})
+	sigs <- syscall.SIGTERM
+	if err := waitErr(t, done, 10*time.Second); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
 }
