@@ -61,7 +61,10 @@
 // append order. Values are JSON unless stated.
 //
 //	meta      "magic" -> "distcompute-journal", "format" -> FormatVersion (decimal text)
-//	events    seq -> Event; the bucket's sequence counter assigns seqs
+//	events    seq -> Event
+//	tail      seq -> Event, the newest events while they fit inline (a
+//	          quarter page); every seq here is above every seq in events;
+//	          the bucket's sequence counter assigns seqs
 //	states    slot -> the slot's current State
 //	bases     slot -> State folded from the slot's pruned events (absent: zero State)
 //	slotmeta  slot -> counters (events of the slot, claims kept, prune point,
@@ -78,8 +81,13 @@
 // For the same reason a slot's newest events are listed in its slotmeta
 // record, which every append to the slot rewrites anyway and which all
 // slots' records share a few pages for, and move into slotidx (a leaf page
-// per slot) 16 at a time. Format version 1 files (everything in slotidx)
-// are read as they are and marked version 2 when opened for writing.
+// per slot) 16 at a time. And a lone append's event goes to the tail, an
+// inline bucket inside the root page that every commit rewrites anyway, so
+// that it writes one data page instead of three (the last events leaf, the
+// branch above it and the root); the commit whose event does not fit moves
+// the tail into events. Files of format versions 1 (everything in slotidx)
+// and 2 (no tail) are read as they are, and marked version 3 when opened
+// for writing.
 //
 // # Errors
 //

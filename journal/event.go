@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"time"
 	"unicode/utf8"
 )
@@ -14,9 +13,11 @@ import (
 // ErrNewerFormat rather than misread.
 //
 // Version 2 lists each slot's newest events in its slotmeta record before
-// they move into slotidx (see doc.go); version 1 files are read as they
-// are, and marked version 2 when opened for writing.
-const FormatVersion = 2
+// they move into slotidx (see doc.go). Version 3 keeps the newest events in
+// the small tail bucket before they move into events (see tail.go).
+// Files of versions 1 and 2 are read as they are, and marked version 3
+// (given a tail bucket) when opened for writing.
+const FormatVersion = 3
 
 // Kind names what an event records. The comment beside each constant lists
 // the Event fields it uses.
@@ -169,12 +170,6 @@ func strictUnmarshal(data []byte, v any) error {
 	if len(data) == 0 || data[0] != '{' {
 		return fmt.Errorf("not a JSON object")
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("trailing data after the record")
-	}
-	return nil
+	// Unmarshal checks the whole input first: trailing data is an error.
+	return json.Unmarshal(data, v)
 }

@@ -115,6 +115,7 @@ var (
 	bucketClaims   = []byte("claims")
 	bucketJobs     = []byte("jobs")
 	bucketOrphans  = []byte("orphans")
+	bucketTail     = []byte("tail") // format version 3; see tail.go
 
 	allBuckets = [][]byte{bucketEvents, bucketStates, bucketBases, bucketSlotMeta,
 		bucketSlotIdx, bucketClaims, bucketJobs, bucketOrphans}
@@ -481,6 +482,9 @@ func (db *DB) checkFile() error {
 		// that older programs would misread: mark the file, so that they
 		// refuse it with ErrNewerFormat.
 		return db.update("upgrade", func(tx *bolt.Tx) error {
+			if err := createTail(tx); err != nil {
+				return err
+			}
 			return tx.Bucket(bucketMeta).Put(keyFormat, []byte(strconv.Itoa(FormatVersion)))
 		})
 	}
@@ -503,7 +507,7 @@ func (db *DB) checkFile() error {
 				return err
 			}
 		}
-		return nil
+		return createTail(tx)
 	})
 }
 

@@ -143,12 +143,12 @@ func (db *DB) eventsPage(f Filter, from uint64) (page []Event, next uint64, err 
 	}
 	defer db.release()
 	err = db.view("events", func(tx *bolt.Tx) error {
-		events := tx.Bucket(bucketEvents)
-		if events == nil {
+		store := storeOf(tx)
+		if store.events == nil {
 			return nil
 		}
 		get := func(seq uint64) (Event, bool, error) {
-			v := events.Get(u64(seq))
+			v := store.get(u64(seq))
 			if v == nil {
 				return Event{}, false, nil
 			}
@@ -245,16 +245,13 @@ func (db *DB) eventsPage(f Filter, from uint64) (page []Event, next uint64, err 
 			}
 			return err
 		default:
-			c := events.Cursor()
-			for k, v := c.Seek(u64(from)); k != nil; k, v = c.Next() {
+			return store.each(from, func(k, v []byte) (bool, error) {
 				e, err := DecodeEvent(v)
 				if err != nil {
-					return fmt.Errorf("journal: %s: event %d: %w", db.path, be(k), err)
+					return false, fmt.Errorf("journal: %s: event %d: %w", db.path, be(k), err)
 				}
-				if !add(e) {
-					return nil
-				}
-			}
+				return add(e), nil
+			})
 		}
 		return nil
 	})

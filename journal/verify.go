@@ -107,16 +107,20 @@ func verifyTx(tx *bolt.Tx, add func(string, ...any)) {
 		}
 	}
 	events, states, bases, slotMeta, slotIdx, jobs, orphans := b["events"], b["states"], b["bases"], b["slotmeta"], b["slotidx"], b["jobs"], b["orphans"]
+	if v, _ := strconv.Atoi(string(meta.Get(keyFormat))); v >= 3 && tx.Bucket(bucketTail) == nil {
+		add("bucket %q is missing", bucketTail)
+	}
 	// Events: keys are seqs, records decode, seqs increase and stay below
 	// the bucket's sequence counter.
 	bySlot := make(map[string]int)
 	var last uint64
-	c := events.Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
+	// The tail's events follow the events bucket's (see tail.go).
+	store := eventStore{events: events, tail: tx.Bucket(bucketTail)}
+	_ = store.each(0, func(k, v []byte) (bool, error) {
 		seq := be(k)
 		if len(k) != 8 || seq == 0 {
 			add("event key %x is not a sequence number", k)
-			continue
+			return true, nil
 		}
 		if seq <= last {
 			add("event %d follows %d", seq, last)
@@ -125,15 +129,16 @@ func verifyTx(tx *bolt.Tx, add func(string, ...any)) {
 		e, err := DecodeEvent(v)
 		if err != nil {
 			add("event %d: %v", seq, err)
-			continue
+			return true, nil
 		}
 		if e.Seq != seq {
 			add("event under key %d has seq %d", seq, e.Seq)
 		}
 		bySlot[e.Slot]++
-	}
-	if last > events.Sequence() {
-		add("event %d is beyond the sequence counter %d", last, events.Sequence())
+		return true, nil
+	})
+	if last > store.counter() {
+		add("event %d is beyond the sequence counter %d", last, store.counter())
 	}
 	// Slot index: entries name events of the slot, in order; every slot's
 	// stored state is the fold of its base state and its events.
@@ -160,7 +165,7 @@ func verifyTx(tx *bolt.Tx, add func(string, ...any)) {
 		}
 		lastOf[slot] = seq
 		counts[slot]++
-		v := events.Get(u64(seq))
+		v := store.get(u64(seq))
 		if v == nil {
 			add("slot %q index names missing event %d", slot, seq)
 			return
@@ -242,7 +247,7 @@ func verifyTx(tx *bolt.Tx, add func(string, ...any)) {
 			continue
 		}
 		job, seq := int(be(k[:8])), be(k[8:])
-		ev := events.Get(k[8:])
+		ev := store.get(k[8:])
 		if ev == nil {
 			add("job index names missing event %d", seq)
 			continue

@@ -232,6 +232,14 @@ func (db *DB) commitBatch(batch []*request) {
 			fails = make(map[string]error)
 		}
 		newFail, refused = make(map[string]error), make(map[*deferredEvent]bool)
+		// Many events: straight to the events bucket (see tail.go).
+		n := len(taken) + len(progress)
+		for _, r := range batch {
+			if r.ev != nil {
+				n++
+			}
+		}
+		w.bulk = n > 3
 		for _, d := range taken {
 			e := d.ev
 			if err := fails[e.Slot]; err != nil {
@@ -406,9 +414,17 @@ type txWriter struct {
 	claims   *bolt.Bucket
 	jobs     *bolt.Bucket
 	orphans  *bolt.Bucket
-	cache    map[string]*slotTx
-	order    []string
-	written  int64 // events written
+	tail     *bolt.Bucket
+	// tailBytes is the size of the tail's records as tailBudget counts it
+	// (-1: not computed yet); tailMoved: this transaction moved the tail
+	// into events; bulk: this transaction writes more events than the
+	// tail holds, so they go to events directly (see tail.go).
+	tailBytes int
+	tailMoved bool
+	bulk      bool
+	cache     map[string]*slotTx
+	order     []string
+	written   int64 // events written
 	// writable: a commit's writer, which reads and updates db.slots (the
 	// states it writes, cached) instead of decoding them from the file.
 	writable bool
@@ -544,24 +560,44 @@ func slotEntries(idx, meta *bolt.Bucket, slot string, from uint64, fn func(seq u
 
 func newTxWriter(tx *bolt.Tx, db *DB, now time.Time) (*txWriter, error) {
 	w := &txWriter{tx: tx, db: db, now: now, cache: make(map[string]*slotTx)}
-	bs := make([]*bolt.Bucket, len(allBuckets))
-	for i, name := range allBuckets {
-		b := tx.Bucket(name)
-		if b == nil {
-			var err error
-			if b, err = tx.CreateBucket(name); err != nil {
-				return nil, err
-			}
-		}
-		bs[i] = b
+	var err error
+	if w.events, err = w.bucket(&w.events, bucketEvents); err != nil {
+		return nil, err
 	}
-	w.events, w.states, w.bases, w.slotMeta, w.slotIdx, w.claims, w.jobs, w.orphans =
-		bs[0], bs[1], bs[2], bs[3], bs[4], bs[5], bs[6], bs[7]
+	if w.states, err = w.bucket(&w.states, bucketStates); err != nil {
+		return nil, err
+	}
+	if w.slotMeta, err = w.bucket(&w.slotMeta, bucketSlotMeta); err != nil {
+		return nil, err
+	}
+	if w.tail, err = w.bucket(&w.tail, bucketTail); err != nil {
+		return nil, err
+	}
+	w.tailBytes = -1
 	// Event keys only grow (sequence numbers): fill their leaves instead
 	// of splitting them half full, so a commit of many events dirties half
 	// as many new leaves. Records are unchanged; only how bbolt packs pages.
 	w.events.FillPercent = 1.0
 	return w, nil
+}
+
+// bucket returns *p, opening the bucket named name into it first (creating
+// it if the file lacks it and the transaction is writable). Buckets most
+// appends do not touch are opened only when needed: opening one costs a
+// lone append a few microseconds.
+func (w *txWriter) bucket(p **bolt.Bucket, name []byte) (*bolt.Bucket, error) {
+	if *p != nil {
+		return *p, nil
+	}
+	b := w.tx.Bucket(name)
+	if b == nil {
+		var err error
+		if b, err = w.tx.CreateBucket(name); err != nil {
+			return nil, err
+		}
+	}
+	*p = b
+	return b, nil
 }
 
 // slot returns the cached per-slot data, loading it.
@@ -608,7 +644,11 @@ func (w *txWriter) state(name string) (State, error) {
 // check fills in derived fields of e and validates it against the state.
 func (w *txWriter) check(e *Event) error {
 	if e.Kind == KindOrphanResolved && e.OrphanSeq != 0 {
-		if v := w.orphans.Get(u64(e.OrphanSeq)); v != nil {
+		orphans, err := w.bucket(&w.orphans, bucketOrphans)
+		if err != nil {
+			return err
+		}
+		if v := orphans.Get(u64(e.OrphanSeq)); v != nil {
 			o, err := decodeOrphan(v)
 			if err != nil {
 				return fmt.Errorf("journal: %s: %w", w.db.path, err)
@@ -812,7 +852,7 @@ func (w *txWriter) append(e Event, at time.Time) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	seq, err := w.events.NextSequence()
+	seq, err := w.nextSeq()
 	if err != nil {
 		return Event{}, err
 	}
@@ -822,7 +862,7 @@ func (w *txWriter) append(e Event, at time.Time) (Event, error) {
 	if err != nil {
 		return Event{}, fmt.Errorf("journal: %s: encode event: %w", w.db.path, err)
 	}
-	if err := w.events.Put(u64(seq), data); err != nil {
+	if err := w.putEvent(u64(seq), data); err != nil {
 		return Event{}, err
 	}
 	// A progress event directly after another of the same slot replaces it:
@@ -830,16 +870,20 @@ func (w *txWriter) append(e Event, at time.Time) (Event, error) {
 	if e.Kind == KindProgress {
 		if p := s.meta.pending; len(p) > 0 {
 			if last := p[len(p)-1]; last.kind == string(KindProgress) {
-				if err := w.deleteEvent(u64(last.seq)); err != nil {
+				if err := w.deleteEvent(u64(last.seq), KindProgress, 0); err != nil {
 					return Event{}, err
 				}
 				s.meta.pending = p[: len(p)-1 : len(p)-1]
 				s.meta.n--
 			}
 		} else {
-			c := w.slotIdx.Cursor()
+			idx, err := w.bucket(&w.slotIdx, bucketSlotIdx)
+			if err != nil {
+				return Event{}, err
+			}
+			c := idx.Cursor()
 			if k, v := lastOfSlot(c, e.Slot); k != nil && string(v) == string(KindProgress) {
-				if err := w.deleteEvent(k[len(k)-8:]); err != nil {
+				if err := w.deleteEvent(k[len(k)-8:], KindProgress, 0); err != nil {
 					return Event{}, err
 				}
 				if err := c.Delete(); err != nil {
@@ -854,12 +898,20 @@ func (w *txWriter) append(e Event, at time.Time) (Event, error) {
 	s.meta.pending = append(slices.Clip(s.meta.pending), idxEntry{seq: seq, kind: string(e.Kind)})
 	s.meta.n++
 	if e.Job != 0 && (e.Kind == KindClaimed || e.Kind == KindOrphanResolved) {
-		if err := w.jobs.Put(jobKey(e.Job, seq), []byte(e.Slot)); err != nil {
+		jobs, err := w.bucket(&w.jobs, bucketJobs)
+		if err != nil {
+			return Event{}, err
+		}
+		if err := jobs.Put(jobKey(e.Job, seq), []byte(e.Slot)); err != nil {
 			return Event{}, err
 		}
 	}
 	if e.Kind == KindClaimed {
-		if err := w.claims.Put(slotKey(e.Slot, seq), u64(uint64(e.Job))); err != nil {
+		claims, err := w.bucket(&w.claims, bucketClaims)
+		if err != nil {
+			return Event{}, err
+		}
+		if err := claims.Put(slotKey(e.Slot, seq), u64(uint64(e.Job))); err != nil {
 			return Event{}, err
 		}
 		s.meta.claims++
@@ -873,7 +925,11 @@ func (w *txWriter) append(e Event, at time.Time) (Event, error) {
 	case e.Kind == KindSessionLost && st.Completion != nil:
 		orphanReason = "session lost while the completion was pending"
 	case e.Kind == KindOrphanResolved:
-		if err := w.orphans.Delete(u64(e.OrphanSeq)); err != nil {
+		orphans, err := w.bucket(&w.orphans, bucketOrphans)
+		if err != nil {
+			return Event{}, err
+		}
+		if err := orphans.Delete(u64(e.OrphanSeq)); err != nil {
 			return Event{}, err
 		}
 	}
@@ -888,7 +944,11 @@ func (w *txWriter) append(e Event, at time.Time) (Event, error) {
 		if err != nil {
 			return Event{}, err
 		}
-		if err := w.orphans.Put(u64(o.Seq), data); err != nil {
+		orphans, err := w.bucket(&w.orphans, bucketOrphans)
+		if err != nil {
+			return Event{}, err
+		}
+		if err := orphans.Put(u64(o.Seq), data); err != nil {
 			return Event{}, err
 		}
 	}
@@ -897,21 +957,20 @@ func (w *txWriter) append(e Event, at time.Time) (Event, error) {
 	return e, nil
 }
 
-// deleteEvent removes an event record and its job-index entry (not its
-// slot-index entry).
-func (w *txWriter) deleteEvent(key []byte) error {
-	if v := w.events.Get(key); v != nil {
-		e, err := DecodeEvent(v)
+// deleteEvent removes the event record at key, whose event is of kind and
+// job, and its job-index entry if it has one (claims and orphan
+// resolutions); not its slot-index entry.
+func (w *txWriter) deleteEvent(key []byte, kind Kind, job int) error {
+	if job != 0 && (kind == KindClaimed || kind == KindOrphanResolved) {
+		jobs, err := w.bucket(&w.jobs, bucketJobs)
 		if err != nil {
-			return fmt.Errorf("journal: %s: event %d: %w", w.db.path, be(key), err)
+			return err
 		}
-		if e.Job != 0 && (e.Kind == KindClaimed || e.Kind == KindOrphanResolved) {
-			if err := w.jobs.Delete(jobKey(e.Job, e.Seq)); err != nil {
-				return err
-			}
+		if err := jobs.Delete(jobKey(job, be(key))); err != nil {
+			return err
 		}
 	}
-	return w.events.Delete(key)
+	return w.removeEvent(key)
 }
 
 // cachedSlot is a slot's state and counters as last committed.
@@ -941,8 +1000,12 @@ func (w *txWriter) finish() error {
 			continue
 		}
 		if len(s.meta.pending) >= pendingMax {
+			idx, err := w.bucket(&w.slotIdx, bucketSlotIdx)
+			if err != nil {
+				return err
+			}
 			for _, p := range s.meta.pending {
-				if err := w.slotIdx.Put(slotKey(name, p.seq), []byte(p.kind)); err != nil {
+				if err := idx.Put(slotKey(name, p.seq), []byte(p.kind)); err != nil {
 					return err
 				}
 			}
@@ -985,7 +1048,11 @@ func (w *txWriter) prune(s *slotTx) error {
 	retention := uint64(w.db.retention)
 	prefix := slotPrefix(s.name)
 	if m.claims > retention {
-		c := w.claims.Cursor()
+		claims, err := w.bucket(&w.claims, bucketClaims)
+		if err != nil {
+			return err
+		}
+		c := claims.Cursor()
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && m.claims > retention; k, _ = c.Seek(prefix) {
 			if err := c.Delete(); err != nil {
 				return err
@@ -997,7 +1064,11 @@ func (w *txWriter) prune(s *slotTx) error {
 		}
 	}
 	maxEvents := retention * EventsPerJob
-	c := w.slotIdx.Cursor()
+	idx, err := w.bucket(&w.slotIdx, bucketSlotIdx)
+	if err != nil {
+		return err
+	}
+	c := idx.Cursor()
 	k, _ := c.Seek(prefix)
 	due := func(k []byte) bool {
 		return k != nil && bytes.HasPrefix(k, prefix) && (be(k[len(k)-8:]) < m.pruneTo || m.n > maxEvents)
@@ -1005,8 +1076,12 @@ func (w *txWriter) prune(s *slotTx) error {
 	if !due(k) {
 		return nil
 	}
+	bases, err := w.bucket(&w.bases, bucketBases)
+	if err != nil {
+		return err
+	}
 	var base State
-	if v := w.bases.Get([]byte(s.name)); v != nil {
+	if v := bases.Get([]byte(s.name)); v != nil {
 		b, err := DecodeState(v)
 		if err != nil {
 			return fmt.Errorf("journal: %s: base state of slot %q: %w", w.db.path, s.name, err)
@@ -1015,7 +1090,7 @@ func (w *txWriter) prune(s *slotTx) error {
 	}
 	for pruned := 0; due(k) && pruned < PruneBudget; pruned++ {
 		key := k[len(k)-8:]
-		v := w.events.Get(key)
+		v := w.getEvent(key)
 		if v == nil {
 			return fmt.Errorf("journal: %s: %w: slot index names missing event %d", w.db.path, ErrCorrupt, be(key))
 		}
@@ -1024,7 +1099,7 @@ func (w *txWriter) prune(s *slotTx) error {
 			return fmt.Errorf("journal: %s: event %d: %w", w.db.path, be(key), err)
 		}
 		base = Fold(base, e)
-		if err := w.deleteEvent(key); err != nil {
+		if err := w.deleteEvent(key, e.Kind, e.Job); err != nil {
 			return err
 		}
 		if err := c.Delete(); err != nil {
@@ -1037,7 +1112,7 @@ func (w *txWriter) prune(s *slotTx) error {
 	if err != nil {
 		return err
 	}
-	return w.bases.Put([]byte(s.name), data)
+	return bases.Put([]byte(s.name), data)
 }
 
 // slotPrefix is the key prefix of a slot's entries in slotidx and claims:

@@ -1,0 +1,165 @@
+package journal
+
+import (
+	"bytes"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The tail bucket (format version 3) holds the journal's newest events,
+// as long as they fit in bbolt's inline-bucket limit (a quarter page). An
+// inline bucket lives inside its parent's page, the root page, which every
+// commit rewrites anyway, as it does the inline states and slotmeta buckets
+// of a journal with one or two slots. So a lone append whose event goes to
+// the tail writes one data page (plus bbolt's meta page) instead of three
+// (the last leaf of events, the events branch above it, the root): one
+// disk write fewer per fdatasync and less CPU. When the next event does not
+// fit, the commit moves the tail's events into the events bucket, and the
+// rest of the commit's events go there directly: every seq in the tail is
+// higher than every seq in events, so reading events then the tail reads
+// in seq order. The tail's sequence counter assigns seqs (older files used
+// the events bucket's counter: the higher of the two is the counter).
+
+// tailBudget is the most record bytes the tail holds: bbolt keeps a bucket
+// inline while its single leaf, 16 bytes of page header plus 16 bytes of
+// element header, key and value per record, is at most a quarter page.
+func tailBudget(pageSize int) int { return pageSize/4 - 16 }
+
+// tailElem is the size of a tail record besides its value: the element
+// header and the 8-byte key.
+const tailElem = 16 + 8
+
+// eventStore reads events from the events and tail buckets of a
+// transaction. tail may be nil (a file older than format version 3).
+type eventStore struct{ events, tail *bolt.Bucket }
+
+func storeOf(tx *bolt.Tx) eventStore {
+	return eventStore{events: tx.Bucket(bucketEvents), tail: tx.Bucket(bucketTail)}
+}
+
+// get returns the record of the event at key, nil if there is none.
+func (s eventStore) get(key []byte) []byte {
+	if s.tail != nil {
+		if v := s.tail.Get(key); v != nil {
+			return v
+		}
+	}
+	if s.events == nil {
+		return nil
+	}
+	return s.events.Get(key)
+}
+
+// each calls fn for every event record with seq >= from, in seq order,
+// until fn returns false or an error.
+func (s eventStore) each(from uint64, fn func(k, v []byte) (bool, error)) error {
+	for _, b := range []*bolt.Bucket{s.events, s.tail} {
+		if b == nil {
+			continue
+		}
+		c := b.Cursor()
+		for k, v := c.Seek(u64(from)); k != nil; k, v = c.Next() {
+			if more, err := fn(k, v); err != nil || !more {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// counter is the journal's sequence counter: the last seq assigned.
+func (s eventStore) counter() uint64 {
+	var n uint64
+	if s.events != nil {
+		n = s.events.Sequence()
+	}
+	if s.tail != nil {
+		n = max(n, s.tail.Sequence())
+	}
+	return n
+}
+
+// nextSeq assigns the next sequence number.
+func (w *txWriter) nextSeq() (uint64, error) {
+	seq := max(w.events.Sequence(), w.tail.Sequence()) + 1
+	return seq, w.tail.SetSequence(seq)
+}
+
+// putEvent stores an event record: in the tail if it fits and this commit
+// has not moved the tail yet (see bulk), else in events, after moving the
+// tail's records there.
+func (w *txWriter) putEvent(key, data []byte) error {
+	if !w.tailMoved {
+		if w.tailBytes < 0 {
+			w.tailBytes = 0
+			if err := w.tail.ForEach(func(_, v []byte) error {
+				w.tailBytes += tailElem + len(v)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		if size := tailElem + len(data); !w.bulk && w.tailBytes+size <= tailBudget(w.tx.DB().Info().PageSize) {
+			w.tailBytes += size
+			return w.tail.Put(key, data)
+		}
+		if err := w.moveTail(); err != nil {
+			return err
+		}
+	}
+	return w.events.Put(key, data)
+}
+
+// moveTail moves the tail's records into events, oldest first; the rest of
+// the transaction's events go to events directly.
+func (w *txWriter) moveTail() error {
+	var keys, vals [][]byte
+	if err := w.tail.ForEach(func(k, v []byte) error {
+		keys, vals = append(keys, bytes.Clone(k)), append(vals, bytes.Clone(v))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for i, k := range keys {
+		if err := w.events.Put(k, vals[i]); err != nil {
+			return err
+		}
+		if err := w.tail.Delete(k); err != nil {
+			return err
+		}
+	}
+	w.tailMoved, w.tailBytes = true, 0
+	return nil
+}
+
+// getEvent returns the stored record at key, nil if there is none.
+func (w *txWriter) getEvent(key []byte) []byte {
+	return eventStore{events: w.events, tail: w.tail}.get(key)
+}
+
+// removeEvent deletes the record at key from whichever bucket holds it.
+func (w *txWriter) removeEvent(key []byte) error {
+	if v := w.tail.Get(key); v != nil {
+		if w.tailBytes >= 0 {
+			w.tailBytes -= tailElem + len(v)
+		}
+		return w.tail.Delete(key)
+	}
+	return w.events.Delete(key)
+}
+
+// createTail creates the tail bucket of a new or older-format file, its
+// sequence counter taking over from the events bucket's.
+func createTail(tx *bolt.Tx) error {
+	if tx.Bucket(bucketTail) != nil {
+		return nil
+	}
+	tail, err := tx.CreateBucket(bucketTail)
+	if err != nil {
+		return err
+	}
+	if events := tx.Bucket(bucketEvents); events != nil {
+		return tail.SetSequence(events.Sequence())
+	}
+	return nil
+}

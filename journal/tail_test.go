@@ -1,0 +1,189 @@
+package journal
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func openTailTest(t *testing.T) *DB {
+	t.Helper()
+	db, err := Open(filepath.Join(t.TempDir(), "j.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	for _, e := range []Event{
+		{Slot: "s", Kind: KindRegistered, Token: "0123456789abcdef", Stage: "a"},
+		{Slot: "s", Kind: KindClaimed, Job: 1},
+	} {
+		if _, err := db.Append(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return db
+}
+
+// tailSeqs returns the seqs in the tail and the number of records in events.
+func tailSeqs(t *testing.T, db *DB) (tail []uint64, events int) {
+	t.Helper()
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketTail).ForEach(func(k, _ []byte) error {
+			tail = append(tail, be(k))
+			return nil
+		}); err != nil {
+			return err
+		}
+		events = tx.Bucket(bucketEvents).Stats().KeyN
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tail, events
+}
+
+func pageWrites(db *DB) int64 {
+	st := db.bolt.Stats()
+	return st.TxStats.GetWrite()
+}
+
+// A lone append whose event fits the tail writes one data page and the meta
+// page; the one that does not fit moves the tail into events. Pages are
+// counted by bbolt (TxStats.Write: one per page written, meta included).
+func TestLoneAppendWritesOnePage(t *testing.T) {
+	db := openTailTest(t)
+	e := Event{Slot: "s", Kind: KindCheckpoint, Checkpoint: []byte(strings.Repeat("c", 64))}
+	light, heavy := 0, 0
+	for i := 0; i < 64; i++ {
+		before := pageWrites(db)
+		tailBefore, _ := tailSeqs(t, db)
+		pendingBefore := len(db.slots["s"].meta.pending)
+		if _, err := db.Append(e); err != nil {
+			t.Fatal(err)
+		}
+		writes := pageWrites(db) - before
+		tail, _ := tailSeqs(t, db)
+		switch {
+		case len(tail) == len(tailBefore)+1:
+			light++
+			// Every 16th append moves the slot's index entries from its
+			// slotmeta record into slotidx: that commit writes more pages.
+			moved := len(db.slots["s"].meta.pending) < pendingBefore
+			if writes != 2 && !moved {
+				t.Errorf("append %d went to the tail and wrote %d pages, want 2 (root + meta)", i, writes)
+			}
+		case len(tail) == 0:
+			heavy++
+		default:
+			t.Fatalf("append %d: tail went from %v to %v", i, tailBefore, tail)
+		}
+	}
+	if light < 40 || heavy < 10 {
+		t.Fatalf("%d appends to the tail, %d moves: want about 3 to 1", light, heavy)
+	}
+	if errs := db.Verify(); errs != nil {
+		t.Fatal(errs)
+	}
+}
+
+// The tail never holds more than fits inline; a record too big for it goes
+// to events after the tail's, so events then tail stays in seq order.
+func TestTailOrderAndBudget(t *testing.T) {
+	db := openTailTest(t)
+	budget := tailBudget(db.bolt.Info().PageSize)
+	var seqs []uint64
+	for i := 0; i < 200; i++ {
+		size := 10 + (i*37)%300
+		if i%23 == 0 {
+			size = 2 * budget // never fits
+		}
+		got, err := db.Append(Event{Slot: "s", Kind: KindCheckpoint, Checkpoint: []byte(strings.Repeat("x", size))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, got.Seq)
+		var bytes int
+		db.bolt.View(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketTail).ForEach(func(k, v []byte) error {
+				bytes += tailElem + len(v)
+				return nil
+			})
+		})
+		if bytes > budget {
+			t.Fatalf("after append %d the tail holds %d bytes, budget %d", i, bytes, budget)
+		}
+	}
+	var read []uint64
+	if err := db.Events(Filter{Slot: "s", FromSeq: seqs[0]}, func(e Event) error {
+		read = append(read, e.Seq)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var all []uint64
+	if err := db.Events(Filter{FromSeq: seqs[0]}, func(e Event) error {
+		all = append(all, e.Seq)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, got := range [][]uint64{read, all} {
+		// Pruning may have removed the oldest; the rest must be seqs' end.
+		if len(got) == 0 || len(got) > len(seqs) {
+			t.Fatalf("read %d events, appended %d", len(got), len(seqs))
+		}
+		want := seqs[len(seqs)-len(got):]
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("event %d read as seq %d, want %d", i, got[i], want[i])
+			}
+		}
+	}
+	if errs := db.Verify(); errs != nil {
+		t.Fatal(errs)
+	}
+}
+
+// Verify catches a tail record whose seq is not above every event's.
+func TestVerifyTailOutOfOrder(t *testing.T) {
+	db := openTailTest(t)
+	path := db.Path()
+	db.Close()
+	bdb, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = bdb.Update(func(tx *bolt.Tx) error {
+		// A copy of the oldest event, in events under a seq above every
+		// tail record's.
+		events, tail := tx.Bucket(bucketEvents), tx.Bucket(bucketTail)
+		k, v := events.Cursor().First()
+		if k == nil {
+			k, v = tail.Cursor().First()
+		}
+		if err := tail.Put(u64(1), v); err != nil {
+			return err
+		}
+		return events.Put(u64(be(k)+1000), v)
+	})
+	bdb.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err = Open(path, &Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	errs := db.Verify()
+	if errs == nil {
+		t.Fatal("Verify passed a tail record below an events record")
+	}
+	if text := fmt.Sprint(errs); !strings.Contains(text, "follows") {
+		t.Fatalf("Verify = %v, want an out-of-order report", errs)
+	}
+}
