@@ -143,16 +143,19 @@ type DB struct {
 	// Group commit: requests queue up under qmu; the leader commits
 	// everything queued in one transaction while holding commitMu (which
 	// Verify and AppendBatch take to keep commits out).
-	qmu       sync.Mutex
-	queue     []*request
-	leading   bool // a goroutine is committing or about to
-	commitMu  sync.Mutex
-	slots     map[string]cachedSlot // committed state of slots, guarded by commitMu (see txWriter.keep)
-	inflight  atomic.Int64          // requests inside submit, not yet done
-	commits   atomic.Int64          // write transactions committed
-	synced    atomic.Int64          // of which fsynced
-	appended  atomic.Int64          // events written
-	deferredN atomic.Int64          // events given to AppendDeferred
+	qmu         sync.Mutex
+	queue       []*request
+	leading     bool // a goroutine is committing or about to
+	gathering   bool // the leader waits in gather (for gatherCh or gatherTimer)
+	gatherCh    chan struct{}
+	gatherTimer *time.Timer // used by the leader only (under commitMu)
+	commitMu    sync.Mutex
+	slots       map[string]cachedSlot // committed state of slots, guarded by commitMu (see txWriter.keep)
+	inflight    atomic.Int64          // requests inside submit, not yet done
+	commits     atomic.Int64          // write transactions committed
+	synced      atomic.Int64          // of which fsynced
+	appended    atomic.Int64          // events written
+	deferredN   atomic.Int64          // events given to AppendDeferred
 
 	// Deferred events (AppendDeferred), oldest first, refusals of deferred
 	// events not yet reported, by slot, and what readers need to tell which
@@ -190,7 +193,7 @@ func Open(path string, opts *Options) (*DB, error) {
 	if o.ProgressInterval <= 0 {
 		o.ProgressInterval = DefaultProgressInterval
 	}
-	db := &DB{path: path, opts: o, retention: o.Retention, now: time.Now}
+	db := &DB{path: path, opts: o, retention: o.Retention, now: time.Now, gatherCh: make(chan struct{}, 1)}
 	if db.retention == 0 {
 		db.retention = DefaultRetention
 	}

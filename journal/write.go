@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -100,11 +99,15 @@ func (db *DB) submit(r *request) {
 	db.inflight.Add(1)
 	db.qmu.Lock()
 	db.queue = append(db.queue, r)
+	db.signalGather()
 	if db.leading {
 		db.qmu.Unlock()
 		<-r.wake
 		if r.done {
 			db.inflight.Add(-1)
+			db.qmu.Lock()
+			db.signalGather()
+			db.qmu.Unlock()
 			return
 		}
 		// Woken without being done: we lead the next commit.
@@ -143,25 +146,48 @@ func (db *DB) submit(r *request) {
 // to queue (see gather). It is small beside an fsync.
 const gatherWait = 500 * time.Microsecond
 
-// gather lets a leader wait briefly, yielding the processor, while fewer
-// requests are queued than are in flight: appenders just woken from the
-// previous commit are about to queue again, and one transaction for all of
-// them costs little more than one for half. A lone appender never waits.
+// gather lets a leader wait briefly while fewer requests are queued than
+// are in flight: appenders just woken from the previous commit are about to
+// queue again, and one transaction for all of them costs little more than
+// one for half. It blocks (the woken appenders need the processors: a
+// leader that spins keeps one of two busy and they queue one at a time)
+// until the last of them queues or leaves, or gatherWait passes. A lone
+// appender never waits. The caller holds commitMu.
 func (db *DB) gather() {
-	var deadline time.Time
-	for {
-		db.qmu.Lock()
-		n := len(db.queue)
+	db.qmu.Lock()
+	if int64(len(db.queue)) >= db.inflight.Load() {
 		db.qmu.Unlock()
-		if int64(n) >= db.inflight.Load() {
-			return
+		return
+	}
+	db.gathering = true
+	db.qmu.Unlock()
+	if db.gatherTimer == nil {
+		db.gatherTimer = time.NewTimer(gatherWait)
+	} else {
+		db.gatherTimer.Reset(gatherWait)
+	}
+	select {
+	case <-db.gatherCh:
+	case <-db.gatherTimer.C:
+	}
+	db.gatherTimer.Stop()
+	db.qmu.Lock()
+	db.gathering = false
+	db.qmu.Unlock()
+	select {
+	case <-db.gatherCh: // sent while the timer fired
+	default:
+	}
+}
+
+// signalGather wakes the leader waiting in gather once every request in
+// flight is queued. The caller holds qmu.
+func (db *DB) signalGather() {
+	if db.gathering && int64(len(db.queue)) >= db.inflight.Load() {
+		select {
+		case db.gatherCh <- struct{}{}:
+		default:
 		}
-		if deadline.IsZero() {
-			deadline = time.Now().Add(gatherWait)
-		} else if time.Now().After(deadline) {
-			return
-		}
-		runtime.Gosched()
 	}
 }
 
