@@ -148,8 +148,9 @@ func (w *txWriter) removeEvent(key []byte) error {
 	return w.events.Delete(key)
 }
 
-// createTail creates the tail bucket of a new or older-format file, its
-// sequence counter taking over from the events bucket's.
+// createTail creates the tail bucket of a new or older-format file (or of a
+// damaged one that lost it), its sequence counter taking over from the
+// events bucket's: the higher of that counter and the last seq stored.
 func createTail(tx *bolt.Tx) error {
 	if tx.Bucket(bucketTail) != nil {
 		return nil
@@ -158,8 +159,13 @@ func createTail(tx *bolt.Tx) error {
 	if err != nil {
 		return err
 	}
-	if events := tx.Bucket(bucketEvents); events != nil {
-		return tail.SetSequence(events.Sequence())
+	events := tx.Bucket(bucketEvents)
+	if events == nil {
+		return nil
 	}
-	return nil
+	seq := events.Sequence()
+	if k, _ := events.Cursor().Last(); k != nil {
+		seq = max(seq, be(k))
+	}
+	return tail.SetSequence(seq)
 }

@@ -187,3 +187,77 @@ func TestVerifyTailOutOfOrder(t *testing.T) {
 		t.Fatalf("Verify = %v, want an out-of-order report", errs)
 	}
 }
+
+// A format-3 file without its tail bucket is damaged: Verify says so.
+func TestVerifyMissingTail(t *testing.T) {
+	db := openTailTest(t)
+	path := db.Path()
+	db.Close()
+	bdb, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = bdb.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketTail) })
+	bdb.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err = Open(path, &Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if text := fmt.Sprint(db.Verify()); !strings.Contains(text, `bucket "tail" is missing`) {
+		t.Fatalf("Verify = %s, want the missing tail reported", text)
+	}
+}
+
+// A writable Open of a format-3 file that lost its tail recreates it
+// without reusing a seq the lost counter had assigned.
+func TestLostTailDoesNotReuseSeqs(t *testing.T) {
+	db := openTailTest(t)
+	var last uint64
+	for i := 0; i < 10; i++ {
+		e, err := db.Append(Event{Slot: "s", Kind: KindCheckpoint, Checkpoint: []byte{byte(i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = e.Seq
+	}
+	path := db.Path()
+	db.Close()
+	bdb, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = bdb.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketEvents).Sequence() >= last {
+			t.Errorf("the events counter (%d) already covers seq %d: the test proves nothing", tx.Bucket(bucketEvents).Sequence(), last)
+		}
+		return tx.DeleteBucket(bucketTail)
+	})
+	bdb.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err = Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	e, err := db.Append(Event{Slot: "s", Kind: KindCheckpoint, Checkpoint: []byte("after")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The tail held the newest events, which are lost; the ones moved into
+	// events before must not be overwritten.
+	var inEvents uint64
+	db.bolt.View(func(tx *bolt.Tx) error {
+		k, _ := tx.Bucket(bucketEvents).Cursor().Last()
+		inEvents = be(k)
+		return nil
+	})
+	if e.Seq <= inEvents {
+		t.Fatalf("append after losing the tail got seq %d, at or below stored event %d", e.Seq, inEvents)
+	}
+}

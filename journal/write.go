@@ -596,9 +596,10 @@ func newTxWriter(tx *bolt.Tx, db *DB, now time.Time) (*txWriter, error) {
 	if w.slotMeta, err = w.bucket(&w.slotMeta, bucketSlotMeta); err != nil {
 		return nil, err
 	}
-	if w.tail, err = w.bucket(&w.tail, bucketTail); err != nil {
+	if err := createTail(tx); err != nil { // present unless the file is damaged
 		return nil, err
 	}
+	w.tail = tx.Bucket(bucketTail)
 	w.tailBytes = -1
 	// Event keys only grow (sequence numbers): fill their leaves instead
 	// of splitting them half full, so a commit of many events dirties half
