@@ -27,6 +27,23 @@ func openTailTest(t *testing.T) *DB {
 	return db
 }
 
+// tamper closes db and applies fn to its file with bbolt directly.
+func tamper(t *testing.T, db *DB, fn func(*bolt.Tx) error) string {
+	t.Helper()
+	path := db.Path()
+	db.Close()
+	bdb, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = bdb.Update(fn)
+	bdb.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // tailSeqs returns the seqs in the tail and the number of records in events.
 func tailSeqs(t *testing.T, db *DB) (tail []uint64, events int) {
 	t.Helper()
@@ -160,14 +177,7 @@ func TestTailOrderAndBudget(t *testing.T) {
 
 // Verify catches a tail record whose seq is not above every event's.
 func TestVerifyTailOutOfOrder(t *testing.T) {
-	db := openTailTest(t)
-	path := db.Path()
-	db.Close()
-	bdb, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = bdb.Update(func(tx *bolt.Tx) error {
+	path := tamper(t, openTailTest(t), func(tx *bolt.Tx) error {
 		// A copy of the oldest event, in events under a seq above every
 		// tail record's.
 		events, tail := tx.Bucket(bucketEvents), tx.Bucket(bucketTail)
@@ -180,11 +190,7 @@ func TestVerifyTailOutOfOrder(t *testing.T) {
 		}
 		return events.Put(u64(be(k)+1000), v)
 	})
-	bdb.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err = Open(path, &Options{ReadOnly: true})
+	db, err := Open(path, &Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,19 +206,8 @@ func TestVerifyTailOutOfOrder(t *testing.T) {
 
 // A format-3 file without its tail bucket is damaged: Verify says so.
 func TestVerifyMissingTail(t *testing.T) {
-	db := openTailTest(t)
-	path := db.Path()
-	db.Close()
-	bdb, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = bdb.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketTail) })
-	bdb.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err = Open(path, &Options{ReadOnly: true})
+	path := tamper(t, openTailTest(t), func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketTail) })
+	db, err := Open(path, &Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,23 +229,13 @@ func TestLostTailDoesNotReuseSeqs(t *testing.T) {
 		}
 		last = e.Seq
 	}
-	path := db.Path()
-	db.Close()
-	bdb, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = bdb.Update(func(tx *bolt.Tx) error {
+	path := tamper(t, db, func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketEvents).Sequence() >= last {
 			t.Errorf("the events counter (%d) already covers seq %d: the test proves nothing", tx.Bucket(bucketEvents).Sequence(), last)
 		}
 		return tx.DeleteBucket(bucketTail)
 	})
-	bdb.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err = Open(path, nil)
+	db, err := Open(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
