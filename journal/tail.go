@@ -20,6 +20,9 @@ import (
 // in seq order. The tail's sequence counter assigns seqs (older files used
 // the events bucket's counter: the higher of the two is the counter).
 
+// formatWithTail is the first format version with a tail bucket.
+const formatWithTail = 3
+
 // tailBudget is the most record bytes the tail holds: bbolt keeps a bucket
 // inline while its single leaf, 16 bytes of page header plus 16 bytes of
 // element header, key and value per record, is at most a quarter page.
@@ -81,9 +84,11 @@ func (s eventStore) counter() uint64 {
 
 // nextSeq assigns the next sequence number.
 func (w *txWriter) nextSeq() (uint64, error) {
-	seq := max(w.events.Sequence(), w.tail.Sequence()) + 1
+	seq := w.store().counter() + 1
 	return seq, w.tail.SetSequence(seq)
 }
+
+func (w *txWriter) store() eventStore { return eventStore{events: w.events, tail: w.tail} }
 
 // putEvent stores an event record: in the tail if it fits and this commit
 // has not moved the tail yet (see bulk), else in events, after moving the
@@ -99,7 +104,7 @@ func (w *txWriter) putEvent(key, data []byte) error {
 				return err
 			}
 		}
-		if size := tailElem + len(data); !w.bulk && w.tailBytes+size <= tailBudget(w.tx.DB().Info().PageSize) {
+		if size := tailElem + len(data); !w.bulk && w.tailBytes+size <= w.tailBudget {
 			w.tailBytes += size
 			return w.tail.Put(key, data)
 		}
@@ -134,7 +139,7 @@ func (w *txWriter) moveTail() error {
 
 // getEvent returns the stored record at key, nil if there is none.
 func (w *txWriter) getEvent(key []byte) []byte {
-	return eventStore{events: w.events, tail: w.tail}.get(key)
+	return w.store().get(key)
 }
 
 // removeEvent deletes the record at key from whichever bucket holds it.

@@ -107,7 +107,7 @@ func verifyTx(tx *bolt.Tx, add func(string, ...any)) {
 		}
 	}
 	events, states, bases, slotMeta, slotIdx, jobs, orphans := b["events"], b["states"], b["bases"], b["slotmeta"], b["slotidx"], b["jobs"], b["orphans"]
-	if v, _ := strconv.Atoi(string(meta.Get(keyFormat))); v >= 3 && tx.Bucket(bucketTail) == nil {
+	if v, _ := strconv.Atoi(string(meta.Get(keyFormat))); v >= formatWithTail && tx.Bucket(bucketTail) == nil {
 		add("bucket %q is missing", bucketTail)
 	}
 	// Events: keys are seqs, records decode, seqs increase and stay below

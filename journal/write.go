@@ -445,12 +445,13 @@ type txWriter struct {
 	// (-1: not computed yet); tailMoved: this transaction moved the tail
 	// into events; bulk: this transaction writes more events than the
 	// tail holds, so they go to events directly (see tail.go).
-	tailBytes int
-	tailMoved bool
-	bulk      bool
-	cache     map[string]*slotTx
-	order     []string
-	written   int64 // events written
+	tailBytes  int
+	tailBudget int // tailBudget(page size)
+	tailMoved  bool
+	bulk       bool
+	cache      map[string]*slotTx
+	order      []string
+	written    int64 // events written
 	// writable: a commit's writer, which reads and updates db.slots (the
 	// states it writes, cached) instead of decoding them from the file.
 	writable bool
@@ -586,21 +587,19 @@ func slotEntries(idx, meta *bolt.Bucket, slot string, from uint64, fn func(seq u
 
 func newTxWriter(tx *bolt.Tx, db *DB, now time.Time) (*txWriter, error) {
 	w := &txWriter{tx: tx, db: db, now: now, cache: make(map[string]*slotTx)}
-	var err error
-	if w.events, err = w.bucket(&w.events, bucketEvents); err != nil {
-		return nil, err
-	}
-	if w.states, err = w.bucket(&w.states, bucketStates); err != nil {
-		return nil, err
-	}
-	if w.slotMeta, err = w.bucket(&w.slotMeta, bucketSlotMeta); err != nil {
-		return nil, err
+	for _, b := range []struct {
+		p    **bolt.Bucket
+		name []byte
+	}{{&w.events, bucketEvents}, {&w.states, bucketStates}, {&w.slotMeta, bucketSlotMeta}} {
+		if _, err := w.bucket(b.p, b.name); err != nil {
+			return nil, err
+		}
 	}
 	if err := createTail(tx); err != nil { // present unless the file is damaged
 		return nil, err
 	}
 	w.tail = tx.Bucket(bucketTail)
-	w.tailBytes = -1
+	w.tailBytes, w.tailBudget = -1, tailBudget(tx.DB().Info().PageSize)
 	// Event keys only grow (sequence numbers): fill their leaves instead
 	// of splitting them half full, so a commit of many events dirties half
 	// as many new leaves. Records are unchanged; only how bbolt packs pages.
