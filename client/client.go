@@ -831,14 +831,20 @@ func (c *Client) WaitForJob(ctx context.Context) error {
 	wait := c.o.waitMin
 	for {
 		err := c.NewJob(ctx)
+		noJobs := errors.Is(err, ErrNoJobs)
+		retry := noJobs || transient(err)
 		switch {
-		case err == nil || ctx.Err() != nil:
+		case err == nil:
+			return nil
+		case ctx.Err() != nil && retry && !errors.Is(err, ctx.Err()):
+			// The answer came just as ctx ended: the caller asked to
+			// stop, so it is told why it stopped, not that the stage
+			// was empty at that instant.
+			return fmt.Errorf("client: waitForJob: %w", ctx.Err())
+		case ctx.Err() != nil || !retry:
 			return err
-		case errors.Is(err, ErrNoJobs):
-		case transient(err):
+		case !noJobs:
 			c.log.Warn("tracker unavailable; waiting", slog.String("err", err.Error()))
-		default:
-			return err
 		}
 		d := wait/2 + rand.N(wait+1)
 		if d > c.o.waitMax {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -399,10 +400,32 @@ func TestHeartbeat(t *testing.T) {
 	if !c.HasJob() || c.Job().Text() != "late job" {
 		t.Fatalf("job %q", c.Job().Text())
 	}
+	wantNoErr(t, "CompleteJob", c.CompleteJob(e.ctx, "x"))
 	ctx, cancel = context.WithTimeout(e.ctx, 30*time.Millisecond)
 	defer cancel()
-	wantNoErr(t, "CompleteJob", c.CompleteJob(e.ctx, "x"))
 	wantErrIs(t, "WaitForJob cancelled", c.WaitForJob(ctx), context.DeadlineExceeded)
+}
+
+// TestWaitForJobEndedDuringAnswer: when ctx ends just after the tracker
+// answered "no jobs", WaitForJob reports ctx's error, not the empty stage.
+// (CI once saw ErrNoJobs here when a 30 ms deadline passed mid-request.)
+func TestWaitForJobEndedDuringAnswer(t *testing.T) {
+	var cancel atomic.Pointer[context.CancelFunc]
+	hook := func(p client.Point, op string) {
+		if f := cancel.Load(); f != nil && p == client.PointAfterSend && op == "claim" {
+			(*f)()
+		}
+	}
+	e := newEnv(t, trackertest.Options{}, client.WithHook(hook))
+	c := e.init("a")
+	ctx, stop := context.WithCancel(e.ctx)
+	defer stop()
+	cancel.Store(&stop)
+	err := c.WaitForJob(ctx)
+	wantErrIs(t, "WaitForJob", err, context.Canceled)
+	if errors.Is(err, client.ErrNoJobs) {
+		t.Fatalf("err = %v, also ErrNoJobs", err)
+	}
 }
 
 // TestHeartbeatDetectsLoss: a worker deleted by the tracker (heartbeat too
