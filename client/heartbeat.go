@@ -31,6 +31,10 @@ func (c *Client) run(ctx context.Context) {
 	}
 }
 
+// registerTimeout bounds a registration made by the heartbeat. Close
+// cancels it at once.
+const registerTimeout = 30 * time.Second
+
 func (c *Client) sendProgress(ctx context.Context) {
 	c.smu.RLock()
 	token, gone := c.token, c.gone
@@ -77,7 +81,10 @@ func (c *Client) beat(ctx context.Context, check bool) {
 	if c.closed.Load() || c.job != nil || !c.wantSession {
 		return
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.o.heartbeat)
+	// Not bounded by the heartbeat interval: a registration cut off after
+	// the tracker applied it leaves a worker the client never learns of
+	// (it holds no job and times out at the tracker, but it is a leak).
+	cctx, cancel := context.WithTimeout(ctx, max(c.o.heartbeat, registerTimeout))
 	defer cancel()
 	if err := c.ensureSession(cctx); err != nil {
 		c.log.Warn("could not register afresh; will retry", slog.String("err", err.Error()))
