@@ -428,6 +428,38 @@ func TestWaitForJobEndedDuringAnswer(t *testing.T) {
 	}
 }
 
+// TestCloseStopsHeartbeatRegistration: the heartbeat's fresh registration
+// may wait up to 30 s for a slow tracker, but Close cancels it at once.
+func TestCloseStopsHeartbeatRegistration(t *testing.T) {
+	e := newEnv(t, trackertest.Options{})
+	c := e.init("a", client.WithHeartbeat(5*time.Millisecond))
+	registering := make(chan struct{}, 1)
+	e.tr.SetFault(func(r *http.Request, ep string) (trackertest.Fault, time.Duration) {
+		switch ep {
+		case "updateProgress":
+			return trackertest.FaultDropRequest, 0
+		case "new": // register
+			select {
+			case registering <- struct{}{}:
+			default:
+			}
+			return trackertest.FaultNone, time.Hour
+		}
+		return trackertest.FaultNone, 0
+	})
+	e.advancePastIdle()
+	select {
+	case <-registering:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the heartbeat did not register afresh")
+	}
+	start := time.Now()
+	c.Close()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Close took %v while the heartbeat was registering", d)
+	}
+}
+
 // TestHeartbeatDetectsLoss: a worker deleted by the tracker (heartbeat too
 // slow) is detected by the liveness check and replaced; SessionLost fires.
 func TestHeartbeatDetectsLoss(t *testing.T) {
