@@ -58,7 +58,11 @@ type Client struct {
 	report      replay.Report
 	resubmitted []int
 
-	progress  atomic.Pointer[string]
+	// progress is the last Log text with the generation of the job it was
+	// logged for; gen counts the changes of the held job. Text logged for
+	// another job than the one held now is never sent (see progressText).
+	progress  atomic.Pointer[progressText]
+	gen       atomic.Uint64
 	kick      chan struct{}
 	closed    atomic.Bool
 	stop      context.CancelFunc
@@ -135,8 +139,7 @@ func newClient(ctx context.Context, db *journal.DB, slot, url, stage string, o o
 		kick:        make(chan struct{}, 1),
 		done:        make(chan struct{}),
 	}
-	empty := ""
-	c.progress.Store(&empty)
+	c.progress.Store(&progressText{})
 	if err := c.recover(ctx); err != nil {
 		return nil, err
 	}
@@ -199,8 +202,7 @@ func (c *Client) recover(ctx context.Context) error {
 			c.job = &heldJob{number: j.Number, data: data, checkpoint: bytes.Clone(j.Checkpoint), resumed: true}
 		}
 		if st.Progress != "" {
-			p := st.Progress
-			c.progress.Store(&p)
+			c.progress.Store(&progressText{gen: c.gen.Load(), text: st.Progress})
 		}
 		c.log.Info("resumed the journaled session", slog.String("display_name", s.DisplayName), slog.String("token", session.Redact(s.Token)))
 	}
@@ -307,6 +309,12 @@ func (c *Client) recordLost(why string) error {
 	if err := c.append(journal.Event{Kind: journal.KindSessionLost, Reason: why}); err != nil {
 		return err
 	}
+	c.forgetSession()
+	return nil
+}
+
+// forgetSession drops the session from memory once its loss is recorded.
+func (c *Client) forgetSession() {
 	c.smu.Lock()
 	if c.job != nil {
 		c.lostJob = c.job.number
@@ -314,7 +322,7 @@ func (c *Client) recordLost(why string) error {
 	}
 	c.token, c.gone, c.goneWhy, c.job = "", false, "", nil
 	c.smu.Unlock()
-	return nil
+	c.clearProgress()
 }
 
 // ensureSession records a detected loss and registers afresh if the slot
@@ -338,6 +346,34 @@ func (c *Client) setJob(j *heldJob) {
 		c.lostJob = 0
 	}
 	c.smu.Unlock()
+	c.clearProgress()
+}
+
+// progressText is a Log text and the job generation it belongs to.
+type progressText struct {
+	gen  uint64
+	text string
+}
+
+// clearProgress marks the last Log text stale: the held job changed (a
+// claim, a completion, a flag, a release, a loss), so the dashboard must not
+// go on showing it.
+func (c *Client) clearProgress() { c.gen.Add(1) }
+
+// progressText returns the text the tracker should show for this worker
+// now: the last Log text if it was logged for the job held now, else what
+// the worker is doing.
+func (c *Client) progressText() string {
+	p := c.progress.Load()
+	if p.gen == c.gen.Load() && p.text != "" {
+		return p.text
+	}
+	c.smu.RLock()
+	defer c.smu.RUnlock()
+	if c.job != nil {
+		return fmt.Sprintf("working on job %d", c.job.number)
+	}
+	return "waiting for a job"
 }
 
 // lock takes the action lock, refusing a closed client.
@@ -369,17 +405,22 @@ func (c *Client) JobCount(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// NewJob claims a job; Job, JobID and HasJob then describe it. It returns
-// an error wrapping ErrNoJobs when the stage has no open job (the upstream
-// ZeroJobError).
+// NewJob gives the program a job to work on; Job, JobID, HasJob (and
+// Resumed, LastCheckpoint) then describe it. It returns an error wrapping
+// ErrNoJobs when the stage has no open job (the upstream ZeroJobError).
 //
-// Before claiming it settles a completion or flag left unconfirmed by an
-// earlier call (a claim would release the job they belong to) and fails if
-// it cannot. A job held and not completed is released (the tracker's newJob
-// releases it anyway; it is recorded). If the worker was lost, NewJob
-// registers afresh and claims with the new worker. If the job claimed is one
-// whose output was orphaned (see WithResubmitOrphans), that output is
-// submitted and another job claimed.
+// A job the worker already holds is handed back as it is, without a
+// request: the job resumed after a crash (Resumed, LastCheckpoint), or one
+// the program did not complete, flag or release. NewJob never releases a
+// held job; call Release to give it up. So the loop NewJob (or WaitForJob),
+// work, CompleteJob resumes where the program was killed.
+//
+// Otherwise it claims one. Before claiming it settles a completion or flag
+// left unconfirmed by an earlier call (the tracker's newJob would release
+// the job they belong to) and fails if it cannot. If the worker was lost,
+// NewJob registers afresh and claims with the new worker. If the job
+// claimed is one whose output was orphaned (see WithResubmitOrphans), that
+// output is submitted and another job claimed.
 func (c *Client) NewJob(ctx context.Context) error {
 	if err := c.lock(); err != nil {
 		return err
@@ -392,17 +433,14 @@ func (c *Client) claim(ctx context.Context) error {
 	if err := c.settlePending(ctx); err != nil {
 		return fmt.Errorf("client: newJob: not claiming while an earlier action is unconfirmed: %w", err)
 	}
+	if c.job != nil {
+		c.log.Info("handing back the held job", slog.Int("job", c.job.number), slog.Bool("resumed", c.job.resumed))
+		return nil
+	}
 	retried := false
 	for {
 		if err := c.ensureSession(ctx); err != nil {
 			return err
-		}
-		if c.job != nil {
-			if err := c.append(journal.Event{Kind: journal.KindReleased, Job: c.job.number, Reason: "newJob releases the held job"}); err != nil {
-				return err
-			}
-			c.log.Info("job released by a new claim", slog.Int("job", c.job.number))
-			c.setJob(nil)
 		}
 		token := c.token
 		job, err := c.conn.NewJob(ctx, token)
@@ -475,7 +513,7 @@ func (c *Client) resubmit(ctx context.Context, o journal.Orphan) error {
 		return err
 	}
 	c.hook(PointAfterJournal, "complete")
-	settled, err := c.sendCompletion(ctx, n, decodeOutput(out), false)
+	settled, err := c.sendCompletion(ctx, n, false)
 	if err != nil && !settled {
 		return err
 	}
@@ -486,14 +524,6 @@ func (c *Client) resubmit(ctx context.Context, o journal.Orphan) error {
 		c.log.Info("submitted the orphaned output of a job claimed again instead of redoing it", slog.Int("job", n), slog.Uint64("orphan_seq", o.Seq))
 	}
 	return nil
-}
-
-func decodeOutput(s string) session.Payload {
-	p, err := session.Decode(&s)
-	if err != nil {
-		return session.String(s)
-	}
-	return p
 }
 
 // settlePending resends a completion or flag recorded and not confirmed
@@ -510,7 +540,7 @@ func (c *Client) settlePending(ctx context.Context) error {
 		return fmt.Errorf("client: journal: %w", err)
 	}
 	if p := st.Completion; p != nil {
-		if settled, err := c.sendCompletion(ctx, p.Job.Number, decodeOutput(p.Output), true); !settled {
+		if settled, err := c.sendCompletion(ctx, p.Job.Number, true); !settled {
 			return err
 		}
 	}
@@ -556,7 +586,7 @@ func (c *Client) CompleteJob(ctx context.Context, output any) error {
 		if c.isGone() {
 			return c.orphanPending(pend.Job.Number)
 		}
-		_, err := c.sendCompletion(ctx, pend.Job.Number, decodeOutput(pend.Output), true)
+		_, err := c.sendCompletion(ctx, pend.Job.Number, true)
 		return err
 	}
 	if st.FlagPending && c.job != nil && c.token != "" {
@@ -581,7 +611,7 @@ func (c *Client) CompleteJob(ctx context.Context, output any) error {
 	if c.isGone() {
 		return c.orphanPending(n)
 	}
-	_, err = c.sendCompletion(ctx, n, p, false)
+	_, err = c.sendCompletion(ctx, n, false)
 	return err
 }
 
@@ -594,52 +624,54 @@ func (c *Client) orphanPending(n int) error {
 	return fmt.Errorf("client: completeJob: job %d: %w; the output is kept in the journal as an orphan and will be submitted if the job is claimed again", n, ErrWorkerGone)
 }
 
-// sendCompletion sends the recorded pending completion of job n and records
-// the outcome. resend says an earlier attempt may have reached the tracker,
-// so that a 403 (no job held) means it was applied. settled reports whether
-// the outcome was recorded (the completion is no longer pending); err is nil
-// only if the output was accepted. The caller holds mu.
-func (c *Client) sendCompletion(ctx context.Context, n int, out session.Payload, resend bool) (settled bool, err error) {
+// settle sends the slot's pending op through replay.Settle (the one place
+// that maps the tracker's answers to outcomes and records them) and brings
+// the client's memory in line with what was recorded. resend says an
+// earlier attempt may have reached the tracker. The caller holds mu.
+func (c *Client) settle(ctx context.Context, op replay.Op, resend bool) (replay.Settled, error) {
 	token := c.token
-	err = c.conn.CompleteJob(ctx, token, out)
-	c.hook(PointAfterSend, "complete")
-	var verr *session.ValidationError
-	// Settle records are durable (never AppendDeferred, unlike the claim):
-	// if a settle were lost in a crash while a later claim reached the
-	// tracker, recovery would resend the completion with the same token,
-	// and the tracker, which binds a completion to the token's held job,
-	// not to a job number, would apply it to the NEW job: the old job's
-	// output recorded as the new job's. The settle must be on disk before
-	// the next newJob leaves the machine.
-	switch {
-	case err == nil:
-		if err := c.append(journal.Event{Kind: journal.KindCompletionSettled, Job: n, Outcome: journal.OutcomeAccepted}); err != nil {
-			return false, err
-		}
+	res, err := replay.Settle(ctx, c.db, c.conn, c.slot, op, resend, func(op string) { c.hook(PointAfterSend, op) })
+	if err != nil {
+		return res, fmt.Errorf("client: %s: %w", op, err)
+	}
+	switch o := res.Outcome; {
+	case o == replay.WorkerGone:
+		// Settle recorded the loss; the held job went with the worker.
+		c.markGone(token, res.Err.Error())
+		c.forgetSession()
+	case op == replay.OpFlag && o != replay.Unsettled && o != replay.Refused:
+		c.setJob(nil)
+	case op == replay.OpBye && o.Settled():
+		c.smu.Lock()
+		c.token, c.job = "", nil
+		c.smu.Unlock()
+		c.clearProgress()
+	}
+	return res, nil
+}
+
+// sendCompletion settles the recorded pending completion of job n; see
+// settle. settled reports whether the completion is no longer pending; err
+// is nil only if the output was accepted (now or by an earlier attempt).
+// The caller holds mu.
+func (c *Client) sendCompletion(ctx context.Context, n int, resend bool) (settled bool, err error) {
+	res, err := c.settle(ctx, replay.OpComplete, resend)
+	if err != nil {
+		return false, err
+	}
+	switch res.Outcome {
+	case replay.Accepted:
 		c.log.Info("job completed", slog.Int("job", n))
 		return true, nil
-	case errors.Is(err, session.ErrAppliedEarlier) || (resend && errors.Is(err, session.ErrNoJobHeld)):
-		if err := c.append(journal.Event{Kind: journal.KindCompletionSettled, Job: n, Outcome: journal.OutcomeAppliedEarlier,
-			Reason: "the tracker refused a resend: an earlier attempt was applied"}); err != nil {
-			return false, err
-		}
+	case replay.AppliedEarlier:
 		c.log.Info("job completed (by an earlier attempt whose answer was lost)", slog.Int("job", n))
 		return true, nil
-	case errors.Is(err, session.ErrWorkerGone):
-		c.markGone(token, "completeJob answered 404: the worker timed out")
-		if err := c.recordLost(""); err != nil {
-			return false, err
-		}
+	case replay.WorkerGone:
 		return true, fmt.Errorf("client: completeJob: job %d: %w; the output is kept in the journal as an orphan and will be submitted if the job is claimed again", n, ErrWorkerGone)
-	case errors.Is(err, session.ErrNoJobHeld), errors.As(err, &verr):
-		// Not applied, and never will be with this token: keep the output.
-		if err := c.append(journal.Event{Kind: journal.KindCompletionSettled, Job: n, Outcome: journal.OutcomeOrphaned, Reason: err.Error()}); err != nil {
-			return false, err
-		}
-		return true, fmt.Errorf("client: completeJob: job %d: the tracker refused the completion; the output is kept in the journal as an orphan: %w", n, err)
-	default:
-		return false, fmt.Errorf("client: completeJob: job %d: not confirmed, kept in the journal and resent before the next claim: %w", n, err)
+	case replay.Orphaned:
+		return true, fmt.Errorf("client: completeJob: job %d: the tracker refused the completion; the output is kept in the journal as an orphan: %w", n, res.Err)
 	}
+	return false, fmt.Errorf("client: completeJob: job %d: not confirmed, kept in the journal and resent before the next claim: %w", n, res.Err)
 }
 
 // FlagInvalidData reports the held job's input as invalid; the tracker
@@ -682,50 +714,64 @@ func (c *Client) FlagInvalidData(ctx context.Context) error {
 	return err
 }
 
-// sendFlag sends the recorded pending flag of job n and records the
-// outcome; see sendCompletion. The caller holds mu.
+// sendFlag settles the recorded pending flag of job n; see sendCompletion.
+// The caller holds mu.
 func (c *Client) sendFlag(ctx context.Context, n int, resend bool) (settled bool, err error) {
-	token := c.token
-	err = c.conn.FlagInvalidData(ctx, token)
-	c.hook(PointAfterSend, "flag")
-	var verr *session.ValidationError
-	switch {
-	case err == nil:
-		if err := c.append(journal.Event{Kind: journal.KindFlagSettled, Job: n, Outcome: journal.OutcomeAccepted}); err != nil {
-			return false, err
-		}
-		c.setJob(nil)
+	res, err := c.settle(ctx, replay.OpFlag, resend)
+	if err != nil {
+		return false, err
+	}
+	switch res.Outcome {
+	case replay.Accepted:
 		c.log.Info("job flagged as invalid", slog.Int("job", n))
 		return true, nil
-	case errors.Is(err, session.ErrAppliedEarlier) || (resend && errors.Is(err, session.ErrNoJobHeld)):
-		if err := c.append(journal.Event{Kind: journal.KindFlagSettled, Job: n, Outcome: journal.OutcomeAppliedEarlier,
-			Reason: "the tracker refused a resend: an earlier attempt was applied"}); err != nil {
-			return false, err
-		}
-		c.setJob(nil)
+	case replay.AppliedEarlier:
 		c.log.Info("job flagged as invalid (by an earlier attempt whose answer was lost)", slog.Int("job", n))
 		return true, nil
-	case errors.Is(err, session.ErrWorkerGone):
-		c.markGone(token, "flagInvalidData answered 404: the worker timed out")
-		if err := c.recordLost(""); err != nil {
-			return false, err
-		}
+	case replay.WorkerGone:
 		return true, c.noJobError("flagInvalidData")
-	case errors.Is(err, session.ErrNoJobHeld):
-		if err := c.append(journal.Event{Kind: journal.KindFlagSettled, Job: n, Outcome: journal.OutcomeOrphaned, Reason: err.Error()}); err != nil {
-			return false, err
-		}
-		c.setJob(nil)
-		return true, fmt.Errorf("client: flagInvalidData: job %d: the tracker says this worker holds no job: %w", n, err)
-	case errors.As(err, &verr):
-		if err := c.append(journal.Event{Kind: journal.KindFlagSettled, Job: n, Outcome: journal.OutcomeFailed, Reason: verr.Error()}); err != nil {
-			return false, err
-		}
+	case replay.Orphaned:
+		return true, fmt.Errorf("client: flagInvalidData: job %d: the tracker says this worker holds no job: %w", n, res.Err)
+	case replay.Refused:
 		return true, fmt.Errorf("client: flagInvalidData: job %d: the tracker failed to record the flag and still assigns the job to this worker "+
-			"(the upstream tracker does this on a job's 5th flag at stage b); complete the job, claim another or say bye: %w", n, err)
-	default:
-		return false, fmt.Errorf("client: flagInvalidData: job %d: not confirmed, kept in the journal and resent before the next claim: %w", n, err)
+			"(the upstream tracker does this on a job's 5th flag at stage b); complete the job, release it or say bye: %w", n, res.Err)
 	}
+	return false, fmt.Errorf("client: flagInvalidData: job %d: not confirmed, kept in the journal and resent before the next claim: %w", n, res.Err)
+}
+
+// Release hands the held job back to the tracker, which re-opens it for
+// other workers; use it for a job the program will not complete or flag.
+// The tracker has no release call, so Release says bye (recorded before it
+// is sent, like Bye): the bye re-opens the job and ends the worker, and the
+// client registers a fresh worker at once (the heartbeat) or at the next
+// action. A pending flag of the job is settled first (if it was applied,
+// the job is already released). Errors: ErrNoJobHeld, ErrWorkerGone (the
+// job was lost with the worker: the tracker re-opened it already), and
+// those of Bye; a release not confirmed is resent on the next start.
+func (c *Client) Release(ctx context.Context) error {
+	if err := c.lock(); err != nil {
+		return err
+	}
+	defer c.mu.Unlock()
+	if c.job == nil {
+		return c.noJobError("release")
+	}
+	if err := c.settlePending(ctx); err != nil {
+		return fmt.Errorf("client: release: not released, an earlier action is unconfirmed: %w", err)
+	}
+	if c.job == nil {
+		return c.noJobError("release") // a flag applied, or the worker lost
+	}
+	n := c.job.number
+	if err := c.append(journal.Event{Kind: journal.KindByePending}); err != nil {
+		return err
+	}
+	c.hook(PointAfterJournal, "bye")
+	if err := c.sendBye(ctx); err != nil {
+		return fmt.Errorf("client: release: job %d: %w", n, err)
+	}
+	c.log.Info("job released", slog.Int("job", n))
+	return nil
 }
 
 // Checkpoint records data as the held job's resume data, durably. If the
@@ -765,7 +811,7 @@ func (c *Client) Log(text string) {
 	if utf8.RuneCountInString(text) > session.MaxProgressLen {
 		text = cutRunes(text, session.MaxProgressLen)
 	}
-	c.progress.Store(&text)
+	c.progress.Store(&progressText{gen: c.gen.Load(), text: text})
 	if !c.closed.Load() {
 		c.db.AppendProgress(c.slot, text)
 	}
@@ -893,25 +939,16 @@ func (c *Client) Bye(ctx context.Context) error {
 	return c.sendBye(ctx)
 }
 
-// sendBye sends the recorded pending bye and records the session closed.
-// The caller holds mu.
+// sendBye settles the recorded pending bye: the session is then closed
+// and the held job, if any, re-opened by the tracker. The caller holds mu.
 func (c *Client) sendBye(ctx context.Context) error {
-	err := c.conn.Bye(ctx, c.token)
-	c.hook(PointAfterSend, "bye")
-	if err != nil && !errors.Is(err, session.ErrWorkerGone) && !errors.Is(err, session.ErrAppliedEarlier) {
-		return fmt.Errorf("client: bye: not confirmed, resent on the next start: %w", err)
-	}
-	if c.job != nil {
-		if err := c.append(journal.Event{Kind: journal.KindReleased, Job: c.job.number, Reason: "bye"}); err != nil {
-			return err
-		}
-	}
-	if err := c.append(journal.Event{Kind: journal.KindClosed}); err != nil {
+	res, err := c.settle(ctx, replay.OpBye, false)
+	if err != nil {
 		return err
 	}
-	c.smu.Lock()
-	c.token, c.job = "", nil
-	c.smu.Unlock()
+	if !res.Outcome.Settled() {
+		return fmt.Errorf("client: bye: not confirmed, resent on the next start: %w", res.Err)
+	}
 	c.log.Info("said bye to the tracker", slog.String("display_name", c.displayName))
 	return nil
 }

@@ -44,7 +44,7 @@ func (c *Client) sendProgress(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.o.heartbeat)
 	defer cancel()
-	if err := c.conn.UpdateProgress(ctx, token, *c.progress.Load()); err != nil && ctx.Err() == nil {
+	if err := c.conn.UpdateProgress(ctx, token, c.progressText()); err != nil && ctx.Err() == nil {
 		c.log.Debug("progress not sent", slog.String("err", err.Error()))
 	}
 }

@@ -45,6 +45,14 @@ func TestJobCycle(t *testing.T) {
 	mustAppend(t, db, journal.Event{Slot: "s1", Kind: journal.KindClaimed, Job: 7, Input: ptr("in")})
 	mustAppend(t, db, journal.Event{Slot: "s1", Kind: journal.KindCheckpoint, Checkpoint: []byte("c1")})
 	db.AppendProgress("s1", "half way")
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := db.State("s1"); err != nil || st.Progress != "half way" {
+		t.Fatalf("progress of the held job = %q, %v; want %q", st.Progress, err, "half way")
+	}
+	// The completion ends the job: its progress text is no longer the
+	// worker's (the tracker's dashboard must not show it any more).
 	p := mustAppend(t, db, journal.Event{Slot: "s1", Kind: journal.KindCompletionPending, Output: ptr("out")})
 	if p.Job != 7 {
 		t.Errorf("completion-pending Job = %d, want 7 (filled in)", p.Job)
@@ -54,7 +62,7 @@ func TestJobCycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	if st.Job != nil || st.Completion == nil || st.Completion.Job.Number != 7 || string(st.Completion.Job.Checkpoint) != "c1" ||
-		st.Completion.Output != "out" || st.Completion.Seq != p.Seq || st.Progress != "half way" || st.Session.Token != "0123456789abcdef" {
+		st.Completion.Output != "out" || st.Completion.Seq != p.Seq || st.Progress != "" || st.Session.Token != "0123456789abcdef" {
 		t.Fatalf("state after completion-pending = %+v", st)
 	}
 	// A claim while a completion is pending is refused, nothing written.

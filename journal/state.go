@@ -18,7 +18,7 @@ type State struct {
 	FlagPending bool            `json:"flag_pending,omitempty"`
 	ByePending  bool            `json:"bye_pending,omitempty"`
 	Closed      bool            `json:"closed,omitempty"`
-	Progress    string          `json:"progress,omitempty"` // last progress text
+	Progress    string          `json:"progress,omitempty"` // last progress text of the held job (or of the idle worker); cleared when the job changes
 	LastSeq     uint64          `json:"last_seq,omitempty"`
 	LastTime    time.Time       `json:"last_time,omitzero"`
 	LastReport  json.RawMessage `json:"last_report,omitempty"` // Report of the last replayed event
@@ -98,6 +98,7 @@ func Fold(s State, e Event) State {
 		}
 		s.Job = j
 		s.FlagPending = false
+		s.Progress = "" // text logged for another job is not this job's
 	case KindProgress:
 		s.Progress = e.Progress
 	case KindCheckpoint:
@@ -118,6 +119,7 @@ func Fold(s State, e Event) State {
 		}
 		s.Completion = c
 		s.Job = nil
+		s.Progress = ""
 	case KindCompletionSettled:
 		s.Completion = nil
 	case KindFlagPending:
@@ -126,10 +128,12 @@ func Fold(s State, e Event) State {
 		s.FlagPending = false
 		if e.Outcome != OutcomeFailed {
 			s.Job = nil // a flag that was applied releases the job
+			s.Progress = ""
 		}
 	case KindReleased:
 		s.Job = nil
 		s.FlagPending = false
+		s.Progress = ""
 	case KindByePending:
 		s.ByePending = true
 	case KindClosed:
@@ -138,8 +142,10 @@ func Fold(s State, e Event) State {
 		s.FlagPending = false
 		s.ByePending = false
 		s.Closed = true
+		s.Progress = ""
 	case KindSessionLost:
 		s.Session = nil
+		s.Progress = ""
 		s.Job = nil
 		s.Completion = nil
 		s.FlagPending = false

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 
 	"github.com/distcompute/distcompute-go/client"
 	"github.com/distcompute/distcompute-go/journal"
@@ -19,11 +20,14 @@ func (e *engine) recordFailure(i, job int, reason string, stderrTail []byte) err
 	return err
 }
 
-// releaseJob hands the job c holds back to the tracker. The protocol has no
-// release call: bye re-opens the held job (and ends the worker, which the
-// client replaces with a fresh registration on its next claim). newJob would
-// release it too, but might hand the same job straight back.
-func releaseJob(ctx context.Context, c *client.Client, reason string) error {
-	_ = reason // bye journals its own "released" event
-	return c.Bye(ctx)
+// releaseJob hands the job c holds back to the tracker (client.Release: a
+// bye, then a fresh registration). A job no longer held (a pending flag of
+// it was applied meanwhile, or the worker was lost and the tracker re-opened
+// it) counts as released.
+func releaseJob(ctx context.Context, c *client.Client) error {
+	err := c.Release(ctx)
+	if errors.Is(err, client.ErrNoJobHeld) || errors.Is(err, client.ErrWorkerGone) {
+		return nil
+	}
+	return err
 }

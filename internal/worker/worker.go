@@ -453,12 +453,16 @@ func (e *engine) runSlot(i int) {
 	st := e.slots[i]
 	defer st.set(e.m, stateStopped, 0)
 	// Only a job handed back by the journal's replay is run without a claim
-	// first. After that every job is claimed: a job still held after an
-	// unconfirmed flag or a failed release is settled or released by the
-	// client's next claim, never run again here.
+	// first. A job still held after runJob is one this slot gave up on (a
+	// flag the tracker refused, a release or flag not confirmed): it is
+	// released before the next claim, never run again here (NewJob would
+	// hand it back).
 	needClaim := !c.HasJob()
 	for e.runCtx.Err() == nil && !e.isDraining() {
 		if needClaim {
+			if c.HasJob() && !e.giveBack(i) {
+				return
+			}
 			st.set(e.m, stateWaiting, 0)
 			if !e.claim(i) {
 				return
@@ -472,6 +476,32 @@ func (e *engine) runSlot(i int) {
 			return
 		}
 	}
+}
+
+// giveBack releases the job slot i still holds, trying again with growing
+// pauses while the tracker cannot be reached. It returns false when the slot
+// should stop (draining, hard stop).
+func (e *engine) giveBack(i int) bool {
+	c := e.clients[i]
+	pause := time.Second
+	for e.runCtx.Err() == nil && !e.isDraining() {
+		e.slots[i].set(e.m, stateReleasing, c.JobID())
+		ctx, cancel := e.netCtx()
+		err := releaseJob(ctx, c)
+		cancel()
+		if err == nil {
+			return true
+		}
+		e.log.Warn("releasing a job given up failed; trying again", "slot", c.Slot(), "err", err, "pause", pause)
+		ctx, cancel = e.claimCtx()
+		ok := sleepCtx(ctx, pause)
+		cancel()
+		if !ok {
+			return false
+		}
+		pause = min(2*pause, time.Minute)
+	}
+	return false
 }
 
 // claim gets slot i a job. It returns false when the slot should stop:
@@ -616,9 +646,9 @@ func (e *engine) runJob(i int, resumed bool) bool {
 			err := c.FlagInvalidData(ctx)
 			cancel()
 			if err != nil {
-				// Unconfirmed flags are resent before the next claim; a
-				// refused one (the upstream 5th-flag bug) leaves the job
-				// held, and the next claim releases it.
+				// An unconfirmed flag is resent before the job is released;
+				// a refused one (the upstream 5th-flag bug) leaves the job
+				// held: runSlot releases it before the next claim.
 				log.Error("flagging the job's data failed", "err", err)
 				return !drained
 			}
@@ -651,10 +681,10 @@ func (e *engine) runJob(i int, resumed bool) bool {
 			log.Error("journaling the failure failed", "err", err)
 		}
 		ctx, cancel := e.netCtx()
-		err := releaseJob(ctx, c, "command failed: "+reason)
+		err := releaseJob(ctx, c)
 		cancel()
 		if err != nil {
-			// The next claim releases it (newJob hands back a held job).
+			// runSlot tries again before the next claim.
 			log.Error("releasing the failed job failed", "err", err)
 			return !drained
 		}
@@ -753,7 +783,7 @@ func (e *engine) releaseAll() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(e.runCtx, 10*time.Second)
-		err := releaseJob(ctx, c, "released on exit")
+		err := c.Bye(ctx) // re-opens the held job; no fresh worker on exit
 		cancel()
 		if err != nil {
 			e.log.Error("releasing the job on exit failed", "slot", c.Slot(), "err", err)
