@@ -53,7 +53,8 @@ func TestDocLinksCatchBrokenLinks(t *testing.T) {
 		"Also [a section](docs/DESIGN.md#no-such-section).\n"+
 		"```\n[in code](nowhere.md)\n```\n")
 	write("pkg/doc.go", "// Package pkg follows docs/DESIGN.md, \"The event model\", and\n"+
-		"// DESIGN.md (a bare name that is not here) and docs/DESIGN.md, \"Nope\".\npackage pkg\n")
+		"// DESIGN.md (a bare name that is not here) and docs/DESIGN.md, \"Nope\".\n"+
+		"// And docs/DESIGN.md (\"The event\n// model\") wraps.\npackage pkg\n")
 	got := checkDocLinks(t, dir)
 	want := []string{
 		"README.md: link docs/MISSING.md",
@@ -77,7 +78,7 @@ var (
 	// mdMentionRe finds a file name ending in .md, with an optional
 	// "#anchor" or a quoted section name after it (across a comment's line
 	// break, a comma or an opening parenthesis).
-	mdMentionRe = regexp.MustCompile(`([A-Za-z0-9_./-]*[A-Za-z0-9_-]\.md)\b(#[A-Za-z0-9_-]+)?(?:[\s/,(]*(?:section\s+)?"([^"\n]+)")?`)
+	mdMentionRe = regexp.MustCompile(`([A-Za-z0-9_./-]*[A-Za-z0-9_-]\.md)\b(#[A-Za-z0-9_-]+)?(?:[\s/,(]*(?:section\s+)?"([^"]{1,80})")?`)
 	headingRe   = regexp.MustCompile(`(?m)^#{1,6}\s+(.+?)\s*#*\s*$`)
 )
 
@@ -141,7 +142,8 @@ func checkDocLinks(t *testing.T, root string) []string {
 				anchor = text[m[4]+1 : m[5]]
 			}
 			if m[6] >= 0 {
-				section = text[m[6]:m[7]]
+				// A section name may wrap onto the next comment line.
+				section = strings.Join(strings.Fields(text[m[6]:m[7]]), " ")
 			}
 			msg := "not found relative to " + rel + " or to the repository root"
 			for _, base := range []string{filepath.Dir(path), root} {
