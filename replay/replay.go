@@ -3,7 +3,7 @@
 // A worker that crashed, was preempted or lost its network leaves its journal
 // with unsettled work: a bye, completion or flag that was recorded and maybe
 // never sent (or sent and its answer lost), and a job it held. Slot settles
-// one slot, Run every slot, following DESIGN.md "Recovery" step by step:
+// one slot, Run every slot, following docs/DESIGN.md "Recovery" step by step:
 //
 //  1. A pending bye is resent; 404 means it was applied. The session is then
 //     over and nothing else is done.

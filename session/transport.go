@@ -74,7 +74,7 @@ func (e *retryable) Unwrap() error { return e.err }
 // call sends r, retrying transport errors, 5xx and 429 answers under the
 // Conn's retry policy, and returns the first other answer.
 //
-// Why retrying is safe, endpoint by endpoint (STYLE.md: retry only what
+// Why retrying is safe, endpoint by endpoint (docs/DESIGN.md, "Retries": retry only what
 // cannot have been applied, or what the protocol lets you recognise as
 // applied):
 //   - jobCount and validateWorker only read; updateProgress only overwrites.

@@ -71,7 +71,7 @@ type Options struct {
 }
 
 // Tracker is an in-memory distcompute tracker. It is an http.Handler serving the upstream
-// tracker's API and dashboard (PROTOCOL.md), and it is safe for concurrent use. A Tracker
+// tracker's API and dashboard (docs/PROTOCOL.md), and it is safe for concurrent use. A Tracker
 // starts no goroutine: Start and Serve run its idle sweep.
 type Tracker struct {
 	project  string

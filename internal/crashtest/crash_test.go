@@ -87,7 +87,7 @@ var (
 	}
 	registerPoints = []string{"after-journal:register", "after-send:register"}
 	byePoints      = []string{"after-journal:bye", "after-send:bye"}
-	// designPoints are the points DESIGN.md "Testing" names; each must
+	// designPoints are the points docs/DESIGN.md "Testing" names; each must
 	// have been reached at least once.
 	designPoints = []string{"after-journal:complete", "after-send:complete", "mid-job"}
 )
@@ -543,7 +543,7 @@ func runCrash(t *testing.T, cfg crashConfig) {
 	defer fig.mu.Unlock()
 	for _, p := range designPoints {
 		if cfg.NamedEach > 0 && fig.PointKills[p] == 0 {
-			t.Errorf("no kill at %s, a point DESIGN.md names", p)
+			t.Errorf("no kill at %s, a point docs/DESIGN.md names", p)
 		}
 	}
 	named := 0
