@@ -65,7 +65,8 @@ type Client struct {
 	gen       atomic.Uint64
 	kick      chan struct{}
 	closed    atomic.Bool
-	stop      context.CancelFunc
+	life      context.Context    // ends at Close: bounds the heartbeat and every action
+	stop      context.CancelFunc // ends life
 	done      chan struct{}
 	closeOnce sync.Once
 	closeErr  error
@@ -139,21 +140,22 @@ func newClient(ctx context.Context, db *journal.DB, slot, url, stage string, o o
 		kick:        make(chan struct{}, 1),
 		done:        make(chan struct{}),
 	}
+	c.life, c.stop = context.WithCancel(context.Background())
 	c.progress.Store(&progressText{})
 	if err := c.recover(ctx); err != nil {
+		c.stop()
 		return nil, err
 	}
 	if c.token == "" {
 		if err := c.register(ctx); err != nil {
+			c.stop()
 			return nil, err
 		}
 		if !c.report.Empty() {
 			c.report.Reregistered = true
 		}
 	}
-	hctx, cancel := context.WithCancel(context.Background())
-	c.stop = cancel
-	go c.run(hctx)
+	go c.run(c.life)
 	return c, nil
 }
 
@@ -386,6 +388,24 @@ func (c *Client) lock() error {
 	return nil
 }
 
+// begin takes the action lock and bounds ctx by the client's life: Close
+// cancels an action in flight instead of waiting for its retries to give
+// up. Nothing is lost by that: an action's record is durable before its
+// request leaves, and whatever was not settled is resent later. end
+// releases the lock.
+func (c *Client) begin(ctx context.Context) (_ context.Context, end func(), err error) {
+	if err := c.lock(); err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(c.life, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+		c.mu.Unlock()
+	}, nil
+}
+
 // noJobError is the error of an action that needs a held job when there is
 // none: ErrWorkerGone if the job was lost with the worker.
 func (c *Client) noJobError(op string) error {
@@ -422,10 +442,11 @@ func (c *Client) JobCount(ctx context.Context) (int, error) {
 // claimed is one whose output was orphaned (see WithResubmitOrphans), that
 // output is submitted and another job claimed.
 func (c *Client) NewJob(ctx context.Context) error {
-	if err := c.lock(); err != nil {
+	ctx, end, err := c.begin(ctx)
+	if err != nil {
 		return err
 	}
-	defer c.mu.Unlock()
+	defer end()
 	return c.claim(ctx)
 }
 
@@ -574,10 +595,11 @@ func (c *Client) settlePending(ctx context.Context) error {
 //     is then ignored).
 func (c *Client) CompleteJob(ctx context.Context, output any) error {
 	p, perr := toPayload(output)
-	if err := c.lock(); err != nil {
+	ctx, end, err := c.begin(ctx)
+	if err != nil {
 		return err
 	}
-	defer c.mu.Unlock()
+	defer end()
 	st, err := c.db.State(c.slot)
 	if err != nil {
 		return fmt.Errorf("client: journal: %w", err)
@@ -685,10 +707,11 @@ func (c *Client) sendCompletion(ctx context.Context, n int, resend bool) (settle
 // (complete the job, claim another with NewJob, or Bye); another error (not
 // confirmed): the flag stays pending and is resent before the next claim.
 func (c *Client) FlagInvalidData(ctx context.Context) error {
-	if err := c.lock(); err != nil {
+	ctx, end, err := c.begin(ctx)
+	if err != nil {
 		return err
 	}
-	defer c.mu.Unlock()
+	defer end()
 	if c.job == nil {
 		return c.noJobError("flagInvalidData")
 	}
@@ -749,10 +772,11 @@ func (c *Client) sendFlag(ctx context.Context, n int, resend bool) (settled bool
 // job was lost with the worker: the tracker re-opened it already), and
 // those of Bye; a release not confirmed is resent on the next start.
 func (c *Client) Release(ctx context.Context) error {
-	if err := c.lock(); err != nil {
+	ctx, end, err := c.begin(ctx)
+	if err != nil {
 		return err
 	}
-	defer c.mu.Unlock()
+	defer end()
 	if c.job == nil {
 		return c.noJobError("release")
 	}
@@ -783,10 +807,11 @@ func (c *Client) Checkpoint(ctx context.Context, data []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := c.lock(); err != nil {
+	ctx, end, err := c.begin(ctx)
+	if err != nil {
 		return err
 	}
-	defer c.mu.Unlock()
+	defer end()
 	if c.job == nil {
 		return c.noJobError("checkpoint")
 	}
@@ -902,6 +927,9 @@ func (c *Client) WaitForJob(ctx context.Context) error {
 		case <-ctx.Done():
 			t.Stop()
 			return fmt.Errorf("client: waitForJob: %w", ctx.Err())
+		case <-c.life.Done():
+			t.Stop()
+			return ErrClosed
 		case <-t.C:
 		}
 		wait = min(wait*2, c.o.waitMax)
@@ -916,10 +944,11 @@ func (c *Client) WaitForJob(ctx context.Context) error {
 // worker and IsAlive answers false; NewJob or WaitForJob would register a
 // new one. Close still has to be called.
 func (c *Client) Bye(ctx context.Context) error {
-	if err := c.lock(); err != nil {
+	ctx, end, err := c.begin(ctx)
+	if err != nil {
 		return err
 	}
-	defer c.mu.Unlock()
+	defer end()
 	if err := c.settlePending(ctx); err != nil {
 		return fmt.Errorf("client: bye: not said, an earlier action is unconfirmed: %w", err)
 	}
@@ -955,9 +984,12 @@ func (c *Client) sendBye(ctx context.Context) error {
 
 // Close stops the client's background goroutine and, unless it was given
 // with WithJournalDB or belongs to a Pool, closes the journal (flushing
-// buffered progress). It waits for an action in progress to finish. It does
-// not say bye: the session stays in the journal and the next Init resumes
-// it. Close is idempotent; later actions return ErrClosed.
+// buffered progress). An action in flight is cancelled, not waited for: it
+// returns an error wrapping context.Canceled, and what it recorded stays in
+// the journal (a completion or flag not confirmed is resent on the next
+// start), so Close returns promptly whatever the network does. It does not
+// say bye: the session stays in the journal and the next Init resumes it.
+// Close is idempotent; later actions return ErrClosed.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
@@ -965,7 +997,7 @@ func (c *Client) Close() error {
 			c.stop()
 			<-c.done
 		}
-		c.mu.Lock() // wait for an action in progress
+		c.mu.Lock() // wait for the cancelled action to return
 		defer c.mu.Unlock()
 		if c.ownDB {
 			c.closeErr = c.db.Close()

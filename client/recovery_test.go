@@ -815,3 +815,48 @@ func TestActionsSerialised(t *testing.T) {
 		t.Fatalf("completions %v", j.Completions)
 	}
 }
+
+// TestCloseCancelsActionInFlight: Close does not wait for an action whose
+// answer does not come (the default retry policy would keep it going for
+// minutes): it cancels it, and the next Init settles what it had recorded.
+func TestCloseCancelsActionInFlight(t *testing.T) {
+	e := newEnv(t, trackertest.Options{Jobs: []any{"in"}})
+	c := e.init("a", client.WithRetry(session.DefaultRetryPolicy()))
+	wantNoErr(t, "NewJob", c.NewJob(e.ctx))
+	sent := make(chan struct{}, 1)
+	e.tr.SetFault(func(r *http.Request, ep string) (trackertest.Fault, time.Duration) {
+		if ep == "completeJob" {
+			select {
+			case sent <- struct{}{}:
+			default:
+			}
+			return trackertest.FaultNone, time.Hour // the answer never comes
+		}
+		return trackertest.FaultNone, 0
+	})
+	errc := make(chan error, 1)
+	go func() { errc <- c.CompleteJob(e.ctx, "out") }()
+	select {
+	case <-sent:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the completion was not sent")
+	}
+	start := time.Now()
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Close took %v with a completion in flight", d)
+	}
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("CompleteJob in flight at Close = %v, want an error wrapping context.Canceled", err)
+	}
+	e.tr.SetFault(nil)
+	c = e.init("a")
+	if r := c.Report(); len(r.Resubmitted)+len(r.AppliedEarlier) != 1 {
+		t.Errorf("after Close mid-completion, recovery did %s, want the completion settled", r)
+	}
+	if j := e.tr.Jobs()[0]; j.Completions["a"] != 1 || *j.Outputs["a"] != "out" {
+		t.Errorf("job: %d completions, output %v", j.Completions["a"], j.Outputs["a"])
+	}
+}
