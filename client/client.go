@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/distcompute/distcompute-go/internal/hooks"
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/replay"
 	"github.com/distcompute/distcompute-go/session"
@@ -102,6 +103,9 @@ func Init(ctx context.Context, url, stage string, opts ...Option) (*Client, erro
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if h := hooks.From(ctx); h != nil {
+		o.hook = h
+	}
 	if err := o.check(); err != nil {
 		return nil, err
 	}
@@ -180,7 +184,7 @@ func (c *Client) recover(ctx context.Context) error {
 		ro.Bye = true // settle against the recorded tracker, then end that session
 	}
 	if c.o.hook != nil {
-		ro.Hook = func(p, op string) { c.o.hook(Point(p), op) }
+		ro.Hook = func(p, op string) { c.o.hook(hooks.Point(p), op) }
 	}
 	rep, err := replay.Slot(ctx, c.db, c.slot, ro)
 	c.report = rep
@@ -246,7 +250,7 @@ func (c *Client) appendDeferred(e journal.Event) error {
 	return nil
 }
 
-func (c *Client) hook(p Point, op string) {
+func (c *Client) hook(p hooks.Point, op string) {
 	if c.o.hook != nil {
 		c.o.hook(p, op)
 	}
@@ -256,7 +260,7 @@ func (c *Client) hook(p Point, op string) {
 // The caller holds mu.
 func (c *Client) register(ctx context.Context) error {
 	reg, err := c.conn.Register(ctx, c.nickname, c.stage)
-	c.hook(PointAfterSend, "register")
+	c.hook(hooks.AfterSend, "register")
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
@@ -264,7 +268,7 @@ func (c *Client) register(ctx context.Context) error {
 		Token: reg.Token, DisplayName: reg.DisplayName, Project: reg.Project, StageName: reg.StageName}); err != nil {
 		return err
 	}
-	c.hook(PointAfterJournal, "register")
+	c.hook(hooks.AfterJournal, "register")
 	c.smu.Lock()
 	c.token, c.displayName, c.project, c.stageName = reg.Token, reg.DisplayName, reg.Project, reg.StageName
 	c.gone, c.goneWhy, c.wantSession = false, "", true
@@ -465,7 +469,7 @@ func (c *Client) claim(ctx context.Context) error {
 		}
 		token := c.token
 		job, err := c.conn.NewJob(ctx, token)
-		c.hook(PointAfterSend, "claim")
+		c.hook(hooks.AfterSend, "claim")
 		if errors.Is(err, ErrWorkerGone) && !retried {
 			retried = true
 			c.markGone(token, "newJob answered 404: the worker timed out")
@@ -533,7 +537,7 @@ func (c *Client) resubmit(ctx context.Context, o journal.Orphan) error {
 		Reason: fmt.Sprintf("job %d claimed again by slot %s", n, c.slot)}); err != nil {
 		return err
 	}
-	c.hook(PointAfterJournal, "complete")
+	c.hook(hooks.AfterJournal, "complete")
 	settled, err := c.sendCompletion(ctx, n, false)
 	if err != nil && !settled {
 		return err
@@ -629,7 +633,7 @@ func (c *Client) CompleteJob(ctx context.Context, output any) error {
 		return err
 	}
 	c.setJob(nil)
-	c.hook(PointAfterJournal, "complete")
+	c.hook(hooks.AfterJournal, "complete")
 	if c.isGone() {
 		return c.orphanPending(n)
 	}
@@ -652,7 +656,7 @@ func (c *Client) orphanPending(n int) error {
 // earlier attempt may have reached the tracker. The caller holds mu.
 func (c *Client) settle(ctx context.Context, op replay.Op, resend bool) (replay.Settled, error) {
 	token := c.token
-	res, err := replay.Settle(ctx, c.db, c.conn, c.slot, op, resend, func(op string) { c.hook(PointAfterSend, op) })
+	res, err := replay.Settle(ctx, c.db, c.conn, c.slot, op, resend, func(op string) { c.hook(hooks.AfterSend, op) })
 	if err != nil {
 		return res, fmt.Errorf("client: %s: %w", op, err)
 	}
@@ -731,7 +735,7 @@ func (c *Client) FlagInvalidData(ctx context.Context) error {
 		if err := c.append(journal.Event{Kind: journal.KindFlagPending, Job: n}); err != nil {
 			return err
 		}
-		c.hook(PointAfterJournal, "flag")
+		c.hook(hooks.AfterJournal, "flag")
 	}
 	_, err = c.sendFlag(ctx, n, resend)
 	return err
@@ -790,12 +794,26 @@ func (c *Client) Release(ctx context.Context) error {
 	if err := c.append(journal.Event{Kind: journal.KindByePending}); err != nil {
 		return err
 	}
-	c.hook(PointAfterJournal, "bye")
+	c.hook(hooks.AfterJournal, "bye")
 	if err := c.sendBye(ctx); err != nil {
 		return fmt.Errorf("client: release: job %d: %w", n, err)
 	}
 	c.log.Info("job released", slog.Int("job", n))
 	return nil
+}
+
+// RecordFailure records in the journal that an attempt at the held job
+// failed, and why (dcjournal inspect shows it). It sends nothing and changes
+// nothing else: the job stays held. Errors: ErrNoJobHeld, journal errors.
+func (c *Client) RecordFailure(reason string) error {
+	if err := c.lock(); err != nil {
+		return err
+	}
+	defer c.mu.Unlock()
+	if c.job == nil {
+		return c.noJobError("recordFailure")
+	}
+	return c.append(journal.Event{Kind: journal.KindFailed, Job: c.job.number, Reason: reason})
 }
 
 // Checkpoint records data as the held job's resume data, durably. If the
@@ -818,7 +836,7 @@ func (c *Client) Checkpoint(ctx context.Context, data []byte) error {
 	if err := c.append(journal.Event{Kind: journal.KindCheckpoint, Job: c.job.number, Checkpoint: data}); err != nil {
 		return err
 	}
-	c.hook(PointAfterJournal, "checkpoint")
+	c.hook(hooks.AfterJournal, "checkpoint")
 	c.smu.Lock()
 	j := *c.job
 	j.checkpoint = bytes.Clone(data)
@@ -964,7 +982,7 @@ func (c *Client) Bye(ctx context.Context) error {
 	if err := c.append(journal.Event{Kind: journal.KindByePending}); err != nil {
 		return err
 	}
-	c.hook(PointAfterJournal, "bye")
+	c.hook(hooks.AfterJournal, "bye")
 	return c.sendBye(ctx)
 }
 
@@ -983,7 +1001,7 @@ func (c *Client) sendBye(ctx context.Context) error {
 }
 
 // Close stops the client's background goroutine and, unless it was given
-// with WithJournalDB or belongs to a Pool, closes the journal (flushing
+// to it open (a test seam) or belongs to a Pool, closes the journal (flushing
 // buffered progress). An action in flight is cancelled, not waited for: it
 // returns an error wrapping context.Canceled, and what it recorded stays in
 // the journal (a completion or flag not confirmed is resent on the next
@@ -1079,9 +1097,6 @@ func (c *Client) Stage() string { return c.stage }
 
 // Slot returns the client's journal slot.
 func (c *Client) Slot() string { return c.slot }
-
-// Journal returns the client's journal.
-func (c *Client) Journal() *journal.DB { return c.db }
 
 // Report returns what recovery did at Init (empty if there was nothing to
 // recover).

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/distcompute/distcompute-go/client"
+	"github.com/distcompute/distcompute-go/internal/hooks"
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/session"
 	"github.com/distcompute/distcompute-go/trackertest"
@@ -181,7 +182,7 @@ func TestCrashAfterJournalBeforeSend(t *testing.T) {
 			c := e.init("a")
 			wantNoErr(t, "NewJob", c.NewJob(e.ctx))
 			n := c.JobID()
-			h.arm(client.PointAfterJournal, "complete")
+			h.arm(hooks.AfterJournal, "complete")
 			mustCrash(t, func() error { return c.CompleteJob(e.ctx, "out") })
 			if j, _ := e.tr.Job(n); j.Completions["a"] != 0 {
 				t.Fatalf("completion sent before the crash point")
@@ -208,7 +209,7 @@ func TestCrashAfterSendBeforeRecorded(t *testing.T) {
 		c := e.init("a")
 		wantNoErr(t, "NewJob", c.NewJob(e.ctx))
 		n := c.JobID()
-		h.arm(client.PointAfterSend, "complete")
+		h.arm(hooks.AfterSend, "complete")
 		mustCrash(t, func() error { return c.CompleteJob(e.ctx, "out") })
 		e.crash(c)
 		c = e.init("a")

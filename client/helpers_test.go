@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/distcompute/distcompute-go/client"
+	"github.com/distcompute/distcompute-go/internal/hooks"
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/session"
 	"github.com/distcompute/distcompute-go/trackertest"
@@ -205,19 +206,19 @@ func (e *env) advancePastIdle() {
 // program; the test recovers the panic and reopens the journal.
 type crashHook struct {
 	mu    sync.Mutex
-	point client.Point
+	point hooks.Point
 	op    string
 }
 
 type crashed struct{}
 
-func (h *crashHook) arm(p client.Point, op string) {
+func (h *crashHook) arm(p hooks.Point, op string) {
 	h.mu.Lock()
 	h.point, h.op = p, op
 	h.mu.Unlock()
 }
 
-func (h *crashHook) fn(p client.Point, op string) {
+func (h *crashHook) fn(p hooks.Point, op string) {
 	h.mu.Lock()
 	hit := h.point == p && h.op == op
 	if hit {

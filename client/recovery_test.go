@@ -15,6 +15,7 @@ import (
 
 	"github.com/distcompute/distcompute-go/client"
 	"github.com/distcompute/distcompute-go/internal/faultnet"
+	"github.com/distcompute/distcompute-go/internal/hooks"
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/replay"
 	"github.com/distcompute/distcompute-go/session"
@@ -40,7 +41,7 @@ func TestWorkerDeletedWhileDown(t *testing.T) {
 				oldName := c.DisplayName()
 				wantNoErr(t, "NewJob", c.NewJob(e.ctx))
 				n := c.JobID()
-				h.arm(client.PointAfterJournal, "complete")
+				h.arm(hooks.AfterJournal, "complete")
 				mustCrash(t, func() error { return c.CompleteJob(e.ctx, "the output") })
 				e.crash(c)
 				e.advancePastIdle()
@@ -164,7 +165,7 @@ func TestPendingFlagAndByeResent(t *testing.T) {
 			c := e.init("a")
 			wantNoErr(t, "NewJob", c.NewJob(e.ctx))
 			n := c.JobID()
-			h.arm(client.PointAfterJournal, "flag")
+			h.arm(hooks.AfterJournal, "flag")
 			mustCrash(t, func() error { return c.FlagInvalidData(e.ctx) })
 			e.crash(c)
 			c = e.init("a")
@@ -181,7 +182,7 @@ func TestPendingFlagAndByeResent(t *testing.T) {
 			c := e.init("a")
 			wantNoErr(t, "NewJob", c.NewJob(e.ctx))
 			n := c.JobID()
-			h.arm(client.PointAfterSend, "flag")
+			h.arm(hooks.AfterSend, "flag")
 			mustCrash(t, func() error { return c.FlagInvalidData(e.ctx) })
 			e.crash(c)
 			c = e.init("a")
@@ -198,7 +199,7 @@ func TestPendingFlagAndByeResent(t *testing.T) {
 			c := e.init("a")
 			wantNoErr(t, "NewJob", c.NewJob(e.ctx))
 			n := c.JobID()
-			h.arm(client.PointAfterJournal, "bye")
+			h.arm(hooks.AfterJournal, "bye")
 			mustCrash(t, func() error { return c.Bye(e.ctx) })
 			e.crash(c)
 			c = e.init("a")
@@ -411,8 +412,8 @@ func TestHeartbeat(t *testing.T) {
 // (CI once saw ErrNoJobs here when a 30 ms deadline passed mid-request.)
 func TestWaitForJobEndedDuringAnswer(t *testing.T) {
 	var cancel atomic.Pointer[context.CancelFunc]
-	hook := func(p client.Point, op string) {
-		if f := cancel.Load(); f != nil && p == client.PointAfterSend && op == "claim" {
+	hook := func(p hooks.Point, op string) {
+		if f := cancel.Load(); f != nil && p == hooks.AfterSend && op == "claim" {
 			(*f)()
 		}
 	}
@@ -716,7 +717,7 @@ func TestTokenNeverLogged(t *testing.T) {
 		return trackertest.FaultNone, 0
 	})
 	wantNoErr(t, "NewJob", c.NewJob(e.ctx))
-	h.arm(client.PointAfterJournal, "complete")
+	h.arm(hooks.AfterJournal, "complete")
 	mustCrash(t, func() error { return c.CompleteJob(e.ctx, "o") })
 	e.crash(c)
 	e.advancePastIdle()

@@ -91,7 +91,7 @@ type Options struct {
 	Bye bool
 	// Hook, if set, is called with point "after-send" and the operation
 	// ("complete", "flag", "bye") when a resend's answer arrived and before
-	// it is recorded. It exists for crash tests (see client.WithHook).
+	// it is recorded. It exists for crash tests (see internal/hooks).
 	Hook func(point, op string)
 }
 

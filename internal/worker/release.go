@@ -5,19 +5,17 @@ import (
 	"errors"
 
 	"github.com/distcompute/distcompute-go/client"
-	"github.com/distcompute/distcompute-go/journal"
 )
 
 // recordFailure journals a command's final failure on slot i (an
-// informational KindFailed event, with the end of its stderr) for
+// informational failed event, with the end of its stderr) for
 // `dcjournal inspect`.
-func (e *engine) recordFailure(i, job int, reason string, stderrTail []byte) error {
+func (e *engine) recordFailure(i int, reason string, stderrTail []byte) error {
 	r := reason
 	if len(stderrTail) > 0 {
 		r += "\nstderr (last 4 KiB):\n" + string(stderrTail)
 	}
-	_, err := e.db.Append(journal.Event{Slot: e.clients[i].Slot(), Kind: journal.KindFailed, Job: job, Reason: r})
-	return err
+	return e.clients[i].RecordFailure(r)
 }
 
 // releaseJob hands the job c holds back to the tracker (client.Release: a

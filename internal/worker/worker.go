@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/distcompute/distcompute-go/client"
+	"github.com/distcompute/distcompute-go/internal/hooks"
 	"github.com/distcompute/distcompute-go/internal/preempt"
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/session"
@@ -79,6 +80,7 @@ type Config struct {
 	MaxOutput       int64         // stdout size limit; default DefaultMaxOutput
 	Grace           time.Duration // time given to commands after a stop signal; default DefaultGrace
 	ReleaseOnExit   bool          // release held jobs on a drain instead of leaving them resumable
+	Hook            hooks.Func    // crash-test hook of every slot's client (the quick start's kill)
 	ExitWhenEmpty   bool          // return when the stage has no open job and no slot is busy
 	EmptyPoll       time.Duration // poll interval for ExitWhenEmpty; default DefaultEmptyPoll
 
@@ -114,7 +116,7 @@ type Config struct {
 	Verbose    bool
 
 	// ClientOptions are passed to client.OpenPool after the engine's own
-	// (tests and the quick start add client.WithHook, WithHeartbeat...).
+	// (tests add WithHeartbeat, WithRetry...).
 	ClientOptions []client.Option
 }
 
@@ -256,12 +258,6 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(filepath.Dir(jpath), 0o700); err != nil {
 		return fmt.Errorf("worker: journal directory: %w", err)
 	}
-	db, err := journal.Open(jpath, nil)
-	if err != nil {
-		return fmt.Errorf("worker: %w", err)
-	}
-	defer db.Close()
-	e.db = db
 	e.cfg.Journal = jpath
 
 	// Watch for a preemption notice from the start: the replay in OpenPool
@@ -277,6 +273,9 @@ func Run(ctx context.Context, cfg Config) error {
 	// loses nothing (the next start takes over).
 	opts := e.clientOptions()
 	openCtx, openCancel := e.netCtx()
+	if cfg.Hook != nil {
+		openCtx = hooks.With(openCtx, cfg.Hook)
+	}
 	pool, err := client.OpenPool(openCtx, cfg.TrackerURL, cfg.Stage, cfg.Slots, opts...)
 	openCancel()
 	if err != nil {
@@ -290,6 +289,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	e.pool = pool
+	e.db = pool.Journal() // read only: the status page's snapshot
 	e.clients = pool.Clients()
 	e.slots = make([]*slotState, len(e.clients))
 	for i, c := range e.clients {
@@ -343,7 +343,7 @@ func (e *engine) clientOptions() []client.Option {
 	if e.cfg.Nickname != "" {
 		opts = append(opts, client.WithNickname(e.cfg.Nickname))
 	}
-	opts = append(opts, client.WithJournalDB(e.db))
+	opts = append(opts, client.WithJournal(e.cfg.Journal))
 	hc := e.cfg.HTTPClient
 	if hc == nil {
 		hc = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -677,7 +677,7 @@ func (e *engine) runJob(i int, resumed bool) bool {
 		st.set(e.m, stateReleasing, num)
 		e.m.failed.Add(1)
 		tail := res.stderrTail
-		if err := e.recordFailure(i, num, reason, tail); err != nil {
+		if err := e.recordFailure(i, reason, tail); err != nil {
 			log.Error("journaling the failure failed", "err", err)
 		}
 		ctx, cancel := e.netCtx()
