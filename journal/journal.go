@@ -34,24 +34,6 @@ const (
 	DefaultProgressInterval = time.Second
 )
 
-// Tuning constants for pruning and compaction.
-const (
-	// EventsPerJob bounds a slot's history independently of jobs: a slot
-	// keeps at most Retention*EventsPerJob events, so that a slot that never
-	// claims (or one job that checkpoints forever) stays bounded too.
-	EventsPerJob = 50
-	// PruneBudget is how many old events of a slot one pruning pass (every
-	// 16 appends to the slot) folds into its base state and deletes;
-	// pruning is incremental so that appends stay cheap.
-	PruneBudget = 128
-	// CompactMinSize is the file size under which automatic compaction is
-	// never attempted.
-	CompactMinSize = 8 << 20
-	// CompactFreeRatio triggers automatic compaction when free pages make up
-	// more than this part of the file.
-	CompactFreeRatio = 0.5
-)
-
 // Errors. Every error the package returns names the journal file and wraps
 // one of these (test with errors.Is) or an error of the operating system.
 var (

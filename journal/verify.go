@@ -2,10 +2,7 @@ package journal
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"runtime/debug"
 	"strconv"
 
@@ -272,76 +269,4 @@ func verifyTx(tx *bolt.Tx, add func(string, ...any)) {
 			add("orphan under key %d has seq %d", be(k), o.Seq)
 		}
 	}
-}
-
-// Compact rewrites the journal into a new file with bbolt's Compact helper
-// and atomically renames it over the old one, so that the file shrinks to
-// what it holds (bbolt never shrinks a file in place). The file lock is held
-// throughout (the new file is locked before it replaces the old one);
-// appends wait meanwhile. It returns the file sizes before and after. The
-// background flusher calls it when free pages pass CompactFreeRatio.
-func (db *DB) Compact() (before, after int64, err error) {
-	if db.opts.ReadOnly {
-		return 0, 0, db.errf(ErrReadOnly)
-	}
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	if db.closed.Load() {
-		return 0, 0, db.errf(ErrClosed)
-	}
-	if err := db.flushLocked(); err != nil {
-		return 0, 0, err
-	}
-	fi, err := os.Stat(db.path)
-	if err != nil {
-		return 0, 0, fmt.Errorf("journal: %s: compact: %w", db.path, err)
-	}
-	before = fi.Size()
-	tmp := db.path + ".compact"
-	_ = os.Remove(tmp)
-	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: DefaultTimeout, NoSync: true})
-	if err != nil {
-		return before, before, fmt.Errorf("journal: %s: compact: %w", db.path, err)
-	}
-	fail := func(err error) (int64, int64, error) {
-		dst.Close()
-		os.Remove(tmp)
-		return before, before, fmt.Errorf("journal: %s: compact: %w", db.path, err)
-	}
-	if err := compactGuarded(dst, db.bolt); err != nil {
-		return fail(err)
-	}
-	if !db.opts.NoSync {
-		if err := dst.Sync(); err != nil {
-			return fail(err)
-		}
-	}
-	if err := os.Rename(tmp, db.path); err != nil {
-		return fail(err)
-	}
-	if !db.opts.NoSync {
-		if d, err := os.Open(filepath.Dir(db.path)); err == nil {
-			_ = d.Sync()
-			d.Close()
-		}
-	}
-	dst.NoSync = db.opts.NoSync
-	old := db.bolt
-	db.bolt = dst
-	_ = old.Close()
-	if fi, err := os.Stat(db.path); err == nil {
-		after = fi.Size()
-	}
-	return before, after, nil
-}
-
-func compactGuarded(dst, src *bolt.DB) (err error) {
-	old := debug.SetPanicOnFault(true)
-	defer func() {
-		debug.SetPanicOnFault(old)
-		if r := recover(); r != nil {
-			err = errors.Join(ErrCorrupt, fmt.Errorf("%v", r))
-		}
-	}()
-	return bolt.Compact(dst, src, 4<<20)
 }
