@@ -1,10 +1,8 @@
 package journal
 
 import (
-	"fmt"
 	"log/slog"
 	"sort"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -141,7 +139,7 @@ func (db *DB) flushLocked() error {
 	if n == 0 && len(batch) == 0 && !db.hasDeferred() {
 		db.dmu.Lock()
 		defer db.dmu.Unlock()
-		err := joinFails(db.deferFail)
+		err := db.joinFails("close", db.deferFail)
 		db.deferFail = nil
 		return err // nothing to write: leave the file alone
 	}
@@ -251,12 +249,12 @@ func (db *DB) commitBatch(batch []*request) {
 			}
 			e := *r.ev
 			if ferr := fails[e.Slot]; ferr != nil {
-				r.err = db.deferredRefused(e, ferr)
+				r.err = db.wrap("append", deferredRefused(e, ferr))
 				reported[e.Slot] = true
 				continue
 			}
 			if err := w.check(&e); err != nil {
-				r.err = err
+				r.err = db.wrap("append", err)
 				continue
 			}
 			res, err := w.append(e, now)
@@ -271,9 +269,9 @@ func (db *DB) commitBatch(batch []*request) {
 			switch {
 			case r.ev != nil:
 			case r.background:
-				r.err = joinFails(newFail)
+				r.err = db.joinFails("flush", newFail)
 			default:
-				r.err = joinFails(fails)
+				r.err = db.joinFails("flush", fails)
 				clear(reported)
 				for s := range fails {
 					reported[s] = true
@@ -298,9 +296,6 @@ func (db *DB) commitBatch(batch []*request) {
 		db.appended.Add(written)
 	}
 	if err != nil {
-		if !strings.HasPrefix(err.Error(), "journal:") {
-			err = fmt.Errorf("journal: %s: append: %w", db.path, err)
-		}
 		for _, r := range batch {
 			r.err, r.res = err, Event{}
 		}
@@ -352,7 +347,7 @@ func (db *DB) flusher() {
 // flushBackground is the flusher's Flush: it returns the refusals of
 // deferred events made by its own commit, without reporting them.
 func (db *DB) flushBackground() error {
-	if err := db.acquire(); err != nil {
+	if err := db.acquire("flush"); err != nil {
 		return err
 	}
 	defer db.release()

@@ -1,8 +1,6 @@
 package journal
 
 import (
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -24,7 +22,7 @@ const (
 // needsCompact reports whether free pages make up more than
 // CompactFreeRatio of a file larger than CompactMinSize.
 func (db *DB) needsCompact() bool {
-	if err := db.acquire(); err != nil {
+	if err := db.acquire("compact"); err != nil {
 		return false
 	}
 	defer db.release()
@@ -45,31 +43,31 @@ func (db *DB) needsCompact() bool {
 // background flusher calls it when free pages pass CompactFreeRatio.
 func (db *DB) Compact() (before, after int64, err error) {
 	if db.opts.ReadOnly {
-		return 0, 0, db.errf(ErrReadOnly)
+		return 0, 0, db.wrap("compact", ErrReadOnly)
 	}
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if db.closed.Load() {
-		return 0, 0, db.errf(ErrClosed)
+		return 0, 0, db.wrap("compact", ErrClosed)
 	}
 	if err := db.flushLocked(); err != nil {
 		return 0, 0, err
 	}
 	fi, err := os.Stat(db.path)
 	if err != nil {
-		return 0, 0, fmt.Errorf("journal: %s: compact: %w", db.path, err)
+		return 0, 0, db.wrap("compact", err)
 	}
 	before = fi.Size()
 	tmp := db.path + ".compact"
 	_ = os.Remove(tmp)
 	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: DefaultTimeout, NoSync: true})
 	if err != nil {
-		return before, before, fmt.Errorf("journal: %s: compact: %w", db.path, err)
+		return before, before, db.wrap("compact", err)
 	}
 	fail := func(err error) (int64, int64, error) {
 		dst.Close()
 		os.Remove(tmp)
-		return before, before, fmt.Errorf("journal: %s: compact: %w", db.path, err)
+		return before, before, db.wrap("compact", err)
 	}
 	if err := compactGuarded(dst, db.bolt); err != nil {
 		return fail(err)
@@ -103,7 +101,7 @@ func compactGuarded(dst, src *bolt.DB) (err error) {
 	defer func() {
 		debug.SetPanicOnFault(old)
 		if r := recover(); r != nil {
-			err = errors.Join(ErrCorrupt, fmt.Errorf("%v", r))
+			err = corrupt("", 0, "%v", r)
 		}
 	}()
 	return bolt.Compact(dst, src, 4<<20)

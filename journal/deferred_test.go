@@ -132,8 +132,9 @@ func TestAppendDeferredRefusedWhenWritten(t *testing.T) {
 	db.DeferUnchecked(journal.Event{Slot: "s", Kind: journal.KindCheckpoint, Job: 99})
 	mustAppend(t, db, journal.Event{Slot: "t", Kind: journal.KindClaimed, Job: 1}) // other slots are not affected
 	_, err := db.Append(journal.Event{Slot: "s", Kind: journal.KindClaimed, Job: 2})
-	if !errors.Is(err, journal.ErrInvalidEvent) || !strings.Contains(err.Error(), "AppendDeferred") {
-		t.Fatalf("Append after a refused deferred event: err = %v, want the refusal (ErrInvalidEvent)", err)
+	var refused, earlier *journal.InvalidEventError
+	if !errors.As(err, &refused) || refused.Kind != journal.KindClaimed || !errors.As(refused.Earlier, &earlier) || earlier.Kind != journal.KindCheckpoint {
+		t.Fatalf("Append after a refused deferred event: err = %v, want an *InvalidEventError of the claim whose Earlier is the checkpoint's refusal", err)
 	}
 	if got := kindsOf(t, db, "s"); got != "registered" {
 		t.Fatalf("events of s = %q, want only registered", got)

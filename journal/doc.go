@@ -91,11 +91,15 @@
 //
 // # Errors
 //
-// Every error names the file. Bad files are refused at Open with
-// ErrNotJournal (garbage, a bbolt file of something else), ErrCorrupt
-// (truncated or damaged) or ErrNewerFormat; bbolt panics and memory faults
-// on damaged pages are recovered at the package boundary and returned as
-// ErrCorrupt. A DB is safe for concurrent use by many goroutines; one
-// process at a time may open a file for writing (ErrLocked after
-// Options.Timeout), any number read-only.
+// Every error is an *Error naming the file and the operation, in the manner
+// of *os.PathError; test it with errors.Is and errors.As, never by its
+// message. Bad files are refused at Open with ErrNotJournal (garbage, a
+// bbolt file of something else), ErrCorrupt (truncated or damaged: a
+// *CorruptError saying what) or ErrNewerFormat (a *FormatError); bbolt
+// panics and memory faults on damaged pages are recovered at the package
+// boundary and returned as ErrCorrupt. No error and no Verify finding quotes
+// a record: records hold tokens. A DB is safe for concurrent use by many
+// goroutines; one process at a time may open a file for writing (ErrLocked,
+// a *LockedError listing the holders, after Options.Timeout), any number
+// read-only.
 package journal

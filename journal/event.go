@@ -3,7 +3,7 @@ package journal
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
+	"errors"
 	"time"
 	"unicode/utf8"
 )
@@ -141,25 +141,25 @@ func (e Event) String() string {
 func DecodeEvent(data []byte) (Event, error) {
 	var e Event
 	if err := strictUnmarshal(data, &e); err != nil {
-		return Event{}, fmt.Errorf("%w: event record: %v", ErrCorrupt, err)
+		return Event{}, corrupt("", 0, "event record: %v", err)
 	}
 	if e.Version > FormatVersion {
-		return Event{}, fmt.Errorf("%w: event record has format version %d, this program reads up to %d", ErrNewerFormat, e.Version, FormatVersion)
+		return Event{}, &FormatError{Version: e.Version, Record: "event record"}
 	}
 	if e.Version < 1 {
-		return Event{}, fmt.Errorf("%w: event record has format version %d", ErrCorrupt, e.Version)
+		return Event{}, corrupt("", e.Seq, "event record has format version %d", e.Version)
 	}
 	if e.Seq == 0 {
-		return Event{}, fmt.Errorf("%w: event record has no sequence number", ErrCorrupt)
+		return Event{}, corrupt(e.Slot, 0, "event record has no sequence number")
 	}
 	if e.Slot == "" {
-		return Event{}, fmt.Errorf("%w: event record %d has no slot", ErrCorrupt, e.Seq)
+		return Event{}, corrupt("", e.Seq, "event record has no slot")
 	}
 	if !KnownKind(e.Kind) {
-		return Event{}, fmt.Errorf("%w: event record %d has unknown kind %q", ErrCorrupt, e.Seq, e.Kind)
+		return Event{}, corrupt(e.Slot, e.Seq, "event record has unknown kind %q", e.Kind)
 	}
 	if len(e.Report) > 0 && !json.Valid(e.Report) {
-		return Event{}, fmt.Errorf("%w: event record %d has an invalid report", ErrCorrupt, e.Seq)
+		return Event{}, corrupt(e.Slot, e.Seq, "event record has an invalid report")
 	}
 	return e, nil
 }
@@ -168,7 +168,7 @@ func DecodeEvent(data []byte) (Event, error) {
 func strictUnmarshal(data []byte, v any) error {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || data[0] != '{' {
-		return fmt.Errorf("not a JSON object")
+		return errors.New("not a JSON object")
 	}
 	// Unmarshal checks the whole input first: trailing data is an error.
 	return json.Unmarshal(data, v)

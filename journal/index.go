@@ -3,7 +3,6 @@ package journal
 import (
 	"bytes"
 	"encoding/binary"
-	"fmt"
 	"math"
 
 	bolt "go.etcd.io/bbolt"
@@ -101,7 +100,7 @@ func pendingOf(meta *bolt.Bucket, slot string) ([]idxEntry, error) {
 	}
 	m, ok := decodeSlotMeta(v)
 	if !ok {
-		return nil, fmt.Errorf("%w: slot %q has bad counters", ErrCorrupt, slot)
+		return nil, corrupt(slot, 0, "bad counters")
 	}
 	return m.pending, nil
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -121,11 +123,35 @@ func TestValidation(t *testing.T) {
 			if !errors.Is(err, journal.ErrInvalidEvent) {
 				t.Fatalf("err = %v, want ErrInvalidEvent", err)
 			}
-			if !strings.Contains(err.Error(), db.Path()) {
-				t.Errorf("error %q does not name the file", err)
+			if je := checkError(t, err, db.Path()); je != nil && je.Op != "append" {
+				t.Errorf("Op = %q, want append", je.Op)
+			}
+			var ie *journal.InvalidEventError
+			if !errors.As(err, &ie) || ie.Slot != tc.e.Slot || ie.Kind != tc.e.Kind || ie.Reason == "" || ie.Earlier != nil {
+				t.Errorf("err = %#v, want an *InvalidEventError of slot %q, kind %q, with a reason", ie, tc.e.Slot, tc.e.Kind)
 			}
 		})
 	}
+}
+
+// checkError checks that err is a *journal.Error naming path, whose message
+// has one "journal: PATH: " prefix, and returns it (nil after reporting if
+// not).
+func checkError(t *testing.T, err error, path string) *journal.Error {
+	t.Helper()
+	var je *journal.Error
+	if !errors.As(err, &je) {
+		t.Errorf("err = %v (%T), want a *journal.Error", err, err)
+		return nil
+	}
+	if je.Path != path {
+		t.Errorf("err.Path = %q, want %q", je.Path, path)
+	}
+	prefix := "journal: " + path + ": "
+	if msg := err.Error(); !strings.HasPrefix(msg, prefix) || strings.Count(msg, "journal: "+path) != 1 {
+		t.Errorf("error %q: want one prefix %q", msg, prefix)
+	}
+	return je
 }
 
 func reg(slot string) journal.Event {
@@ -249,8 +275,19 @@ func TestModesAndLock(t *testing.T) {
 	}
 	start := time.Now()
 	_, err = journal.Open(path, &journal.Options{Timeout: 200 * time.Millisecond})
-	if !errors.Is(err, journal.ErrLocked) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "another process") {
-		t.Fatalf("second Open: %v, want ErrLocked naming the file", err)
+	if !errors.Is(err, journal.ErrLocked) {
+		t.Fatalf("second Open: %v, want ErrLocked", err)
+	}
+	if je := checkError(t, err, path); je != nil && je.Op != "open" {
+		t.Errorf("Op = %q, want open", je.Op)
+	}
+	var locked *journal.LockedError
+	if !errors.As(err, &locked) || locked.Waited != 200*time.Millisecond {
+		t.Fatalf("second Open: %#v, want a *LockedError that waited 200ms", locked)
+	}
+	// The holder is this process (db above); /proc/locks lists it on Linux.
+	if runtime.GOOS == "linux" && !slices.Contains(locked.PIDs, os.Getpid()) {
+		t.Errorf("LockedError.PIDs = %v, want this process's pid %d among them", locked.PIDs, os.Getpid())
 	}
 	if d := time.Since(start); d < 150*time.Millisecond || d > 3*time.Second {
 		t.Errorf("second Open failed after %v, want about the 200ms timeout", d)
@@ -268,8 +305,10 @@ func TestClosedAndReadOnly(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	if _, err := db.Append(reg("t")); !errors.Is(err, journal.ErrClosed) || !strings.Contains(err.Error(), path) {
+	if _, err := db.Append(reg("t")); !errors.Is(err, journal.ErrClosed) {
 		t.Errorf("Append after Close: %v", err)
+	} else {
+		checkError(t, err, path)
 	}
 	if _, err := db.State("s"); !errors.Is(err, journal.ErrClosed) {
 		t.Errorf("State after Close: %v", err)
@@ -494,9 +533,7 @@ func TestBadFiles(t *testing.T) {
 				if !errors.Is(err, tc.want) {
 					t.Errorf("err = %v, want %v", err, tc.want)
 				}
-				if !strings.Contains(err.Error(), p) {
-					t.Errorf("error %q does not name the file", err)
-				}
+				checkError(t, err, p)
 				// The lock was released: a fresh file at the same path is usable.
 				os.Remove(p)
 				db, err = journal.Open(p, &journal.Options{Timeout: 100 * time.Millisecond})
@@ -544,9 +581,7 @@ func TestDamagedPages(t *testing.T) {
 		func() {
 			db, err := journal.Open(path, &journal.Options{ReadOnly: true})
 			if err != nil {
-				if !strings.Contains(err.Error(), path) {
-					t.Errorf("%s page %d: error %q does not name the file", pg.Type, pg.ID, err)
-				}
+				checkError(t, err, path)
 				return
 			}
 			defer db.Close()

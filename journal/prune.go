@@ -2,7 +2,6 @@ package journal
 
 import (
 	"bytes"
-	"fmt"
 )
 
 // Pruning bounds each slot's history.
@@ -71,7 +70,7 @@ func (w *txWriter) prune(s *slotTx) error {
 	if v := bases.Get([]byte(s.name)); v != nil {
 		b, err := DecodeState(v)
 		if err != nil {
-			return fmt.Errorf("journal: %s: base state of slot %q: %w", w.db.path, s.name, err)
+			return inRecord(err, s.name, "base ")
 		}
 		base = b
 	}
@@ -79,11 +78,11 @@ func (w *txWriter) prune(s *slotTx) error {
 		key := k[len(k)-8:]
 		v := w.getEvent(key)
 		if v == nil {
-			return fmt.Errorf("journal: %s: %w: slot index names missing event %d", w.db.path, ErrCorrupt, be(key))
+			return corrupt(s.name, 0, "the slot index names missing event %d", be(key))
 		}
 		e, err := DecodeEvent(v)
 		if err != nil {
-			return fmt.Errorf("journal: %s: event %d: %w", w.db.path, be(key), err)
+			return at(err, s.name, be(key))
 		}
 		base = Fold(base, e)
 		if err := w.deleteEvent(key, e.Kind, e.Job); err != nil {

@@ -371,13 +371,13 @@ func (s State) Redacted() State {
 func DecodeState(data []byte) (State, error) {
 	var s State
 	if err := strictUnmarshal(data, &s); err != nil {
-		return State{}, fmt.Errorf("%w: state record: %v", ErrCorrupt, err)
+		return State{}, corrupt("", 0, "state record: %v", err)
 	}
 	if s.Slot == "" {
-		return State{}, fmt.Errorf("%w: state record has no slot", ErrCorrupt)
+		return State{}, corrupt("", 0, "state record has no slot")
 	}
 	if len(s.LastReport) > 0 && !json.Valid(s.LastReport) {
-		return State{}, fmt.Errorf("%w: state record of slot %q has an invalid report", ErrCorrupt, s.Slot)
+		return State{}, corrupt(s.Slot, 0, "state record has an invalid report")
 	}
 	return s, nil
 }
@@ -387,7 +387,7 @@ func encodeOrphan(o Orphan) ([]byte, error) { return json.Marshal(o) }
 func decodeOrphan(data []byte) (Orphan, error) {
 	var o Orphan
 	if err := strictUnmarshal(data, &o); err != nil {
-		return Orphan{}, fmt.Errorf("%w: orphan record: %v", ErrCorrupt, err)
+		return Orphan{}, corrupt("", 0, "orphan record: %v", err)
 	}
 	return o, nil
 }

@@ -25,12 +25,12 @@ import (
 // Buffered progress (AppendProgress) of every slot is written in the same
 // transaction, before e.
 func (db *DB) Append(e Event) (Event, error) {
-	if err := db.acquire(); err != nil {
+	if err := db.acquire("append"); err != nil {
 		return Event{}, err
 	}
 	defer db.release()
 	if db.opts.ReadOnly {
-		return Event{}, db.errf(ErrReadOnly)
+		return Event{}, db.wrap("append", ErrReadOnly)
 	}
 	r := &request{ev: &e}
 	db.submit(r)
@@ -56,7 +56,7 @@ func (db *DB) AppendProgress(slot, text string) {
 // durably. It returns the refusals of deferred events not reported yet,
 // joined (each wraps ErrInvalidEvent), or the commit's error.
 func (db *DB) Flush() error {
-	if err := db.acquire(); err != nil {
+	if err := db.acquire("flush"); err != nil {
 		return err
 	}
 	defer db.release()
@@ -164,14 +164,14 @@ func (w *txWriter) slot(name string) (*slotTx, error) {
 	if v := w.states.Get([]byte(name)); v != nil {
 		st, err := DecodeState(v)
 		if err != nil {
-			return nil, fmt.Errorf("journal: %s: slot %q: %w", w.db.path, name, err)
+			return nil, at(err, name, 0)
 		}
 		s.state = st
 	}
 	if v := w.slotMeta.Get([]byte(name)); v != nil {
 		m, ok := decodeSlotMeta(v)
 		if !ok {
-			return nil, fmt.Errorf("journal: %s: slot %q: %w: bad counters", w.db.path, name, ErrCorrupt)
+			return nil, corrupt(name, 0, "bad counters")
 		}
 		s.meta = m
 	}
@@ -198,7 +198,7 @@ func (w *txWriter) check(e *Event) error {
 		if v := orphans.Get(u64(e.OrphanSeq)); v != nil {
 			o, err := decodeOrphan(v)
 			if err != nil {
-				return fmt.Errorf("journal: %s: %w", w.db.path, err)
+				return at(err, "", e.OrphanSeq)
 			}
 			if e.Slot == "" {
 				e.Slot = o.Slot
@@ -233,8 +233,7 @@ func (w *txWriter) check(e *Event) error {
 }
 
 func (w *txWriter) invalid(e Event, format string, args ...any) error {
-	msg := fmt.Sprintf(format, args...)
-	return fmt.Errorf("journal: %s: slot %q: %s: %w: %s", w.db.path, e.Slot, e.Kind, ErrInvalidEvent, msg)
+	return &InvalidEventError{Slot: e.Slot, Kind: e.Kind, Reason: fmt.Sprintf(format, args...)}
 }
 
 // append writes e (already checked) at time at and folds it into the cached
@@ -252,7 +251,7 @@ func (w *txWriter) append(e Event, at time.Time) (Event, error) {
 	w.written++
 	data, err := encodeEvent(e)
 	if err != nil {
-		return Event{}, fmt.Errorf("journal: %s: encode event: %w", w.db.path, err)
+		return Event{}, fmt.Errorf("encode event %d of slot %q: %w", e.Seq, e.Slot, err)
 	}
 	if err := w.putEvent(u64(seq), data); err != nil {
 		return Event{}, err
