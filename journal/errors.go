@@ -11,7 +11,7 @@ import (
 // Errors. Every error a DB method or Open returns is an *Error naming the
 // journal file and the operation; its Err is one of these sentinels, a type
 // below that wraps one (*CorruptError, *LockedError, *FormatError,
-// *InvalidEventError), or an error of the operating system. Test with
+// *NotJournalError, *InvalidEventError), or an error of the operating system. Test with
 // errors.Is and errors.As; never with the message, which is for people.
 var (
 	// ErrLocked: another process holds the journal's file lock and did not
@@ -28,6 +28,10 @@ var (
 	// newer version of this package; it is refused rather than misread. The
 	// error is a *FormatError.
 	ErrNewerFormat = errors.New("journal has a newer format version")
+	// ErrOldFormat: the journal was written by a development version of
+	// this package, in a format this version no longer reads. The error is
+	// a *FormatError.
+	ErrOldFormat = errors.New("journal has an older format version")
 	// ErrReadOnly: a write was attempted on a journal opened read-only.
 	ErrReadOnly = errors.New("journal is open read-only")
 	// ErrClosed: the DB was used after Close.
@@ -138,18 +142,27 @@ func (e *LockedError) Error() string {
 func (e *LockedError) Unwrap() error { return ErrLocked }
 
 // FormatError is the error for a file or record whose format version this
-// package does not read. errors.Is(err, ErrNewerFormat) holds for a newer
-// version.
+// package does not read: errors.Is(err, ErrNewerFormat) holds for a newer
+// version, errors.Is(err, ErrOldFormat) for an older one.
 type FormatError struct {
 	Version int    // the version found
 	Record  string // "file", or the kind of record ("event record")
 }
 
 func (e *FormatError) Error() string {
+	if e.Version < FormatVersion {
+		return fmt.Sprintf("%s: the %s was written by a development version of format %d, this program reads format %d only; export it with that version",
+			ErrOldFormat, e.Record, e.Version, FormatVersion)
+	}
 	return fmt.Sprintf("%s: the %s has format version %d, this program reads up to %d", ErrNewerFormat, e.Record, e.Version, FormatVersion)
 }
 
-func (e *FormatError) Unwrap() error { return ErrNewerFormat }
+func (e *FormatError) Unwrap() error {
+	if e.Version < FormatVersion {
+		return ErrOldFormat
+	}
+	return ErrNewerFormat
+}
 
 // InvalidEventError is Append's refusal of an event that does not fit its
 // slot's state. errors.Is(err, ErrInvalidEvent) holds for it.

@@ -9,14 +9,10 @@ import (
 )
 
 // FormatVersion is the version of the record and file format this package
-// writes. Records and files with a higher version are refused with
-// ErrNewerFormat rather than misread.
-//
-// Version 2 lists each slot's newest events in its slotmeta record before
-// they move into slotidx (see doc.go). Version 3 keeps the newest events in
-// the small tail bucket before they move into events (see tail.go).
-// Files of versions 1 and 2 are read as they are, and marked version 3
-// (given a tail bucket) when opened for writing.
+// writes, and the only file format it reads (the layout is in doc.go).
+// Files and records of a higher version are refused with ErrNewerFormat
+// rather than misread; files of a lower one, written by development
+// versions before the first release, with ErrOldFormat.
 const FormatVersion = 3
 
 // Kind names what an event records. The comment beside each constant lists

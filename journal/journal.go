@@ -73,7 +73,7 @@ var (
 	bucketClaims   = []byte("claims")
 	bucketJobs     = []byte("jobs")
 	bucketOrphans  = []byte("orphans")
-	bucketTail     = []byte("tail") // format version 3; see tail.go
+	bucketTail     = []byte("tail") // see tail.go
 
 	allBuckets = [][]byte{bucketEvents, bucketStates, bucketBases, bucketSlotMeta,
 		bucketSlotIdx, bucketClaims, bucketJobs, bucketOrphans}
@@ -138,7 +138,8 @@ type DB struct {
 // with mode 0700 if missing) unless opts.ReadOnly. It waits at most
 // opts.Timeout for the file lock, then fails with ErrLocked. It refuses
 // files that are not journals (ErrNotJournal), damaged ones (ErrCorrupt) and
-// journals of a newer format (ErrNewerFormat); every error names the file.
+// journals of another format version (ErrNewerFormat, ErrOldFormat); every
+// error names the file.
 // A read-only Open never changes the file's bytes.
 func Open(path string, opts *Options) (*DB, error) {
 	var o Options
@@ -407,7 +408,7 @@ func (db *DB) checkFile() error {
 	if err != nil {
 		return openErr(db.path, err)
 	}
-	isNew, older := false, false
+	isNew := false
 	err = db.view("open", func(tx *bolt.Tx) error {
 		if tx.Size() > fi.Size() {
 			return corrupt("", 0, "truncated: the file has %d bytes, its pages need %d", fi.Size(), tx.Size())
@@ -429,28 +430,13 @@ func (db *DB) checkFile() error {
 		if err != nil || v < 1 {
 			return corrupt("", 0, "unreadable format version %q", meta.Get(keyFormat))
 		}
-		if v > FormatVersion {
+		if v != FormatVersion {
 			return &FormatError{Version: v, Record: "file"}
 		}
-		older = v < FormatVersion
 		return nil
 	})
-	if err != nil || db.opts.ReadOnly {
+	if err != nil || db.opts.ReadOnly || !isNew {
 		return err
-	}
-	if older {
-		// This program reads older files as they are but writes records
-		// that older programs would misread: mark the file, so that they
-		// refuse it with ErrNewerFormat.
-		return db.update("upgrade", func(tx *bolt.Tx) error {
-			if err := createTail(tx); err != nil {
-				return err
-			}
-			return tx.Bucket(bucketMeta).Put(keyFormat, []byte(strconv.Itoa(FormatVersion)))
-		})
-	}
-	if !isNew {
-		return nil
 	}
 	return db.update("open", func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)

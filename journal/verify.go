@@ -97,7 +97,7 @@ func verifyTx(tx *bolt.Tx, add func(error)) {
 	if string(meta.Get(keyMagic)) != magic {
 		add(corrupt("", 0, "the meta bucket has the wrong magic"))
 	}
-	if v, err := strconv.Atoi(string(meta.Get(keyFormat))); err != nil || v < 1 || v > FormatVersion {
+	if v, err := strconv.Atoi(string(meta.Get(keyFormat))); err != nil || v != FormatVersion {
 		add(corrupt("", 0, "the meta bucket has format %q", meta.Get(keyFormat)))
 	}
 	b := make(map[string]*bolt.Bucket)
@@ -108,7 +108,7 @@ func verifyTx(tx *bolt.Tx, add func(error)) {
 		}
 	}
 	events, states, bases, slotMeta, slotIdx, jobs, orphans := b["events"], b["states"], b["bases"], b["slotmeta"], b["slotidx"], b["jobs"], b["orphans"]
-	if v, _ := strconv.Atoi(string(meta.Get(keyFormat))); v >= formatWithTail && tx.Bucket(bucketTail) == nil {
+	if tx.Bucket(bucketTail) == nil {
 		add(corrupt("", 0, "bucket %q is missing", bucketTail))
 	}
 	// Events: keys are seqs, records decode, seqs increase and stay below
