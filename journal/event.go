@@ -19,7 +19,7 @@ const FormatVersion = 3
 // the Event fields it uses.
 type Kind string
 
-// The event kinds. See DESIGN.md, "The event model".
+// The event kinds; docs/DESIGN.md describes the event model.
 const (
 	KindRegistered        Kind = "registered"         // URL, Stage, Nickname, Token, DisplayName, Project, StageName
 	KindClaimed           Kind = "claimed"            // Job, Input (wire form, nil = null data)

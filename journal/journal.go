@@ -237,10 +237,10 @@ func openBolt(path string, o Options) (bdb *bolt.DB, file *os.File, err error) {
 // FreelistSyncSize is the file size from which commits write bbolt's
 // freelist. Under it they do not (NoFreelistSync: one page fewer per commit,
 // a few percent of a durable append), and a writable Open rebuilds the
-// freelist by walking every page of the file instead, which costs about
-// 1.1 ms per MiB (measured: 620 ms for a 547 MB file). A journal of default
-// retention stays far under it; a file that grows past it has its freelist
-// rebuilt once at the next Open, and written from then on.
+// freelist by walking every page of the file instead, which takes time in
+// proportion to the file's size (BENCHMARKS.md has the figures). A journal
+// of default retention stays far under it; a file that grows past it has its
+// freelist rebuilt once at the next Open, and written from then on.
 const FreelistSyncSize = 16 << 20
 
 func noFreelistSync(path string) bool {

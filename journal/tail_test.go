@@ -204,7 +204,7 @@ func TestVerifyTailOutOfOrder(t *testing.T) {
 	}
 }
 
-// A format-3 file without its tail bucket is damaged: Verify says so.
+// A file without its tail bucket is damaged: Verify says so.
 func TestVerifyMissingTail(t *testing.T) {
 	path := tamper(t, openTailTest(t), func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketTail) })
 	db, err := Open(path, &Options{ReadOnly: true})
@@ -217,7 +217,7 @@ func TestVerifyMissingTail(t *testing.T) {
 	}
 }
 
-// A writable Open of a format-3 file that lost its tail recreates it
+// A writable Open of a file that lost its tail recreates it
 // without reusing a seq the lost counter had assigned.
 func TestLostTailDoesNotReuseSeqs(t *testing.T) {
 	db := openTailTest(t)
