@@ -334,7 +334,7 @@ func (db *DB) flusher() {
 		if n > 0 || db.hasDeferred() {
 			// A failure keeps progress and deferred events for the next try.
 			if err := db.flushBackground(); err != nil {
-				db.logger().Warn("journal: background flush", slog.String("err", err.Error()))
+				db.logger().Warn("background flush failed", slog.Any("err", err))
 			}
 		}
 		ticks++
