@@ -124,9 +124,9 @@ func (db *DB) signalGather() {
 	}
 }
 
-// flushLocked writes buffered progress, if any; the caller holds mu
-// exclusively.
-func (db *DB) flushLocked() error {
+// flushLocked writes buffered progress and deferred events, if any, for
+// operation op (close, compact); the caller holds mu exclusively.
+func (db *DB) flushLocked(op string) error {
 	db.commitMu.Lock()
 	defer db.commitMu.Unlock()
 	db.qmu.Lock()
@@ -139,7 +139,7 @@ func (db *DB) flushLocked() error {
 	if n == 0 && len(batch) == 0 && !db.hasDeferred() {
 		db.dmu.Lock()
 		defer db.dmu.Unlock()
-		err := db.joinFails("close", db.deferFail)
+		err := db.joinFails(op, db.deferFail)
 		db.deferFail = nil
 		return err // nothing to write: leave the file alone
 	}

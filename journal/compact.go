@@ -50,7 +50,7 @@ func (db *DB) Compact() (before, after int64, err error) {
 	if db.closed.Load() {
 		return 0, 0, db.wrap("compact", ErrClosed)
 	}
-	if err := db.flushLocked(); err != nil {
+	if err := db.flushLocked("compact"); err != nil {
 		return 0, 0, err
 	}
 	fi, err := os.Stat(db.path)

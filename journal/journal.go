@@ -480,7 +480,7 @@ func (db *DB) Close() error {
 	defer db.mu.Unlock()
 	var err error
 	if !db.opts.ReadOnly {
-		err = db.flushLocked()
+		err = db.flushLocked("close")
 	}
 	if cerr := db.bolt.Close(); cerr != nil && err == nil {
 		err = db.wrap("close", cerr)

@@ -22,9 +22,11 @@ const maxVerifyErrors = 100
 // sequence number of its key, the indexes pointing at existing events of
 // the right slot and job, orphans keyed by their seq, and for every slot
 // that its stored state equals the fold of its base state (the pruned
-// history) and its remaining events. Each error names the file. Appends
-// wait while Verify runs (bbolt's check reads the freelist, which commits
-// change).
+// history) and its remaining events. Each finding is an *Error (Op
+// "verify") wrapping a *CorruptError that says what is wrong without
+// quoting records (they hold tokens), or a *FormatError for a record of a
+// newer format. Appends wait while Verify runs (bbolt's check reads the
+// freelist, which commits change).
 func (db *DB) Verify() (errs []error) {
 	if err := db.acquire("verify"); err != nil {
 		return []error{err}
