@@ -132,8 +132,8 @@ func (e Event) String() string {
 }
 
 // DecodeEvent decodes one stored record. It refuses records of a newer
-// format (ErrNewerFormat), of an unknown kind, without a slot or sequence
-// number, or that are not valid JSON (ErrCorrupt). It never panics.
+// format (a *FormatError), of an unknown kind, without a slot or sequence
+// number, or that are not valid JSON (a *CorruptError). It never panics.
 func DecodeEvent(data []byte) (Event, error) {
 	var e Event
 	if err := strictUnmarshal(data, &e); err != nil {

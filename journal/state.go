@@ -366,8 +366,8 @@ func (s State) Redacted() State {
 	return s
 }
 
-// DecodeState decodes a stored state record (ErrCorrupt if it is not one).
-// It never panics.
+// DecodeState decodes a stored state record (a *CorruptError if it is not
+// one). It never panics.
 func DecodeState(data []byte) (State, error) {
 	var s State
 	if err := strictUnmarshal(data, &s); err != nil {
