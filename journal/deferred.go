@@ -2,7 +2,6 @@ package journal
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"maps"
 	"sort"
@@ -42,16 +41,16 @@ type deferredEvent struct {
 // sequence number is assigned when it is written, and LastSeq is that of
 // the last written event), not in Events. Its Time is the time of the call.
 func (db *DB) AppendDeferred(e Event) error {
-	if err := db.acquire(); err != nil {
+	if err := db.acquire("append deferred"); err != nil {
 		return err
 	}
 	defer db.release()
 	if db.opts.ReadOnly {
-		return db.errf(ErrReadOnly)
+		return db.wrap("append deferred", ErrReadOnly)
 	}
 	if e.Kind == KindRegistered {
 		// The write-ahead rule: the token must be on disk before it is used.
-		return fmt.Errorf("journal: %s: slot %q: %s: %w: a registration cannot be deferred", db.path, e.Slot, e.Kind, ErrInvalidEvent)
+		return db.wrap("append deferred", &InvalidEventError{Slot: e.Slot, Kind: e.Kind, Reason: "a registration cannot be deferred"})
 	}
 	e.Version, e.Seq, e.Time = 0, 0, db.now().UTC()
 	return db.viewDeferred("append deferred", func(tx *bolt.Tx) error {
@@ -185,14 +184,16 @@ func (db *DB) settleDeferred(taken []*deferredEvent, ok bool, refused map[*defer
 	db.deferFail = fails
 }
 
-// deferredRefused wraps the refusal of slot's deferred events for the
-// Append that reports it.
-func (db *DB) deferredRefused(e Event, err error) error {
-	return fmt.Errorf("journal: %s: slot %q: %s not written: an event given to AppendDeferred earlier was refused when written: %w",
-		db.path, e.Slot, e.Kind, err)
+// deferredRefused is the refusal of e, not written because err refused an
+// event of its slot given to AppendDeferred earlier.
+func deferredRefused(e Event, err error) error {
+	return &InvalidEventError{Slot: e.Slot, Kind: e.Kind, Earlier: err,
+		Reason: "not written: an event given to AppendDeferred earlier was refused when written"}
 }
 
-func joinFails(fails map[string]error) error {
+// joinFails joins the refusals of deferred events, by slot, each an *Error
+// of op.
+func (db *DB) joinFails(op string, fails map[string]error) error {
 	slots := make([]string, 0, len(fails))
 	for s := range fails {
 		slots = append(slots, s)
@@ -200,7 +201,7 @@ func joinFails(fails map[string]error) error {
 	sort.Strings(slots)
 	errs := make([]error, 0, len(slots))
 	for _, s := range slots {
-		errs = append(errs, fails[s])
+		errs = append(errs, db.wrap(op, fails[s]))
 	}
 	return errors.Join(errs...)
 }

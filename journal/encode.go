@@ -11,8 +11,8 @@ import (
 // The record encoders below write the bytes json.Marshal writes for Event
 // and State (field order, omitempty/omitzero, HTML-safe string escapes,
 // base64 for []byte, RFC 3339 times), without reflection: a 32-slot group
-// commit encodes about 28 events and 28 states, and encoding/json was the
-// largest item of its CPU. What they cannot reproduce cheaply (a non-empty
+// commit encodes about 28 events and 28 states, and encoding/json's
+// reflection would be the largest item of its CPU. What they cannot reproduce cheaply (a non-empty
 // json.RawMessage, which json.Marshal validates and compacts, and times
 // json.Marshal refuses) goes to json.Marshal, so the output is always
 // json.Marshal's, errors included. TestEncodeMatchesJSON and

@@ -100,7 +100,7 @@ Exit codes:
   0  ok
   1  verify found problems, or the command failed
   2  usage error
-  3  the journal cannot be opened: missing, not a journal, corrupt, or a newer format
+  3  the journal cannot be opened: missing, not a journal, corrupt, or of another format version
   4  the journal is locked by a running process
   5  the tracker is unreachable (replay)
   130 interrupted

@@ -247,13 +247,18 @@ func Summarize(db *journal.DB, showSecrets bool) (*Summary, error) {
 	return s, errors.Join(damage...)
 }
 
-// errText is a journal error without the file name the journal puts first.
+// errText is a journal error without the file name and operation the journal puts
+// first, and for damage without "journal is corrupt": what is damaged.
 func errText(err error) string {
-	msg := err.Error()
-	if i := strings.LastIndex(msg, journal.ErrCorrupt.Error()+": "); i >= 0 {
-		return msg[i+len(journal.ErrCorrupt.Error())+2:]
+	var damage *journal.CorruptError
+	if errors.As(err, &damage) {
+		return damage.Text()
 	}
-	return msg
+	var je *journal.Error
+	if errors.As(err, &je) {
+		return je.Err.Error()
+	}
+	return err.Error()
 }
 
 func slotSummary(st journal.State, sc *slotScan, showSecrets bool) SlotSummary {
