@@ -233,7 +233,7 @@ func (c *Client) append(e journal.Event) error {
 		e.Slot = c.slot
 	}
 	if _, err := c.db.Append(e); err != nil {
-		return fmt.Errorf("client: journal: %w", err)
+		return fmt.Errorf("client: %w", err)
 	}
 	return nil
 }
@@ -245,7 +245,7 @@ func (c *Client) appendDeferred(e journal.Event) error {
 		e.Slot = c.slot
 	}
 	if err := c.db.AppendDeferred(e); err != nil {
-		return fmt.Errorf("client: journal: %w", err)
+		return fmt.Errorf("client: %w", err)
 	}
 	return nil
 }
@@ -518,7 +518,7 @@ func (c *Client) claim(ctx context.Context) error {
 func (c *Client) findOrphan(job int, input *string) (journal.Orphan, bool, error) {
 	orphans, err := c.db.Orphans()
 	if err != nil {
-		return journal.Orphan{}, false, fmt.Errorf("client: journal: %w", err)
+		return journal.Orphan{}, false, fmt.Errorf("client: %w", err)
 	}
 	o, ok := replay.MatchOrphan(orphans, c.stage, job, input)
 	return o, ok, nil
@@ -562,7 +562,7 @@ func (c *Client) settlePending(ctx context.Context) error {
 	}
 	st, err := c.db.State(c.slot)
 	if err != nil {
-		return fmt.Errorf("client: journal: %w", err)
+		return fmt.Errorf("client: %w", err)
 	}
 	if p := st.Completion; p != nil {
 		if settled, err := c.sendCompletion(ctx, p.Job.Number, true); !settled {
@@ -606,7 +606,7 @@ func (c *Client) CompleteJob(ctx context.Context, output any) error {
 	defer end()
 	st, err := c.db.State(c.slot)
 	if err != nil {
-		return fmt.Errorf("client: journal: %w", err)
+		return fmt.Errorf("client: %w", err)
 	}
 	if pend := st.Completion; pend != nil {
 		if c.isGone() {
@@ -728,7 +728,7 @@ func (c *Client) FlagInvalidData(ctx context.Context) error {
 	}
 	st, err := c.db.State(c.slot)
 	if err != nil {
-		return fmt.Errorf("client: journal: %w", err)
+		return fmt.Errorf("client: %w", err)
 	}
 	resend := st.FlagPending
 	if !resend {

@@ -3,27 +3,23 @@ package journal
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
+	"errors"
 	"time"
 	"unicode/utf8"
 )
 
 // FormatVersion is the version of the record and file format this package
-// writes. Records and files with a higher version are refused with
-// ErrNewerFormat rather than misread.
-//
-// Version 2 lists each slot's newest events in its slotmeta record before
-// they move into slotidx (see doc.go). Version 3 keeps the newest events in
-// the small tail bucket before they move into events (see tail.go).
-// Files of versions 1 and 2 are read as they are, and marked version 3
-// (given a tail bucket) when opened for writing.
+// writes, and the only file format it reads (the layout is in doc.go).
+// Files and records of a higher version are refused with ErrNewerFormat
+// rather than misread; files of a lower one, written by development
+// versions before the first release, with ErrOldFormat.
 const FormatVersion = 3
 
 // Kind names what an event records. The comment beside each constant lists
 // the Event fields it uses.
 type Kind string
 
-// The event kinds. See docs/DESIGN.md, "The event model".
+// The event kinds; docs/DESIGN.md describes the event model.
 const (
 	KindRegistered        Kind = "registered"         // URL, Stage, Nickname, Token, DisplayName, Project, StageName
 	KindClaimed           Kind = "claimed"            // Job, Input (wire form, nil = null data)
@@ -136,30 +132,30 @@ func (e Event) String() string {
 }
 
 // DecodeEvent decodes one stored record. It refuses records of a newer
-// format (ErrNewerFormat), of an unknown kind, without a slot or sequence
-// number, or that are not valid JSON (ErrCorrupt). It never panics.
+// format (a *FormatError), of an unknown kind, without a slot or sequence
+// number, or that are not valid JSON (a *CorruptError). It never panics.
 func DecodeEvent(data []byte) (Event, error) {
 	var e Event
 	if err := strictUnmarshal(data, &e); err != nil {
-		return Event{}, fmt.Errorf("%w: event record: %v", ErrCorrupt, err)
+		return Event{}, corrupt("", 0, "event record: %v", err)
 	}
 	if e.Version > FormatVersion {
-		return Event{}, fmt.Errorf("%w: event record has format version %d, this program reads up to %d", ErrNewerFormat, e.Version, FormatVersion)
+		return Event{}, &FormatError{Version: e.Version, Record: "event record"}
 	}
 	if e.Version < 1 {
-		return Event{}, fmt.Errorf("%w: event record has format version %d", ErrCorrupt, e.Version)
+		return Event{}, corrupt("", e.Seq, "event record has format version %d", e.Version)
 	}
 	if e.Seq == 0 {
-		return Event{}, fmt.Errorf("%w: event record has no sequence number", ErrCorrupt)
+		return Event{}, corrupt(e.Slot, 0, "event record has no sequence number")
 	}
 	if e.Slot == "" {
-		return Event{}, fmt.Errorf("%w: event record %d has no slot", ErrCorrupt, e.Seq)
+		return Event{}, corrupt("", e.Seq, "event record has no slot")
 	}
 	if !KnownKind(e.Kind) {
-		return Event{}, fmt.Errorf("%w: event record %d has unknown kind %q", ErrCorrupt, e.Seq, e.Kind)
+		return Event{}, corrupt(e.Slot, e.Seq, "event record has unknown kind %q", e.Kind)
 	}
 	if len(e.Report) > 0 && !json.Valid(e.Report) {
-		return Event{}, fmt.Errorf("%w: event record %d has an invalid report", ErrCorrupt, e.Seq)
+		return Event{}, corrupt(e.Slot, e.Seq, "event record has an invalid report")
 	}
 	return e, nil
 }
@@ -168,7 +164,7 @@ func DecodeEvent(data []byte) (Event, error) {
 func strictUnmarshal(data []byte, v any) error {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || data[0] != '{' {
-		return fmt.Errorf("not a JSON object")
+		return errors.New("not a JSON object")
 	}
 	// Unmarshal checks the whole input first: trailing data is an error.
 	return json.Unmarshal(data, v)
