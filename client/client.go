@@ -647,7 +647,7 @@ func (c *Client) orphanPending(n int) error {
 	if err := c.recordLost(""); err != nil {
 		return err
 	}
-	return fmt.Errorf("client: completeJob: job %d: %w; the output is kept in the journal as an orphan and will be submitted if the job is claimed again", n, ErrWorkerGone)
+	return fmt.Errorf("client: completeJob: job %d: %w; %w, submitted if the job is claimed again", n, ErrWorkerGone, ErrOrphaned)
 }
 
 // settle sends the slot's pending op through replay.Settle (the one place
@@ -693,11 +693,11 @@ func (c *Client) sendCompletion(ctx context.Context, n int, resend bool) (settle
 		c.log.Info("job completed (by an earlier attempt whose answer was lost)", slog.Int("job", n))
 		return true, nil
 	case replay.WorkerGone:
-		return true, fmt.Errorf("client: completeJob: job %d: %w; the output is kept in the journal as an orphan and will be submitted if the job is claimed again", n, ErrWorkerGone)
+		return true, fmt.Errorf("client: completeJob: job %d: %w; %w, submitted if the job is claimed again", n, ErrWorkerGone, ErrOrphaned)
 	case replay.Orphaned:
-		return true, fmt.Errorf("client: completeJob: job %d: the tracker refused the completion; the output is kept in the journal as an orphan: %w", n, res.Err)
+		return true, fmt.Errorf("client: completeJob: job %d: the tracker refused the completion (%w); %w", n, res.Err, ErrOrphaned)
 	}
-	return false, fmt.Errorf("client: completeJob: job %d: not confirmed, kept in the journal and resent before the next claim: %w", n, res.Err)
+	return false, fmt.Errorf("client: completeJob: job %d: %w before the next claim: %w", n, ErrUnconfirmed, res.Err)
 }
 
 // FlagInvalidData reports the held job's input as invalid; the tracker
@@ -763,7 +763,7 @@ func (c *Client) sendFlag(ctx context.Context, n int, resend bool) (settled bool
 		return true, fmt.Errorf("client: flagInvalidData: job %d: the tracker failed to record the flag and still assigns the job to this worker "+
 			"(the upstream tracker does this on a job's 5th flag at stage b); complete the job, release it or say bye: %w", n, res.Err)
 	}
-	return false, fmt.Errorf("client: flagInvalidData: job %d: not confirmed, kept in the journal and resent before the next claim: %w", n, res.Err)
+	return false, fmt.Errorf("client: flagInvalidData: job %d: %w before the next claim: %w", n, ErrUnconfirmed, res.Err)
 }
 
 // Release hands the held job back to the tracker, which re-opens it for
@@ -994,7 +994,7 @@ func (c *Client) sendBye(ctx context.Context) error {
 		return err
 	}
 	if !res.Outcome.Settled() {
-		return fmt.Errorf("client: bye: not confirmed, resent on the next start: %w", res.Err)
+		return fmt.Errorf("client: bye: %w on the next start: %w", ErrUnconfirmed, res.Err)
 	}
 	c.log.Info("said bye to the tracker", slog.String("display_name", c.displayName))
 	return nil
