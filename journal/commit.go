@@ -166,6 +166,7 @@ func (db *DB) commitBatch(batch []*request) {
 	now := db.now().UTC()
 	var (
 		taken   []*deferredEvent
+		txid    int
 		fails   map[string]error
 		newFail map[string]error
 		refused map[*deferredEvent]bool
@@ -186,7 +187,8 @@ func (db *DB) commitBatch(batch []*request) {
 		// completion of its job). One refused now is dropped, and so are
 		// its slot's later events in this commit: they were validated or
 		// submitted against a state that included it.
-		taken, fails = db.takeDeferred(tx.ID())
+		txid = tx.ID()
+		taken, fails = db.takeDeferred(txid)
 		if fails == nil {
 			fails = make(map[string]error)
 		}
@@ -288,10 +290,12 @@ func (db *DB) commitBatch(batch []*request) {
 		cw = w
 		return nil
 	})
+	var touched map[string]State
 	if err == nil && cw != nil {
 		cw.keep()
+		touched = cw.touched()
 	}
-	db.settleDeferred(taken, err == nil, refused, fails)
+	db.settleDeferred(taken, err == nil, refused, fails, touched, txid)
 	if err == nil {
 		db.appended.Add(written)
 	}

@@ -90,6 +90,12 @@ func (db *DB) Compact() (before, after int64, err error) {
 	old := db.bolt
 	db.bolt = dst
 	_ = old.Close()
+	// The new file numbers its transactions afresh: published states are
+	// dated by the old file's numbers, so they are dropped (the states
+	// themselves did not change; the next read or commit publishes them).
+	db.dmu.Lock()
+	db.pub = nil
+	db.dmu.Unlock()
 	if fi, err := os.Stat(db.path); err == nil {
 		after = fi.Size()
 	}

@@ -161,7 +161,7 @@ func (db *DB) takeDeferred(txid int) ([]*deferredEvent, map[string]error) {
 // leave the queue (for recent while readers may need them), refused marks
 // those the commit refused, and fails (minus what was reported) become the
 // refusals still to report; on failure they wait for the next commit.
-func (db *DB) settleDeferred(taken []*deferredEvent, ok bool, refused map[*deferredEvent]bool, fails map[string]error) {
+func (db *DB) settleDeferred(taken []*deferredEvent, ok bool, refused map[*deferredEvent]bool, fails map[string]error, states map[string]State, txid int) {
 	db.dmu.Lock()
 	defer db.dmu.Unlock()
 	if !ok {
@@ -169,6 +169,13 @@ func (db *DB) settleDeferred(taken []*deferredEvent, ok bool, refused map[*defer
 			d.tx = 0
 		}
 		return
+	}
+	// Publish the committed states in the same critical section that drops
+	// the events the commit wrote from the queue: a reader (committedState)
+	// sees either the old states with those events still queued, or the new
+	// states without them.
+	for name, st := range states {
+		db.publish(name, st, txid)
 	}
 	if n := len(taken); n > 0 {
 		for _, d := range taken {
@@ -238,4 +245,40 @@ func (db *DB) logger() *slog.Logger {
 		return db.opts.Logger
 	}
 	return slog.New(slog.DiscardHandler)
+}
+
+// published is a slot's state as of committed transaction tx.
+type published struct {
+	state State
+	tx    int
+}
+
+// publish records st as slot's state as of committed transaction tx, unless
+// a later one is known. The caller holds dmu.
+func (db *DB) publish(slot string, st State, tx int) {
+	if db.pub == nil {
+		db.pub = make(map[string]published)
+	}
+	if cur, ok := db.pub[slot]; !ok || cur.tx < tx {
+		db.pub[slot] = published{state: st, tx: tx}
+	}
+}
+
+// committedState returns slot's state from the states this DB published
+// (it is the file's only writer: see Open), with the deferred events the
+// published state does not include folded in, and false when the slot has
+// not been published yet. It decodes nothing, so the client may call State
+// on every action and accessor.
+func (db *DB) committedState(slot string) (State, bool) {
+	db.dmu.Lock()
+	defer db.dmu.Unlock()
+	p, ok := db.pub[slot]
+	if !ok {
+		return State{}, false
+	}
+	st := p.state.clone()
+	if len(db.deferred) > 0 {
+		st = foldDeferred(st, db.deferredOf(slot, p.tx))
+	}
+	return st, true
 }

@@ -119,6 +119,7 @@ type DB struct {
 	// events not yet reported, by slot, and what readers need to tell which
 	// deferred events their read transaction sees. Guarded by dmu.
 	dmu       sync.Mutex
+	pub       map[string]published // committed states, for State without a read transaction; guarded by dmu
 	deferred  []*deferredEvent
 	deferFail map[string]error
 	recent    []*deferredEvent // written while readers (viewDeferred) run

@@ -47,6 +47,11 @@ func (db *DB) State(slot string) (State, error) {
 		return State{}, err
 	}
 	defer db.release()
+	if !db.opts.ReadOnly {
+		if st, ok := db.committedState(slot); ok {
+			return st, nil
+		}
+	}
 	return db.stateTx(slot)
 }
 
@@ -64,6 +69,12 @@ func (db *DB) stateTx(slot string) (State, error) {
 				}
 				st = s
 			}
+		}
+		if !db.opts.ReadOnly {
+			// The next State of this slot need not decode it again.
+			db.dmu.Lock()
+			db.publish(slot, st.clone(), tx.ID())
+			db.dmu.Unlock()
 		}
 		st = db.withDeferred(st, tx.ID())
 		return nil

@@ -405,3 +405,28 @@ func cloneString(p *string) *string {
 	s := *p
 	return &s
 }
+
+// clone returns a copy of s that shares nothing mutable with it.
+func (s State) clone() State {
+	if s.Session != nil {
+		ss := *s.Session
+		s.Session = &ss
+	}
+	if s.Job != nil {
+		s.Job = s.Job.clone()
+	}
+	if s.Completion != nil {
+		c := *s.Completion
+		c.Job = *c.Job.clone()
+		s.Completion = &c
+	}
+	s.LastReport = bytes.Clone(s.LastReport)
+	return s
+}
+
+func (j *Job) clone() *Job {
+	c := *j
+	c.Input = cloneString(j.Input)
+	c.Checkpoint = bytes.Clone(j.Checkpoint)
+	return &c
+}

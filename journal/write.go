@@ -383,6 +383,15 @@ func (w *txWriter) keep() {
 	}
 }
 
+// touched returns the states of the slots the transaction touched.
+func (w *txWriter) touched() map[string]State {
+	m := make(map[string]State, len(w.cache))
+	for name, s := range w.cache {
+		m[name] = s.state
+	}
+	return m
+}
+
 // finish prunes the touched slots a little and stores their states.
 func (w *txWriter) finish() error {
 	for _, name := range w.order {
