@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -40,19 +39,20 @@ type Client struct {
 
 	mu sync.Mutex // serialises the slot's actions
 
-	// smu guards the fields below. They are written with mu held too
-	// (except gone and the lost signal, which the heartbeat sets), so an
-	// action holding mu may read them without smu.
+	// The slot's session (token, names) and held job (number, input,
+	// checkpoint) are read from the journal's state (slotState), the one
+	// copy: the journal keeps it in memory. smu guards what is not in the
+	// journal: what this process learnt and has not recorded yet, its
+	// intent, and its history. They are written with mu held too (except
+	// gone and the lost signal, which the heartbeat sets), so an action
+	// holding mu may read them without smu.
 	smu         sync.RWMutex
-	token       string // "" = no session
-	displayName string
-	project     string
-	stageName   string
-	gone        bool   // the tracker no longer knows token (not yet recorded)
+	gone        bool   // the tracker no longer knows the token (found, not yet recorded)
 	goneWhy     string // why gone was set
 	wantSession bool   // false after Bye: the heartbeat does not register afresh
-	job         *heldJob
-	lostJob     int // job lost with the worker and not yet claimed past
+	resumedJob  int    // the job recovery handed back at Init (a fact of this run, not of the slot)
+	lostJob     int    // job lost with the worker and not yet claimed past (for the error of the next action)
+	payload     jobPayload
 	lostCh      chan struct{}
 	lostFired   bool
 	lostCount   int
@@ -73,11 +73,13 @@ type Client struct {
 	closeErr  error
 }
 
-type heldJob struct {
-	number     int
-	data       session.Payload
-	checkpoint []byte
-	resumed    bool
+// jobPayload is the held job's input decoded, kept so that Job does not
+// decode (and validate) a large input on every call; wire is the input it
+// was decoded from, which identifies it.
+type jobPayload struct {
+	number int
+	wire   *string
+	p      session.Payload
 }
 
 // Init registers a worker with the tracker at url for stage (a to e, either
@@ -150,7 +152,7 @@ func newClient(ctx context.Context, db *journal.DB, slot, url, stage string, o o
 		c.stop()
 		return nil, err
 	}
-	if c.token == "" {
+	if c.token() == "" {
 		if err := c.register(ctx); err != nil {
 			c.stop()
 			return nil, err
@@ -198,14 +200,12 @@ func (c *Client) recover(ctx context.Context) error {
 	if st, err = c.db.State(c.slot); err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
-	if s := st.Session; s != nil && !st.Closed && same {
-		c.token, c.displayName, c.project, c.stageName = s.Token, s.DisplayName, s.Project, s.StageName
+	if s := st.Session; s != nil && !same {
+		return fmt.Errorf("client: slot %q still holds a session of %s after recovery", c.slot, s.URL)
+	}
+	if s := st.Session; s != nil {
 		if j := st.Job; j != nil {
-			data, err := session.Decode(j.Input)
-			if err != nil && j.Input != nil {
-				data = session.String(*j.Input)
-			}
-			c.job = &heldJob{number: j.Number, data: data, checkpoint: bytes.Clone(j.Checkpoint), resumed: true}
+			c.resumedJob = j.Number
 		}
 		if st.Progress != "" {
 			c.progress.Store(&progressText{gen: c.gen.Load(), text: st.Progress})
@@ -270,7 +270,6 @@ func (c *Client) register(ctx context.Context) error {
 	}
 	c.hook(hooks.AfterJournal, "register")
 	c.smu.Lock()
-	c.token, c.displayName, c.project, c.stageName = reg.Token, reg.DisplayName, reg.Project, reg.StageName
 	c.gone, c.goneWhy, c.wantSession = false, "", true
 	if c.lostFired {
 		c.lostCh, c.lostFired = make(chan struct{}), false
@@ -284,16 +283,26 @@ func (c *Client) register(ctx context.Context) error {
 // markGone notes that the tracker no longer knows token and signals
 // SessionLost. It records nothing: the next action does (recordLost).
 func (c *Client) markGone(token, why string) {
+	st := c.slotState()
+	if token == "" || st.Session == nil || st.Session.Token != token {
+		return // a loss of an older session: already recorded
+	}
+	c.fireLost(st.Session.DisplayName, why)
+}
+
+// fireLost marks the session gone and signals SessionLost, once per
+// session.
+func (c *Client) fireLost(name, why string) {
 	c.smu.Lock()
 	defer c.smu.Unlock()
-	if token == "" || c.token != token || c.gone {
+	if c.gone {
 		return
 	}
 	c.gone, c.goneWhy = true, why
 	close(c.lostCh)
 	c.lostFired = true
 	c.lostCount++
-	c.log.Warn("the tracker lost the worker (timed out?)", slog.String("display_name", c.displayName), slog.String("reason", why))
+	c.log.Warn("the tracker lost the worker (timed out?)", slog.String("display_name", name), slog.String("reason", why))
 }
 
 func (c *Client) isGone() bool {
@@ -305,30 +314,63 @@ func (c *Client) isGone() bool {
 // recordLost records the loss of the session: the held job is gone and a
 // pending completion becomes an orphan. The caller holds mu.
 func (c *Client) recordLost(why string) error {
-	if c.token == "" {
+	token := c.token()
+	if token == "" {
 		return nil
 	}
-	c.markGone(c.token, why)
+	c.markGone(token, why)
 	if c.goneWhy != "" {
 		why = c.goneWhy
 	}
+	lost := c.heldNumber()
 	if err := c.append(journal.Event{Kind: journal.KindSessionLost, Reason: why}); err != nil {
 		return err
 	}
-	c.forgetSession()
+	c.forgetSession(lost)
 	return nil
 }
 
-// forgetSession drops the session from memory once its loss is recorded.
-func (c *Client) forgetSession() {
+// forgetSession clears what memory knew of a session whose loss is now
+// recorded; lost is the job held when it was lost (0 if none).
+func (c *Client) forgetSession(lost int) {
 	c.smu.Lock()
-	if c.job != nil {
-		c.lostJob = c.job.number
-		c.log.Warn("the job was lost with the worker; the tracker re-opened it", slog.Int("job", c.job.number))
+	if lost != 0 {
+		c.lostJob = lost
+		c.log.Warn("the job was lost with the worker; the tracker re-opened it", slog.Int("job", lost))
 	}
-	c.token, c.gone, c.goneWhy, c.job = "", false, "", nil
+	c.gone, c.goneWhy = false, ""
 	c.smu.Unlock()
 	c.clearProgress()
+}
+
+// slotState returns the slot's state as the journal has it: the one copy
+// of the session and the held job (journal.DB.State reads it from memory).
+// A journal that cannot be read (closed) reads as an empty slot.
+func (c *Client) slotState() journal.State {
+	st, err := c.db.State(c.slot)
+	if err != nil {
+		return journal.State{Slot: c.slot}
+	}
+	return st
+}
+
+// token is the session's token, "" when the slot has no open session.
+func (c *Client) token() string {
+	if s := c.slotState().Session; s != nil {
+		return s.Token
+	}
+	return ""
+}
+
+// held is the held job, nil if none.
+func (c *Client) held() *journal.Job { return c.slotState().Job }
+
+// heldNumber is the held job's number, 0 if none.
+func (c *Client) heldNumber() int {
+	if j := c.held(); j != nil {
+		return j.Number
+	}
+	return 0
 }
 
 // ensureSession records a detected loss and registers afresh if the slot
@@ -339,18 +381,17 @@ func (c *Client) ensureSession(ctx context.Context) error {
 			return err
 		}
 	}
-	if c.token == "" {
+	if c.token() == "" {
 		return c.register(ctx)
 	}
 	return nil
 }
 
-func (c *Client) setJob(j *heldJob) {
+// claimed notes in memory that a new job is held: it was not resumed, and
+// no lost job is to be reported any more.
+func (c *Client) claimed() {
 	c.smu.Lock()
-	c.job = j
-	if j != nil {
-		c.lostJob = 0
-	}
+	c.lostJob, c.resumedJob = 0, 0
 	c.smu.Unlock()
 	c.clearProgress()
 }
@@ -374,10 +415,8 @@ func (c *Client) progressText() string {
 	if p.gen == c.gen.Load() && p.text != "" {
 		return p.text
 	}
-	c.smu.RLock()
-	defer c.smu.RUnlock()
-	if c.job != nil {
-		return fmt.Sprintf("working on job %d", c.job.number)
+	if n := c.heldNumber(); n != 0 {
+		return fmt.Sprintf("working on job %d", n)
 	}
 	return "waiting for a job"
 }
@@ -458,8 +497,8 @@ func (c *Client) claim(ctx context.Context) error {
 	if err := c.settlePending(ctx); err != nil {
 		return fmt.Errorf("client: newJob: not claiming while an earlier action is unconfirmed: %w", err)
 	}
-	if c.job != nil {
-		c.log.Info("handing back the held job", slog.Int("job", c.job.number), slog.Bool("resumed", c.job.resumed))
+	if n := c.heldNumber(); n != 0 {
+		c.log.Info("handing back the held job", slog.Int("job", n), slog.Bool("resumed", c.Resumed()))
 		return nil
 	}
 	retried := false
@@ -467,7 +506,7 @@ func (c *Client) claim(ctx context.Context) error {
 		if err := c.ensureSession(ctx); err != nil {
 			return err
 		}
-		token := c.token
+		token := c.token()
 		job, err := c.conn.NewJob(ctx, token)
 		c.hook(hooks.AfterSend, "claim")
 		if errors.Is(err, ErrWorkerGone) && !retried {
@@ -495,21 +534,22 @@ func (c *Client) claim(ctx context.Context) error {
 		if err := c.appendDeferred(journal.Event{Kind: journal.KindClaimed, Job: job.Number, Input: wire}); err != nil {
 			return err
 		}
-		held := &heldJob{number: job.Number, data: job.Data}
+		c.claimed()
+		c.smu.Lock()
+		c.payload = jobPayload{number: job.Number, wire: wire, p: job.Data} // decoded already
+		c.smu.Unlock()
 		if c.o.resubmit {
 			o, ok, err := c.findOrphan(job.Number, wire)
 			if err != nil {
 				return err
 			}
 			if ok {
-				c.setJob(held)
 				if err := c.resubmit(ctx, o); err != nil {
 					return err
 				}
 				continue
 			}
 		}
-		c.setJob(held)
 		c.log.Info("claimed a job", slog.Int("job", job.Number))
 		return nil
 	}
@@ -527,12 +567,12 @@ func (c *Client) findOrphan(job int, input *string) (journal.Orphan, bool, error
 // resubmit completes the held job with an orphan's output. The caller holds
 // mu and the held job is the orphan's.
 func (c *Client) resubmit(ctx context.Context, o journal.Orphan) error {
-	n := c.job.number
+	n := c.heldNumber()
 	out := o.Output
 	if err := c.append(journal.Event{Kind: journal.KindCompletionPending, Job: n, Output: &out}); err != nil {
 		return err
 	}
-	c.setJob(nil)
+	c.clearProgress()
 	if err := c.append(journal.Event{Slot: o.Slot, Kind: journal.KindOrphanResolved, OrphanSeq: o.Seq, Outcome: journal.OutcomeResubmitted,
 		Reason: fmt.Sprintf("job %d claimed again by slot %s", n, c.slot)}); err != nil {
 		return err
@@ -569,12 +609,12 @@ func (c *Client) settlePending(ctx context.Context) error {
 			return err
 		}
 	}
-	if st.FlagPending && st.Job != nil && c.token != "" {
+	if st.FlagPending && st.Job != nil && st.Session != nil {
 		if settled, err := c.sendFlag(ctx, st.Job.Number, true); !settled {
 			return err
 		}
 	}
-	if st.ByePending && c.token != "" {
+	if st.ByePending && st.Session != nil {
 		return c.sendBye(ctx)
 	}
 	return nil
@@ -615,24 +655,25 @@ func (c *Client) CompleteJob(ctx context.Context, output any) error {
 		_, err := c.sendCompletion(ctx, pend.Job.Number, true)
 		return err
 	}
-	if st.FlagPending && c.job != nil && c.token != "" {
+	if st.FlagPending && st.Job != nil && st.Session != nil {
 		// An unconfirmed flag of the held job: settle it first (if it was
 		// applied, the job is no longer held).
-		if settled, err := c.sendFlag(ctx, c.job.number, true); !settled {
+		if settled, err := c.sendFlag(ctx, st.Job.Number, true); !settled {
 			return fmt.Errorf("client: completeJob: a flag of the job is unconfirmed: %w", err)
 		}
+		st = c.slotState()
 	}
-	if c.job == nil {
+	if st.Job == nil {
 		return c.noJobError("completeJob")
 	}
 	if perr != nil {
 		return perr
 	}
-	n := c.job.number
+	n := st.Job.Number
 	if err := c.append(journal.Event{Kind: journal.KindCompletionPending, Job: n, Output: p.Wire()}); err != nil {
 		return err
 	}
-	c.setJob(nil)
+	c.clearProgress()
 	c.hook(hooks.AfterJournal, "complete")
 	if c.isGone() {
 		return c.orphanPending(n)
@@ -655,7 +696,7 @@ func (c *Client) orphanPending(n int) error {
 // the client's memory in line with what was recorded. resend says an
 // earlier attempt may have reached the tracker. The caller holds mu.
 func (c *Client) settle(ctx context.Context, op replay.Op, resend bool) (replay.Settled, error) {
-	token := c.token
+	name, lost := c.DisplayName(), c.heldNumber()
 	res, err := replay.Settle(ctx, c.db, c.conn, c.slot, op, resend, func(op string) { c.hook(hooks.AfterSend, op) })
 	if err != nil {
 		return res, fmt.Errorf("client: %s: %w", op, err)
@@ -663,15 +704,11 @@ func (c *Client) settle(ctx context.Context, op replay.Op, resend bool) (replay.
 	switch o := res.Outcome; {
 	case o == replay.WorkerGone:
 		// Settle recorded the loss; the held job went with the worker.
-		c.markGone(token, res.Err.Error())
-		c.forgetSession()
-	case op == replay.OpFlag && o != replay.Unsettled && o != replay.Refused:
-		c.setJob(nil)
-	case op == replay.OpBye && o.Settled():
-		c.smu.Lock()
-		c.token, c.job = "", nil
-		c.smu.Unlock()
-		c.clearProgress()
+		c.fireLost(name, res.Err.Error())
+		c.forgetSession(lost)
+	case op == replay.OpFlag && o != replay.Unsettled && o != replay.Refused,
+		op == replay.OpBye && o.Settled():
+		c.clearProgress() // the job is no longer held
 	}
 	return res, nil
 }
@@ -716,10 +753,11 @@ func (c *Client) FlagInvalidData(ctx context.Context) error {
 		return err
 	}
 	defer end()
-	if c.job == nil {
+	j := c.held()
+	if j == nil {
 		return c.noJobError("flagInvalidData")
 	}
-	n := c.job.number
+	n := j.Number
 	if c.isGone() {
 		if err := c.recordLost(""); err != nil {
 			return err
@@ -781,16 +819,16 @@ func (c *Client) Release(ctx context.Context) error {
 		return err
 	}
 	defer end()
-	if c.job == nil {
+	if c.held() == nil {
 		return c.noJobError("release")
 	}
 	if err := c.settlePending(ctx); err != nil {
 		return fmt.Errorf("client: release: not released, an earlier action is unconfirmed: %w", err)
 	}
-	if c.job == nil {
+	n := c.heldNumber()
+	if n == 0 {
 		return c.noJobError("release") // a flag applied, or the worker lost
 	}
-	n := c.job.number
 	if err := c.append(journal.Event{Kind: journal.KindByePending}); err != nil {
 		return err
 	}
@@ -810,10 +848,11 @@ func (c *Client) RecordFailure(reason string) error {
 		return err
 	}
 	defer c.mu.Unlock()
-	if c.job == nil {
+	n := c.heldNumber()
+	if n == 0 {
 		return c.noJobError("recordFailure")
 	}
-	return c.append(journal.Event{Kind: journal.KindFailed, Job: c.job.number, Reason: reason})
+	return c.append(journal.Event{Kind: journal.KindFailed, Job: n, Reason: reason})
 }
 
 // Checkpoint records data as the held job's resume data, durably. If the
@@ -830,18 +869,14 @@ func (c *Client) Checkpoint(ctx context.Context, data []byte) error {
 		return err
 	}
 	defer end()
-	if c.job == nil {
+	n := c.heldNumber()
+	if n == 0 {
 		return c.noJobError("checkpoint")
 	}
-	if err := c.append(journal.Event{Kind: journal.KindCheckpoint, Job: c.job.number, Checkpoint: data}); err != nil {
+	if err := c.append(journal.Event{Kind: journal.KindCheckpoint, Job: n, Checkpoint: data}); err != nil {
 		return err
 	}
 	c.hook(hooks.AfterJournal, "checkpoint")
-	c.smu.Lock()
-	j := *c.job
-	j.checkpoint = bytes.Clone(data)
-	c.job = &j
-	c.smu.Unlock()
 	return nil
 }
 
@@ -880,9 +915,14 @@ func cutRunes(s string, n int) string {
 // at once: the client registers afresh (SessionLost fires) and IsAlive
 // answers true, so a loop `for c.IsAlive(ctx)` runs until Bye.
 func (c *Client) IsAlive(ctx context.Context) (bool, error) {
+	st := c.slotState()
 	c.smu.RLock()
-	token, gone, want, hasJob := c.token, c.gone, c.wantSession, c.job != nil
+	gone, want := c.gone, c.wantSession
 	c.smu.RUnlock()
+	token, hasJob := "", st.Job != nil
+	if st.Session != nil {
+		token = st.Session.Token
+	}
 	if token != "" && !gone {
 		alive, err := c.conn.IsAlive(ctx, token)
 		if err != nil {
@@ -900,7 +940,7 @@ func (c *Client) IsAlive(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	defer c.mu.Unlock()
-	if c.job != nil || !c.wantSession {
+	if c.held() != nil || !c.wantSession {
 		return false, nil
 	}
 	if err := c.ensureSession(ctx); err != nil {
@@ -976,7 +1016,7 @@ func (c *Client) Bye(ctx context.Context) error {
 	if c.isGone() {
 		return c.recordLost("")
 	}
-	if c.token == "" {
+	if c.token() == "" {
 		return nil
 	}
 	if err := c.append(journal.Event{Kind: journal.KindByePending}); err != nil {
@@ -989,6 +1029,7 @@ func (c *Client) Bye(ctx context.Context) error {
 // sendBye settles the recorded pending bye: the session is then closed
 // and the held job, if any, re-opened by the tracker. The caller holds mu.
 func (c *Client) sendBye(ctx context.Context) error {
+	name := c.DisplayName()
 	res, err := c.settle(ctx, replay.OpBye, false)
 	if err != nil {
 		return err
@@ -996,7 +1037,7 @@ func (c *Client) sendBye(ctx context.Context) error {
 	if !res.Outcome.Settled() {
 		return fmt.Errorf("client: bye: %w on the next start: %w", ErrUnconfirmed, res.Err)
 	}
-	c.log.Info("said bye to the tracker", slog.String("display_name", c.displayName))
+	c.log.Info("said bye to the tracker", slog.String("display_name", name))
 	return nil
 }
 
@@ -1028,68 +1069,70 @@ func (c *Client) Close() error {
 // null (what the upstream tracker serves at stage b and later). Null if no
 // job is held.
 func (c *Client) Job() session.Payload {
-	c.smu.RLock()
-	defer c.smu.RUnlock()
-	if c.job == nil {
+	j := c.held()
+	if j == nil {
 		return session.Null()
 	}
-	return c.job.data
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	if c.payload.number == j.Number && c.payload.wire != nil && j.Input != nil && *c.payload.wire == *j.Input ||
+		c.payload.number == j.Number && c.payload.wire == nil && j.Input == nil {
+		return c.payload.p
+	}
+	p, err := session.Decode(j.Input)
+	if err != nil {
+		p = session.String(*j.Input) // kept as the tracker sent it
+	}
+	c.payload = jobPayload{number: j.Number, wire: j.Input, p: p}
+	return p
 }
 
 // JobID returns the held job's number (0 if none).
-func (c *Client) JobID() int {
-	c.smu.RLock()
-	defer c.smu.RUnlock()
-	if c.job == nil {
-		return 0
-	}
-	return c.job.number
-}
+func (c *Client) JobID() int { return c.heldNumber() }
 
 // HasJob reports whether a job is held.
-func (c *Client) HasJob() bool {
-	c.smu.RLock()
-	defer c.smu.RUnlock()
-	return c.job != nil
-}
+func (c *Client) HasJob() bool { return c.held() != nil }
 
 // Resumed reports whether the held job was handed back by recovery at Init
 // (claimed by an earlier run of the program).
 func (c *Client) Resumed() bool {
+	n := c.heldNumber()
 	c.smu.RLock()
 	defer c.smu.RUnlock()
-	return c.job != nil && c.job.resumed
+	return n != 0 && n == c.resumedJob
 }
 
 // LastCheckpoint returns the held job's last checkpoint (nil if none).
 func (c *Client) LastCheckpoint() []byte {
-	c.smu.RLock()
-	defer c.smu.RUnlock()
-	if c.job == nil {
-		return nil
+	if j := c.held(); j != nil {
+		return j.Checkpoint // a copy: the journal's State shares nothing
 	}
-	return bytes.Clone(c.job.checkpoint)
+	return nil
 }
 
-// DisplayName returns the worker's display name on the tracker.
+// DisplayName returns the worker's display name on the tracker ("" while
+// the client has no worker: after Bye, or a loss not yet replaced).
 func (c *Client) DisplayName() string {
-	c.smu.RLock()
-	defer c.smu.RUnlock()
-	return c.displayName
+	if s := c.slotState().Session; s != nil {
+		return s.DisplayName
+	}
+	return ""
 }
 
 // Project returns the tracker's project name.
 func (c *Client) Project() string {
-	c.smu.RLock()
-	defer c.smu.RUnlock()
-	return c.project
+	if s := c.slotState().Session; s != nil {
+		return s.Project
+	}
+	return ""
 }
 
 // StageName returns the name of the worker's stage, such as "CPU".
 func (c *Client) StageName() string {
-	c.smu.RLock()
-	defer c.smu.RUnlock()
-	return c.stageName
+	if s := c.slotState().Session; s != nil {
+		return s.StageName
+	}
+	return ""
 }
 
 // Stage returns the worker's stage letter (a to e).
