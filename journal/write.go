@@ -534,7 +534,7 @@ func decodeSlotMeta(b []byte) (slotMeta, bool) {
 var kindCodes = []Kind{KindRegistered, KindClaimed, KindProgress, KindCheckpoint,
 	KindCompletionPending, KindCompletionSettled, KindFlagPending,
 	KindFlagSettled, KindReleased, KindByePending, KindClosed,
-	KindSessionLost, KindReplayed, KindOrphanResolved, KindFailed}
+	KindSessionLost, KindReplayed, KindOrphanResolved, KindFailed, KindRefused}
 
 func kindCode(k string) byte {
 	for i, c := range kindCodes {
@@ -862,6 +862,10 @@ func (w *txWriter) check(e *Event) error {
 	case KindReplayed:
 	case KindFailed:
 		fill()
+	case KindRefused:
+		if e.Reason == "" {
+			return w.invalid(*e, "no reason")
+		}
 	}
 	return nil
 }
