@@ -57,6 +57,7 @@ type Client struct {
 	lostCount   int
 	report      replay.Report
 	resubmitted []int
+	refused     refusals // see refuse.go
 
 	progress  atomic.Pointer[string]
 	kick      chan struct{}
@@ -392,7 +393,7 @@ func (c *Client) claim(ctx context.Context) error {
 	if err := c.settlePending(ctx); err != nil {
 		return fmt.Errorf("client: newJob: not claiming while an earlier action is unconfirmed: %w", err)
 	}
-	retried := false
+	retried, refusals := false, 0
 	for {
 		if err := c.ensureSession(ctx); err != nil {
 			return err
@@ -416,6 +417,12 @@ func (c *Client) claim(ctx context.Context) error {
 			continue
 		}
 		if err != nil {
+			if handled, err := c.refuse(ctx, job, err, &refusals); handled {
+				if err != nil {
+					return err
+				}
+				continue
+			}
 			return fmt.Errorf("client: %w", err)
 		}
 		wire := job.Data.Wire()
