@@ -96,10 +96,11 @@ type Status struct {
 func (e *engine) counters() map[string]int64 {
 	// Resubmissions: those of the start-up replay, plus orphaned outputs the
 	// clients submitted when they claimed the same job again.
-	resubmitted, lost := e.m.resubmitted.Load(), int64(0)
+	resubmitted, lost, refused := e.m.resubmitted.Load(), int64(0), int64(0)
 	for _, c := range e.clients {
 		resubmitted += int64(len(c.Resubmitted()))
 		lost += int64(c.SessionsLost())
+		refused += int64(c.Refusals())
 	}
 	return map[string]int64{
 		"completed":          e.m.completed.Load(),
@@ -108,6 +109,7 @@ func (e *engine) counters() map[string]int64 {
 		"resubmitted":        resubmitted,
 		"sessions_lost":      lost,
 		"orphaned":           e.m.orphaned.Load(),
+		"refused":            refused,
 		"heartbeat_failures": e.m.heartbeatFailures.Load(),
 		"command_failures":   e.m.commandFailures.Load(),
 		"command_runs":       e.m.runs.Load(),
@@ -154,6 +156,7 @@ func (e *engine) writeMetrics(w io.Writer) {
 	counter("dcworker_jobs_failed_total", "Jobs released after the command failed on every attempt.", c["failed"])
 	counter("dcworker_jobs_flagged_total", "Jobs whose input was flagged invalid.", c["flagged"])
 	counter("dcworker_jobs_resubmitted_total", "Completions resubmitted from the journal (on start, or orphaned output on a new claim).", c["resubmitted"])
+	counter("dcworker_jobs_refused_total", "Jobs refused at a claim (data that cannot be decoded: flagged; an answer over the size limit, a refused flag, a job refused before: released).", c["refused"])
 	counter("dcworker_jobs_orphaned_total", "Completions orphaned: the worker had timed out (found on start, or answered on completion).", c["orphaned"])
 	counter("dcworker_sessions_lost_total", "Times the tracker lost a worker identity (timed out) and the client registered afresh.", c["sessions_lost"])
 	counter("dcworker_heartbeat_failures_total", "Progress/heartbeat requests that failed.", c["heartbeat_failures"])

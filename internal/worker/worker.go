@@ -510,6 +510,12 @@ func (e *engine) claim(i int) bool {
 					e.log.Info("no open jobs and no slot busy: stopping", "slot", c.Slot())
 					return false
 				}
+				if refused := e.refusedJobs(); err == nil && n <= refused {
+					// Jobs this worker cannot take (refused at a claim:
+					// flagged or released) stay open for others.
+					e.log.Info("the open jobs are ones this worker refused and no slot is busy: stopping", "slot", c.Slot(), "open", n, "refused", refused)
+					return false
+				}
 			}
 		default:
 			e.log.Warn("claiming a job failed; trying again", "slot", c.Slot(), "err", err, "pause", pause)
