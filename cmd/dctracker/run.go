@@ -17,6 +17,7 @@ import (
 
 	"github.com/lmittmann/tint"
 
+	"github.com/distcompute/distcompute-go/internal/termtext"
 	"github.com/distcompute/distcompute-go/trackertest"
 )
 
@@ -199,10 +200,10 @@ func txtJobs(path string) ([]any, error) {
 func newLogger(w io.Writer) *slog.Logger {
 	if f, ok := w.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			return slog.New(tint.NewHandler(w, &tint.Options{
+			return slog.New(termtext.Handler(tint.NewHandler(w, &tint.Options{
 				TimeFormat: time.TimeOnly,
 				NoColor:    os.Getenv("NO_COLOR") != "",
-			}))
+			})))
 		}
 	}
 	return slog.New(slog.NewTextHandler(w, nil))

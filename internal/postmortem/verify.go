@@ -29,7 +29,7 @@ func Verify(w io.Writer, db *journal.DB) (problems []error, err error) {
 		return problems, err
 	}
 	for _, p := range problems {
-		if _, err := fmt.Fprintf(w, "  - %s\n", problemText(p, db.Path())); err != nil {
+		if _, err := fmt.Fprintf(w, "  - %s\n", oneLine(problemText(p, db.Path()))); err != nil {
 			return problems, err
 		}
 	}

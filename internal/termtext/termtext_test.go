@@ -41,7 +41,9 @@ func FuzzLine(f *testing.F) {
 	f.Add("\u202e\u2066x\xc3")
 	f.Fuzz(func(t *testing.T, s string) {
 		got := termtext.Line(s)
-		if strings.ContainsFunc(got, func(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == '\u202e' || r == '\u2028' }) {
+		if strings.ContainsFunc(got, func(r rune) bool {
+			return r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == '\u202e' || r == '\u2028'
+		}) {
 			t.Fatalf("Line(%q) = %q holds a control character", s, got)
 		}
 		if !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r >= 0x7f }) && got != s {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/distcompute/distcompute-go/client"
 	"github.com/distcompute/distcompute-go/internal/preempt"
+	"github.com/distcompute/distcompute-go/internal/termtext"
 	"github.com/lmittmann/tint"
 )
 
@@ -175,7 +176,7 @@ func Command(ctx context.Context, args []string, sigs <-chan os.Signal, stdout, 
 	if rf.JSONLog {
 		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	} else {
-		cfg.Logger = slog.New(tint.NewHandler(stderr, &tint.Options{Level: level, TimeFormat: time.TimeOnly, NoColor: !isTerminal(stderr)}))
+		cfg.Logger = slog.New(termtext.Handler(tint.NewHandler(stderr, &tint.Options{Level: level, TimeFormat: time.TimeOnly, NoColor: !isTerminal(stderr)})))
 	}
 	cfg.Stderr = stderr
 	cfg.Signals = sigs
