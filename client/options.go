@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/distcompute/distcompute-go/internal/termtext"
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/session"
 	"github.com/lmittmann/tint"
@@ -188,7 +189,7 @@ func (o *options) check() error {
 	}
 	if o.logger == nil {
 		if o.verbose {
-			o.logger = slog.New(tint.NewHandler(os.Stderr, &tint.Options{Level: slog.LevelInfo, TimeFormat: time.TimeOnly}))
+			o.logger = slog.New(termtext.Handler(tint.NewHandler(os.Stderr, &tint.Options{Level: slog.LevelInfo, TimeFormat: time.TimeOnly})))
 		} else {
 			o.logger = slog.New(slog.DiscardHandler)
 		}
