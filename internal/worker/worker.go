@@ -92,8 +92,14 @@ type Config struct {
 	// MetadataInterval is the notice poll interval; 0 means preempt.DefaultInterval.
 	MetadataInterval time.Duration
 
-	// StatusAddr, when set, serves GET /status, /metrics and /journal there.
+	// StatusAddr, when set, serves GET /status and /metrics there (and
+	// /journal with StatusJournal). They hold no secret; ":PORT" listens on
+	// every interface, which is logged as a warning.
 	StatusAddr string
+	// StatusJournal serves GET /journal on StatusAddr: a snapshot of the
+	// whole journal, which holds the worker tokens and the tracker URL with
+	// its password. Only for an address that only trusted people reach.
+	StatusJournal bool
 	// StatusListening, if set, is told the status server's actual address.
 	StatusListening func(net.Addr)
 
@@ -188,6 +194,8 @@ type engine struct {
 	drainEnd  time.Time // grace deadline
 
 	stderrMu sync.Mutex // serialises the commands' stderr lines
+
+	snapshots chan struct{} // GET /journal in progress (at most maxSnapshots)
 
 	mu    sync.Mutex
 	busy  int   // slots holding a job
