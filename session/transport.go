@@ -197,7 +197,7 @@ func (c *Conn) attempt(ctx context.Context, r request, method, target string, bo
 		return answer{}, sent, c.transportError(ctx, actx, r, err)
 	}
 	defer resp.Body.Close()
-	data, err := readBody(resp.Body, resp.ContentLength, c.maxBody)
+	data, over, err := readBody(resp.Body, resp.ContentLength, c.maxBody)
 	log.Debug("session: answer", slog.Int(logKeyAttempt, n), slog.Int(logKeyStatus, resp.StatusCode), slog.Duration(logKeyDuration, time.Since(start)))
 	if err != nil {
 		// The tracker answered, so it had the request: it may have applied it.
@@ -205,7 +205,7 @@ func (c *Conn) attempt(ctx context.Context, r request, method, target string, bo
 	}
 	st := resp.StatusCode
 	retry := st >= 500 || st == http.StatusTooManyRequests
-	if int64(len(data)) > c.maxBody {
+	if over {
 		se := &ServerError{Endpoint: r.endpoint, Status: st, Body: c.errBody(data, r.token),
 			Err: fmt.Errorf("%w: over %d bytes", ErrResponseTooLarge, c.maxBody)}
 		if r.endpoint == epNewJob && st == http.StatusOK {
