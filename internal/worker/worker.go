@@ -710,7 +710,7 @@ func (e *engine) runOnce(i int, c *client.Client, job session.Payload, num int, 
 	s := spec{
 		argv:           e.cfg.Command,
 		env:            env,
-		stdin:          []byte(job.Text()),
+		stdin:          job.Text(),
 		checkpointPath: cpPath,
 		progressPath:   progPath,
 		maxOutput:      e.cfg.MaxOutput,
