@@ -55,6 +55,9 @@ func TestInspectEscapesTrackerText(t *testing.T) {
 		if opts.Job == 0 && !strings.Contains(text, `name \x1b[2J`) {
 			t.Errorf("%+v: the slot's worker name is not shown escaped:\n%s", opts, text)
 		}
+		if opts.Job == 0 && !opts.Timeline && !strings.Contains(text, `refused     1 job at claims (--timeline lists them); last: job 2 released at`) {
+			t.Errorf("%+v: the refused job is not shown:\n%s", opts, text)
+		}
 	}
 	var b bytes.Buffer
 	if err := postmortem.Inspect(&b, db, postmortem.InspectOptions{JSON: true}); err != nil {

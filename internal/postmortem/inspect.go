@@ -427,6 +427,11 @@ func (p *printer) slot(sl SlotSummary) {
 	if sl.ByePending {
 		rows = append(rows, []string{"pending", "bye, answer never recorded"})
 	}
+	if n := len(sl.Refused); n > 0 {
+		r := sl.Refused[n-1]
+		rows = append(rows, []string{"refused", fmt.Sprintf("%d job%s at claims (--timeline lists them); last: job %d %s at %s: %s",
+			n, plural(n), r.Job, r.Action, fmtTime(r.Time), r.Reason)})
+	}
 	if r := sl.LastReport; r != nil {
 		rows = append(rows, []string{"last recovery", fmt.Sprintf("%s: %s", fmtTime(r.Time), reportLine(r.Report))})
 	}
