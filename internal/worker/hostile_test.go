@@ -2,10 +2,12 @@ package worker_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -42,6 +44,7 @@ type hostileTracker struct {
 	reg     string                                              // register's answer
 	newJob  func(w http.ResponseWriter, r *http.Request, n int) // newJob's n-th answer (from 1); nil: 403
 	flag    func(w http.ResponseWriter)                         // nil: 200 OK
+	open    string                                              // jobCount's answer; "" means "0"
 	mu      sync.Mutex
 	calls   map[string]int
 	outputs []string
@@ -72,7 +75,7 @@ func newHostileTracker(t *testing.T) *hostileTracker {
 			w.Header().Set("Content-Type", "application/json")
 			io.WriteString(w, h.reg)
 		case "jobCount":
-			text(200, "0")
+			text(200, cmp.Or(h.open, "0"))
 		case "validateWorker":
 			text(200, "True")
 		case "newJob":
@@ -280,6 +283,28 @@ func TestHostileTracker(t *testing.T) {
 		})
 	}
 
+	// The refused job stays open at the tracker (jobCount 1): dcworker
+	// --exit-when-empty stops anyway, since the only open job is one it
+	// refused.
+	t.Run("exit when the open jobs are refused ones", func(t *testing.T) {
+		h := newHostileTracker(t)
+		h.open = "1"
+		h.newJob = func(w http.ResponseWriter, r *http.Request, n int) {
+			if n == 1 {
+				jobAnswer(w, "<!json!>{nope", 4)
+				return
+			}
+			noJobs(w)
+		}
+		res := runHostile(t, h, 5*time.Second)
+		if res.err != nil {
+			t.Fatalf("dcworker: %v", res.err)
+		}
+		if !strings.Contains(res.stderr, "the open jobs are ones this worker refused") {
+			t.Errorf("dcworker did not say why it stopped")
+		}
+	})
+
 	t.Run("non-UTF-8 text is completed, and logged as valid UTF-8", func(t *testing.T) {
 		h := newHostileTracker(t)
 		h.reg = "{\"token\":\"" + hostileToken + "\",\"display_name\":\"caf\xe9-\xff\xfe\",\"project\":\"p\xc3\",\"stage_name\":\"CPU\"}"
@@ -432,4 +457,43 @@ func (z *zeroReader) Read(p []byte) (int, error) {
 	}
 	z.n -= k
 	return int(k), nil
+}
+
+// A refused job is counted in /metrics (dcworker_jobs_refused_total).
+func TestRefusedJobCounted(t *testing.T) {
+	h := newHostileTracker(t)
+	h.newJob = func(w http.ResponseWriter, r *http.Request, n int) {
+		switch n {
+		case 1:
+			jobAnswer(w, "<!json!>{nope", 4)
+		case 2:
+			jobAnswer(w, "good", 5)
+		default:
+			noJobs(w)
+		}
+	}
+	dir := t.TempDir()
+	cfg := config(t, h.srv.URL, script(t, `touch `+dir+`/running; while [ ! -f `+dir+`/go ]; do sleep 0.02; done; echo ok`))
+	cfg.StatusAddr = "127.0.0.1:0"
+	addrCh := make(chan net.Addr, 1)
+	cfg.StatusListening = func(a net.Addr) { addrCh <- a }
+	done := start(t, context.Background(), cfg)
+	base := "http://" + (<-addrCh).String()
+	waitFor(t, 10*time.Second, "the good job to run", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "running"))
+		return err == nil
+	})
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(m, []byte("\ndcworker_jobs_refused_total 1\n")) {
+		t.Errorf("/metrics does not count the refused job:\n%s", m)
+	}
+	os.WriteFile(filepath.Join(dir, "go"), nil, 0o600)
+	if err := waitErr(t, done, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
 }
