@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/distcompute/distcompute-go/session"
 )
@@ -92,7 +93,9 @@ func TestNewJobOverLimit(t *testing.T) {
 				io.WriteString(w, tail)
 			}))
 			defer srv.Close()
-			c, err := session.New(srv.URL, &session.Options{Retry: fastRetry()})
+			rp := fastRetry()
+			rp.AttemptTimeout = time.Minute // reading 32 MiB on a loaded machine under -race
+			c, err := session.New(srv.URL, &session.Options{Retry: rp})
 			if err != nil {
 				t.Fatal(err)
 			}
