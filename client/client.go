@@ -58,6 +58,7 @@ type Client struct {
 	lostCount   int
 	report      replay.Report
 	resubmitted []int
+	refused     refusals // see refuse.go
 
 	// progress is the last Log text with the generation of the job it was
 	// logged for; gen counts the changes of the held job. Text logged for
@@ -501,7 +502,7 @@ func (c *Client) claim(ctx context.Context) error {
 		c.log.Info("handing back the held job", slog.Int("job", n), slog.Bool("resumed", c.Resumed()))
 		return nil
 	}
-	retried := false
+	retried, refusals := false, 0
 	for {
 		if err := c.ensureSession(ctx); err != nil {
 			return err
@@ -518,6 +519,12 @@ func (c *Client) claim(ctx context.Context) error {
 			continue
 		}
 		if err != nil {
+			if handled, err := c.refuse(ctx, job, err, &refusals); handled {
+				if err != nil {
+					return err
+				}
+				continue
+			}
 			return fmt.Errorf("client: %w", err)
 		}
 		wire := job.Data.Wire()

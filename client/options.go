@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/distcompute/distcompute-go/internal/hooks"
+	"github.com/distcompute/distcompute-go/internal/termtext"
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/session"
 	"github.com/lmittmann/tint"
@@ -164,7 +165,7 @@ func (o *options) check() error {
 	}
 	if o.logger == nil {
 		if o.verbose {
-			o.logger = slog.New(tint.NewHandler(os.Stderr, &tint.Options{Level: slog.LevelInfo, TimeFormat: time.TimeOnly}))
+			o.logger = slog.New(termtext.Handler(tint.NewHandler(os.Stderr, &tint.Options{Level: slog.LevelInfo, TimeFormat: time.TimeOnly})))
 		} else {
 			o.logger = slog.New(slog.DiscardHandler)
 		}

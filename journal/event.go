@@ -27,7 +27,7 @@ const (
 	KindCheckpoint        Kind = "checkpoint"         // Job, Checkpoint
 	KindCompletionPending Kind = "completion-pending" // Job, Output
 	KindCompletionSettled Kind = "completion-settled" // Job, Outcome (OutcomeAccepted/AppliedEarlier/Orphaned)
-	KindFlagPending       Kind = "flag-pending"       // Job
+	KindFlagPending       Kind = "flag-pending"       // Job, Reason (set when the client flagged data it could not decode)
 	KindFlagSettled       Kind = "flag-settled"       // Job, Outcome (OutcomeAccepted/AppliedEarlier/Failed/Orphaned), Reason
 	KindReleased          Kind = "released"           // Job, Reason (job handed back: release on restart, failed command, bye...)
 	KindByePending        Kind = "bye-pending"        //
@@ -36,6 +36,7 @@ const (
 	KindReplayed          Kind = "replayed"           // Report (JSON)
 	KindOrphanResolved    Kind = "orphan-resolved"    // OrphanSeq, Outcome ("resubmitted","exported","acknowledged")
 	KindFailed            Kind = "failed"             // Job, Reason (a worker command failed; informational)
+	KindRefused           Kind = "refused"            // Job (0 = not known), Reason: a job assigned at a claim that the client could not take, handed back without being held (informational)
 )
 
 // Outcomes of settle events (KindCompletionSettled, KindFlagSettled) and of
@@ -57,7 +58,7 @@ func KnownKind(k Kind) bool {
 	case KindRegistered, KindClaimed, KindProgress, KindCheckpoint,
 		KindCompletionPending, KindCompletionSettled, KindFlagPending,
 		KindFlagSettled, KindReleased, KindByePending, KindClosed,
-		KindSessionLost, KindReplayed, KindOrphanResolved, KindFailed:
+		KindSessionLost, KindReplayed, KindOrphanResolved, KindFailed, KindRefused:
 		return true
 	}
 	return false

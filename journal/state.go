@@ -153,7 +153,7 @@ func Fold(s State, e Event) State {
 		s.ByePending = false
 	case KindReplayed:
 		s.LastReport = bytes.Clone(e.Report)
-	case KindOrphanResolved, KindFailed:
+	case KindOrphanResolved, KindFailed, KindRefused:
 		// Informational for the slot's state.
 	}
 	return s
@@ -321,6 +321,10 @@ func checkEvent(s State, e *Event) string {
 	case KindReplayed:
 	case KindFailed:
 		fill()
+	case KindRefused:
+		if e.Reason == "" {
+			return "no reason"
+		}
 	}
 	return ""
 }

@@ -169,7 +169,7 @@ func lockedError(path string, locked *journal.LockedError) error {
 		who = strings.Join(names, ", ")
 	}
 	return fmt.Errorf("%s is locked by %s, a worker still running; nothing was read or changed. "+
-		"Stop it first, or see it live with: dcjournal inspect --live http://ADDR (ADDR: the worker's --status-addr)", path, who)
+		"Stop it first, or see it live with: dcjournal inspect --live http://ADDR (ADDR: the worker's --status-addr; it needs --status-journal)", path, who)
 }
 
 // readError explains an error met while reading an open journal: a damaged record

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/distcompute/distcompute-go/internal/termtext"
 	"io"
 	"os"
 	"os/signal"
@@ -61,7 +62,7 @@ func report(ctx context.Context, err error, stderr io.Writer) int {
 		code = exitInterrupted
 	}
 	if !errors.Is(err, errSilent) {
-		fmt.Fprintf(stderr, "dcjournal: %v\n", err)
+		fmt.Fprintf(stderr, "dcjournal: %s\n", termtext.Line(err.Error()))
 	}
 	return code
 }

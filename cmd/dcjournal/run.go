@@ -84,7 +84,7 @@ and gets its finished work to the tracker.
 
 Usage:
   dcjournal inspect JOURNAL [--timeline] [--job N] [--slot S] [--json] [--show-secrets]
-  dcjournal inspect --live http://ADDR      the snapshot of a running dcworker (--status-addr)
+  dcjournal inspect --live http://ADDR      the snapshot of a running dcworker (--status-addr, --status-journal)
   dcjournal verify  JOURNAL
   dcjournal export  JOURNAL (--orphans | --all) --out DIR [--ack]
   dcjournal replay  JOURNAL [--tracker URL] [--release | --resume]

@@ -27,7 +27,7 @@ func Verify(w io.Writer, db *journal.DB) (problems []error, err error) {
 		return problems, err
 	}
 	for _, p := range problems {
-		if _, err := fmt.Fprintf(w, "  - %s\n", problemText(p)); err != nil {
+		if _, err := fmt.Fprintf(w, "  - %s\n", oneLine(problemText(p))); err != nil {
 			return problems, err
 		}
 	}

@@ -29,3 +29,20 @@ func releaseJob(ctx context.Context, c *client.Client) error {
 	}
 	return err
 }
+
+// refusedJobs returns how many distinct jobs the slots' clients refused at
+// a claim (see client.Client.RefusedJobs).
+func (e *engine) refusedJobs() int {
+	seen := map[int]bool{}
+	unknown := 0
+	for _, c := range e.clients {
+		for _, n := range c.RefusedJobs() {
+			if n == 0 {
+				unknown++
+			}
+			seen[n] = true
+		}
+	}
+	delete(seen, 0)
+	return len(seen) + unknown
+}

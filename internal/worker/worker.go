@@ -94,8 +94,14 @@ type Config struct {
 	// MetadataInterval is the notice poll interval; 0 means preempt.DefaultInterval.
 	MetadataInterval time.Duration
 
-	// StatusAddr, when set, serves GET /status, /metrics and /journal there.
+	// StatusAddr, when set, serves GET /status and /metrics there (and
+	// /journal with StatusJournal). They hold no secret; ":PORT" listens on
+	// every interface, which is logged as a warning.
 	StatusAddr string
+	// StatusJournal serves GET /journal on StatusAddr: a snapshot of the
+	// whole journal, which holds the worker tokens and the tracker URL with
+	// its password. Only for an address that only trusted people reach.
+	StatusJournal bool
 	// StatusListening, if set, is told the status server's actual address.
 	StatusListening func(net.Addr)
 
@@ -190,6 +196,8 @@ type engine struct {
 	drainEnd  time.Time // grace deadline
 
 	stderrMu sync.Mutex // serialises the commands' stderr lines
+
+	snapshots chan struct{} // GET /journal in progress (at most maxSnapshots)
 
 	mu    sync.Mutex
 	busy  int   // slots holding a job
@@ -540,6 +548,12 @@ func (e *engine) claim(i int) bool {
 					e.log.Info("no open jobs and no slot busy: stopping", "slot", c.Slot())
 					return false
 				}
+				if refused := e.refusedJobs(); err == nil && n <= refused {
+					// Jobs this worker cannot take (refused at a claim:
+					// flagged or released) stay open for others.
+					e.log.Info("the open jobs are ones this worker refused and no slot is busy: stopping", "slot", c.Slot(), "open", n, "refused", refused)
+					return false
+				}
 			}
 		default:
 			e.log.Warn("claiming a job failed; trying again", "slot", c.Slot(), "err", err, "pause", pause)
@@ -726,7 +740,7 @@ func (e *engine) runOnce(i int, c *client.Client, job session.Payload, num int, 
 	s := spec{
 		argv:           e.cfg.Command,
 		env:            env,
-		stdin:          []byte(job.Text()),
+		stdin:          job.Text(),
 		checkpointPath: cpPath,
 		progressPath:   progPath,
 		maxOutput:      e.cfg.MaxOutput,

@@ -198,7 +198,7 @@ printf 'step 42' > "$DC_CHECKPOINT_FILE"
 touch `+dir+`/checkpointed
 sleep 30`)
 	status := freeAddr(t)
-	cmd, out := workerProcess(t, "--tracker", srv.URL, "--journal", jpath, "--status-addr", status, "--", "/bin/sh", sh)
+	cmd, out := workerProcess(t, "--tracker", srv.URL, "--journal", jpath, "--status-addr", status, "--status-journal", "--", "/bin/sh", sh)
 	waitFor(t, 15*time.Second, "the command's checkpoint", func() bool {
 		_, err := os.Stat(filepath.Join(dir, "checkpointed"))
 		return err == nil
@@ -468,6 +468,7 @@ func TestStatusServer(t *testing.T) {
 	cfg := config(t, srv.URL, script(t, `if [ -f `+dir+`/one ]; then touch `+dir+`/two; while [ ! -f `+dir+`/go ]; do sleep 0.02; done; fi; touch `+dir+`/one; echo ok`))
 	cfg.Slots = 1
 	cfg.StatusAddr = "127.0.0.1:0"
+	cfg.StatusJournal = true
 	addrCh := make(chan net.Addr, 1)
 	cfg.StatusListening = func(a net.Addr) { addrCh <- a }
 	done := start(t, context.Background(), cfg)
