@@ -40,6 +40,7 @@ const (
 	KindReplayed          Kind = "replayed"           // Report (JSON)
 	KindOrphanResolved    Kind = "orphan-resolved"    // OrphanSeq, Outcome ("resubmitted","exported","acknowledged")
 	KindFailed            Kind = "failed"             // Job, Reason (a worker command failed; informational)
+	KindDrained           Kind = "drained"            // Reason (why the worker stopped claiming: "SIGTERM", a cloud notice...; informational)
 )
 
 // Outcomes of settle events (KindCompletionSettled, KindFlagSettled) and of
@@ -61,7 +62,7 @@ func KnownKind(k Kind) bool {
 	case KindRegistered, KindClaimed, KindProgress, KindCheckpoint,
 		KindCompletionPending, KindCompletionSettled, KindFlagPending,
 		KindFlagSettled, KindReleased, KindByePending, KindClosed,
-		KindSessionLost, KindReplayed, KindOrphanResolved, KindFailed:
+		KindSessionLost, KindReplayed, KindOrphanResolved, KindFailed, KindDrained:
 		return true
 	}
 	return false

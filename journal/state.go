@@ -146,7 +146,7 @@ func Fold(s State, e Event) State {
 		s.ByePending = false
 	case KindReplayed:
 		s.LastReport = bytes.Clone(e.Report)
-	case KindOrphanResolved, KindFailed:
+	case KindOrphanResolved, KindFailed, KindDrained:
 		// Informational for the slot's state.
 	}
 	return s

@@ -534,7 +534,7 @@ func decodeSlotMeta(b []byte) (slotMeta, bool) {
 var kindCodes = []Kind{KindRegistered, KindClaimed, KindProgress, KindCheckpoint,
 	KindCompletionPending, KindCompletionSettled, KindFlagPending,
 	KindFlagSettled, KindReleased, KindByePending, KindClosed,
-	KindSessionLost, KindReplayed, KindOrphanResolved, KindFailed}
+	KindSessionLost, KindReplayed, KindOrphanResolved, KindFailed, KindDrained}
 
 func kindCode(k string) byte {
 	for i, c := range kindCodes {
@@ -862,6 +862,7 @@ func (w *txWriter) check(e *Event) error {
 	case KindReplayed:
 	case KindFailed:
 		fill()
+	case KindDrained:
 	}
 	return nil
 }
