@@ -176,6 +176,7 @@ type engine struct {
 	clients []*client.Client
 	slots   []*slotState
 	m       *metrics
+	reach   *reachability
 	workDir string
 
 	runCtx context.Context // ends on a hard stop: commands are killed
@@ -204,6 +205,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	e := &engine{cfg: cfg, log: cfg.Logger, drainCh: make(chan struct{}), m: newMetrics(cfg.Slots)}
+	e.reach = newReachability(cfg.TrackerURL, e.log)
 	e.runCtx, e.hard = context.WithCancel(ctx)
 	defer e.hard()
 
@@ -337,7 +339,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 func (e *engine) clientOptions() []client.Option {
 	opts := []client.Option{
-		client.WithLogger(e.log),
+		client.WithLogger(slog.New(retryQuiet{Handler: e.log.Handler(), reach: e.reach})),
 		client.WithVerbose(e.cfg.Verbose),
 	}
 	if e.cfg.Nickname != "" {
@@ -353,7 +355,7 @@ func (e *engine) clientOptions() []client.Option {
 	if next == nil {
 		next = http.DefaultTransport.(*http.Transport).Clone()
 	}
-	counted.Transport = &countingTransport{next: next, m: e.m}
+	counted.Transport = &countingTransport{next: next, m: e.m, reach: e.reach}
 	opts = append(opts, client.WithHTTPClient(&counted))
 	return append(opts, e.cfg.ClientOptions...)
 }
@@ -583,7 +585,6 @@ func (e *engine) runJob(i int, resumed bool) bool {
 		}
 		st.set(e.m, stateRunning, num)
 		res := e.runOnce(i, c, job, num, resumed, attempt, cpPath, progPath)
-		e.m.runs.Add(1)
 		drained := e.isDraining()
 		if e.runCtx.Err() != nil {
 			log.Warn("stopped at once: job left in the journal", "outcome", res.describe())
@@ -726,6 +727,7 @@ func (e *engine) runOnce(i int, c *client.Client, job session.Payload, num int, 
 	if err != nil {
 		return result{exitCode: -1, err: fmt.Errorf("starting %s: %w", e.cfg.Command[0], err)}
 	}
+	e.m.runs.Add(1) // started: dcworker_command_runs_total counts runs started
 	select {
 	case <-p.done:
 		return p.res
