@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/distcompute/distcompute-go/internal/term"
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/session"
 	"github.com/lmittmann/tint"
@@ -188,7 +189,8 @@ func (o *options) check() error {
 	}
 	if o.logger == nil {
 		if o.verbose {
-			o.logger = slog.New(tint.NewHandler(os.Stderr, &tint.Options{Level: slog.LevelInfo, TimeFormat: time.TimeOnly}))
+			// Colour only on a terminal and without NO_COLOR: a log file gets plain text.
+			o.logger = slog.New(tint.NewHandler(os.Stderr, &tint.Options{Level: slog.LevelInfo, TimeFormat: time.TimeOnly, NoColor: !term.Color(os.Stderr, os.Getenv)}))
 		} else {
 			o.logger = slog.New(slog.DiscardHandler)
 		}
