@@ -21,6 +21,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/distcompute/distcompute-go/internal/term"
 )
 
 // Exit codes, documented in the package comment and in "dcjournal help".
@@ -61,7 +63,7 @@ func report(ctx context.Context, err error, stderr io.Writer) int {
 		code = exitInterrupted
 	}
 	if !errors.Is(err, errSilent) {
-		fmt.Fprintf(stderr, "dcjournal: %v\n", err)
+		fmt.Fprintf(stderr, "dcjournal: %s\n", term.ErrorLine("dcjournal", err))
 	}
 	return code
 }

@@ -15,8 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lmittmann/tint"
-
+	"github.com/distcompute/distcompute-go/internal/term"
 	"github.com/distcompute/distcompute-go/trackertest"
 )
 
@@ -42,6 +41,7 @@ type config struct {
 	checkInterval time.Duration
 	quirks        bool
 	seed          int64
+	logLevel      slog.Level
 }
 
 // parseArgs turns the command line into a config, reading the jobs file if one is named.
@@ -62,6 +62,8 @@ func parseArgs(args []string, stdout io.Writer) (config, error) {
 	fs.DurationVar(&c.checkInterval, "check-interval", trackertest.DefaultCheckInterval, "how often idle workers are looked for")
 	fs.BoolVar(&c.quirks, "quirks", false, "reproduce the upstream tracker's bugs (stage b+ served null data, failing 5th flag)")
 	fs.Int64Var(&c.seed, "seed", 0, "seed for random job picks and worker names (0: time-based)")
+	quiet := fs.Bool("quiet", false, "log only warnings and errors (not every request); same as --log-level warn")
+	level := fs.String("log-level", "info", "`level` of the log on stderr: debug, info (every request), warn or error")
 	// The flag package calls Usage on -h and on every bad flag; only -h
 	// deserves the full text, a bad flag gets its one-line error.
 	fs.Usage = func() {}
@@ -80,6 +82,12 @@ func parseArgs(args []string, stdout io.Writer) (config, error) {
 	}
 	if fs.NArg() > 0 {
 		return c, usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if err := c.logLevel.UnmarshalText([]byte(*level)); err != nil {
+		return c, usagef("--log-level %q: want debug, info, warn or error", *level)
+	}
+	if *quiet {
+		c.logLevel = max(c.logLevel, slog.LevelWarn)
 	}
 	if c.idleTimeout <= 0 || c.checkInterval <= 0 {
 		return c, usagef("--idle-timeout and --check-interval must be positive")
@@ -195,17 +203,13 @@ func txtJobs(path string) ([]any, error) {
 	return jobs, nil
 }
 
-// newLogger logs to w: tint (colours unless NO_COLOR is set) on a terminal, text otherwise.
-func newLogger(w io.Writer) *slog.Logger {
-	if f, ok := w.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			return slog.New(tint.NewHandler(w, &tint.Options{
-				TimeFormat: time.TimeOnly,
-				NoColor:    os.Getenv("NO_COLOR") != "",
-			}))
-		}
+// newLogger logs to w at level: tint's short lines on a terminal (coloured unless
+// NO_COLOR is set), slog's text format otherwise (a file, a pipe).
+func newLogger(w io.Writer, level slog.Level) *slog.Logger {
+	if term.IsTerminal(w) {
+		return slog.New(term.Handler(w, level, os.Getenv))
 	}
-	return slog.New(slog.NewTextHandler(w, nil))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
 // run is dctracker: it serves until ctx is done.
@@ -214,7 +218,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr)
+	log := newLogger(stderr, c.logLevel)
 	t := trackertest.New(trackertest.Options{
 		Project:       c.project,
 		Stages:        c.stages,

@@ -14,7 +14,7 @@ import (
 
 	"github.com/distcompute/distcompute-go/client"
 	"github.com/distcompute/distcompute-go/internal/preempt"
-	"github.com/lmittmann/tint"
+	"github.com/distcompute/distcompute-go/internal/term"
 )
 
 // ErrUsage reports bad command-line arguments (the usage was printed).
@@ -175,7 +175,7 @@ func Command(ctx context.Context, args []string, sigs <-chan os.Signal, stdout, 
 	if rf.JSONLog {
 		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	} else {
-		cfg.Logger = slog.New(tint.NewHandler(stderr, &tint.Options{Level: level, TimeFormat: time.TimeOnly, NoColor: !isTerminal(stderr)}))
+		cfg.Logger = slog.New(term.Handler(stderr, level, os.Getenv))
 	}
 	cfg.Stderr = stderr
 	cfg.Signals = sigs
@@ -184,13 +184,4 @@ func Command(ctx context.Context, args []string, sigs <-chan os.Signal, stdout, 
 		mod(&cfg)
 	}
 	return Run(ctx, cfg)
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
