@@ -43,7 +43,8 @@
 //	    "completion_pending": {"job": 41, "stage": "a", "since": "...", "output_kind": "json", "output_bytes": 512, "seq": 40},
 //	    "flag_pending": false, "bye_pending": false,
 //	    "last_seq": 57, "last_event": "...",
-//	    "last_report": {"time": "...", "report": { ... }}   // the last "replayed" event, as written by recovery
+//	    "last_report": {"time": "...", "report": { ... }},  // the last "replayed" event, as written by recovery
+//	    "drained": {"time": "...", "reason": "SIGTERM"}     // the slot's last life ended with a drain (a clean stop)
 //	  }],
 //	  "orphans": [{                                  // orphaned outputs not yet resolved
 //	    "seq": 33, "slot": "0", "stage": "a", "job": 40, "time": "...", "reason": "...",

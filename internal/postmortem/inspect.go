@@ -417,6 +417,9 @@ func (p *printer) slot(sl SlotSummary) {
 	if r := sl.LastReport; r != nil {
 		rows = append(rows, []string{"last recovery", fmt.Sprintf("%s: %s", fmtTime(r.Time), reportLine(r.Report))})
 	}
+	if d := sl.Drained; d != nil {
+		rows = append(rows, []string{"drained", fmt.Sprintf("%s: %s (a clean stop, not a crash)", fmtTime(d.Time), orDash(d.Reason))})
+	}
 	rows = append(rows, []string{"last event", fmt.Sprintf("seq %d at %s", sl.LastSeq, fmtTime(sl.LastEvent))})
 	p.table("  ", rows)
 }
