@@ -39,6 +39,9 @@ type InspectOptions struct {
 	// (and written as journal.path in JSON) instead of the temporary file's path, and
 	// the "next steps" are left out, since the worker still runs.
 	Source string
+	// NoNextSteps leaves the "next steps" out: the journal is a copy about to be
+	// deleted, and commands pointing at it would not work.
+	NoNextSteps bool
 }
 
 // TimeLayout is how times are written for people: UTC, to the second.
@@ -346,7 +349,7 @@ func (p *printer) slots(s *Summary) {
 		}
 		p.table("  ", rows)
 	}
-	if p.opts.Source == "" {
+	if p.opts.Source == "" && !p.opts.NoNextSteps {
 		p.nextSteps(s)
 	}
 }
