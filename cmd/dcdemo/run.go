@@ -81,16 +81,21 @@ var sentences = []string{
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dcdemo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	keep := fs.Bool("keep", false, "keep the temporary directory (journals, worker logs, the job script)")
 	timeout := fs.Duration("timeout", 50*time.Second, "give up after this long")
 	nJobs := fs.Int("jobs", 24, "number of jobs (at most 24)")
 	crashAfter := fs.Int("crash-after", 3, "SIGKILL the stage-a worker at its Nth completion")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, "usage: dcdemo [flags]\n\nRuns the quick start: a tracker, two journaled workers, a SIGKILL mid-completion,\nthe recovery, and the post-mortem. Ends by itself; exit 0 only if nothing was lost.\n\nflags:\n")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
 			return err
 		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		fmt.Fprintf(stderr, "dcdemo: %v (see dcdemo -h)\n", err)
+		return errUsage
 	}
 	bad := ""
 	switch {

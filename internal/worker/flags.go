@@ -185,7 +185,7 @@ func Command(ctx context.Context, args []string, sigs <-chan os.Signal, stdout, 
 		level = slog.LevelDebug
 	}
 	if rf.JSONLog {
-		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+		cfg.Logger = slog.New(term.Dedupe(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})))
 	} else {
 		cfg.Logger = slog.New(term.Handler(stderr, level, os.Getenv))
 	}

@@ -142,6 +142,9 @@ const retryMessage = "session: retrying"
 
 func (h retryQuiet) Handle(ctx context.Context, rec slog.Record) error {
 	if rec.Level != slog.LevelWarn || !strings.HasPrefix(rec.Message, retryMessage) {
+		if !h.Handler.Enabled(ctx, rec.Level) {
+			return nil // let through by Enabled only for the retry warnings
+		}
 		return h.Handler.Handle(ctx, rec)
 	}
 	var wait time.Duration
