@@ -82,6 +82,7 @@ func fleetworkerMain() {
 					}
 				}
 				c.Log("resizing")
+				var err error
 				if _, again := flagged.LoadOrStore(n, true); n%41 == 0 && !again {
 					err = c.FlagInvalidData(ctx)
 				} else {
