@@ -88,7 +88,11 @@ func (r *reachability) retrying(wait time.Duration) {
 		return
 	}
 	r.announced = true
-	r.log.Warn(fmt.Sprintf("tracker %s unreachable: %s; retrying in %s (output stays in the journal)", r.host, r.lastErr, wait.Round(time.Second)))
+	round := time.Second
+	if wait < 10*time.Second {
+		round = 100 * time.Millisecond
+	}
+	r.log.Warn(fmt.Sprintf("tracker %s unreachable: %s; retrying in %s (output stays in the journal)", r.host, r.lastErr, wait.Round(round)))
 }
 
 func (r *reachability) snapshot() Reach {
@@ -137,10 +141,18 @@ type retryQuiet struct {
 	reach *reachability
 }
 
-// retryMessage is the message of the session package's per-attempt retry warning.
-const retryMessage = "session: retrying"
+// retryMessage is the message of the session package's per-attempt retry warning;
+// waitMessage the client's warning each time WaitForJob waits out a failure. While
+// the tracker is known to be unreachable, both say nothing the outage line did not.
+const (
+	retryMessage = "session: retrying"
+	waitMessage  = "tracker unavailable; waiting"
+)
 
 func (h retryQuiet) Handle(ctx context.Context, rec slog.Record) error {
+	if rec.Level == slog.LevelWarn && rec.Message == waitMessage && !h.reach.snapshot().Reachable {
+		return h.debug(ctx, rec)
+	}
 	if rec.Level != slog.LevelWarn || !strings.HasPrefix(rec.Message, retryMessage) {
 		if !h.Handler.Enabled(ctx, rec.Level) {
 			return nil // let through by Enabled only for the retry warnings
@@ -156,6 +168,11 @@ func (h retryQuiet) Handle(ctx context.Context, rec slog.Record) error {
 		return true
 	})
 	h.reach.retrying(wait)
+	return h.debug(ctx, rec)
+}
+
+// debug passes rec on at debug level (shown with -v).
+func (h retryQuiet) debug(ctx context.Context, rec slog.Record) error {
 	if !h.Handler.Enabled(ctx, slog.LevelDebug) {
 		return nil
 	}

@@ -591,7 +591,11 @@ func (e *engine) claim(i int) bool {
 				}
 			}
 		default:
-			e.log.Warn("claiming a job failed; trying again", "slot", c.Slot(), "err", err, "pause", pause)
+			lvl := slog.LevelWarn
+			if !e.reach.snapshot().Reachable {
+				lvl = slog.LevelDebug // the outage has its own line
+			}
+			e.log.Log(ctx, lvl, "claiming a job failed; trying again", "slot", c.Slot(), "err", err, "pause", pause)
 			wait = pause
 			pause = min(2*pause, time.Minute)
 		}
