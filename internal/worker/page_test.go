@@ -49,7 +49,7 @@ func startLive(t *testing.T, trackerURL string) *liveWorker {
 func (w *liveWorker) stop(t *testing.T, n int) {
 	t.Helper()
 	os.WriteFile(w.goFile, nil, 0o600)
-	waitFor(t, 20*time.Second, "the completions", func() bool {
+	waitFor(t, 60*time.Second, "the completions", func() bool {
 		return strings.Contains(getBody(t, w.base+"/status"), fmt.Sprintf(`"completed": %d`, n))
 	})
 	w.sigs <- syscall.SIGTERM
@@ -94,7 +94,7 @@ func TestLivePage(t *testing.T) {
 		}
 	}
 	var raw string
-	waitFor(t, 10*time.Second, "three running slots with progress", func() bool {
+	waitFor(t, 60*time.Second, "three running slots with progress", func() bool {
 		raw = getBody(t, base+"/page.json")
 		if err := json.Unmarshal([]byte(raw), &st); err != nil {
 			t.Fatal(err)
@@ -169,7 +169,7 @@ func TestTrackerUnreachableOneLine(t *testing.T) {
 	cfg.StatusListening = func(a net.Addr) { addrCh <- a }
 	done := start(t, context.Background(), cfg)
 	base := "http://" + (<-addrCh).String()
-	waitFor(t, 10*time.Second, "a running job", func() bool { return strings.Contains(getBody(t, base+"/status"), `"state": "running"`) })
+	waitFor(t, 60*time.Second, "a running job", func() bool { return strings.Contains(getBody(t, base+"/status"), `"state": "running"`) })
 	down.Store(true)
 	os.WriteFile(filepath.Join(dir, "go"), nil, 0o600) // the completion meets the outage
 	waitFor(t, 30*time.Second, "the unreachable line", func() bool { return strings.Contains(logs.String(), "unreachable") })
