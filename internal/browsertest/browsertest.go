@@ -103,11 +103,16 @@ func Eval[T any](t testing.TB, tab context.Context, expr string) T {
 	return v
 }
 
-// WaitFor waits until a JavaScript expression is true in the page (polled at each
-// animation frame), failing the test if it is not by the tab's deadline.
+// WaitFor waits until a JavaScript expression is true in the page (polled every
+// 50 ms), failing the test if it is not by the tab's deadline (not by a timeout of
+// its own: a loaded machine only makes it wait longer).
 func WaitFor(t testing.TB, tab context.Context, expr string) {
 	t.Helper()
-	if _, err := chromedp.Run(tab, chromedp.Poll[bool](expr)); err != nil {
+	timeout := 10 * time.Minute
+	if d, ok := tab.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	if _, err := chromedp.Run(tab, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(timeout))); err != nil {
 		t.Fatalf("waiting for %s: %v", expr, err)
 	}
 }
