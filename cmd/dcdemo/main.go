@@ -13,6 +13,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/distcompute/distcompute-go/internal/term"
 )
 
 func main() {
@@ -31,6 +33,6 @@ func main() {
 	case errors.Is(err, errUsage):
 		os.Exit(2)
 	}
-	fmt.Fprintln(os.Stderr, "dcdemo:", err)
+	fmt.Fprintln(os.Stderr, "dcdemo:", term.ErrorLine("dcdemo", err))
 	os.Exit(1)
 }

@@ -17,11 +17,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/distcompute/distcompute-go/internal/termtext"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/distcompute/distcompute-go/internal/term"
 )
 
 // Exit codes, documented in the package comment and in "dcjournal help".
@@ -62,7 +63,7 @@ func report(ctx context.Context, err error, stderr io.Writer) int {
 		code = exitInterrupted
 	}
 	if !errors.Is(err, errSilent) {
-		fmt.Fprintf(stderr, "dcjournal: %s\n", termtext.Line(err.Error()))
+		fmt.Fprintf(stderr, "dcjournal: %s\n", term.ErrorLine("dcjournal", err))
 	}
 	return code
 }
