@@ -118,7 +118,8 @@ func WaitFor(t testing.TB, tab context.Context, expr string) {
 }
 
 // Hover moves the mouse over the centre of the first element matching the CSS
-// selector, as a person would, and fails the test if there is none.
+// selector that is not covered there, as a person would, and fails the test
+// if there is none.
 func Hover(t testing.TB, tab context.Context, selector string) {
 	t.Helper()
 	p := center(t, tab, selector)
@@ -140,12 +141,23 @@ type point struct{ X, Y float64 }
 
 func center(t testing.TB, tab context.Context, selector string) *point {
 	t.Helper()
+	// The first matching element whose centre a person can point at: one
+	// whose centre is not covered by another element (a mark drawn over a
+	// bar, say), else the first one.
 	p := Eval[*point](t, tab, fmt.Sprintf(`(() => {
-		const el = document.querySelector(%q);
-		if (!el) return null;
-		el.scrollIntoView({block: "center"});
-		const r = el.getBoundingClientRect();
-		return {X: r.left + r.width / 2, Y: r.top + r.height / 2};
+		const all = document.querySelectorAll(%q);
+		if (all.length === 0) return null;
+		const at = (el) => {
+			el.scrollIntoView({block: "center"});
+			const r = el.getBoundingClientRect();
+			return {X: r.left + r.width / 2, Y: r.top + r.height / 2};
+		};
+		for (const el of all) {
+			const p = at(el);
+			const hit = document.elementFromPoint(p.X, p.Y);
+			if (hit && (hit === el || el.contains(hit))) return p;
+		}
+		return at(all[0]);
 	})()`, selector))
 	if p == nil {
 		t.Fatalf("no element matches %s", selector)
