@@ -91,3 +91,16 @@ func jobBody(number int, data *string) string {
 func tooLongProgress(p string) bool {
 	return utf8.RuneCountInString(p) > 255 || strings.ContainsRune(p, 0)
 }
+
+// hangUp closes the program's connection without an answer, as a proxy
+// that stops mid-request does: the upstream client retries the request
+// (against the restarted proxy), which the proxy recognises.
+func hangUp(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			_ = conn.Close()
+			return
+		}
+	}
+	panic(http.ErrAbortHandler)
+}

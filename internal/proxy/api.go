@@ -158,7 +158,8 @@ func (p *Proxy) adopt(stage string, prog int) *local {
 func (p *Proxy) jobCount(w http.ResponseWriter, r *http.Request, path string, body []byte) {
 	status, hdr, out, err := p.roundTrip(r, path, body, true)
 	if err != nil {
-		return // the program hung up
+		hangUp(w) // the program hung up
+		return
 	}
 	if status == http.StatusOK {
 		if n, err := strconv.Atoi(string(out)); err == nil {
@@ -276,6 +277,7 @@ func (p *Proxy) newJob(w http.ResponseWriter, r *http.Request, l *local) {
 	defer l.mu.Unlock()
 	ctx := r.Context()
 	if p.waitSettle(ctx, l) != nil {
+		hangUp(w)
 		return
 	}
 	for tries := 0; ; tries++ {
@@ -286,6 +288,7 @@ func (p *Proxy) newJob(w http.ResponseWriter, r *http.Request, l *local) {
 			case <-ctx.Done():
 			case <-p.ctx.Done():
 			}
+			hangUp(w)
 			return
 		}
 		n, data, held := l.c.job()
@@ -341,6 +344,7 @@ func (p *Proxy) settle(w http.ResponseWriter, r *http.Request, l *local, kind jo
 	defer l.mu.Unlock()
 	ctx := r.Context()
 	if p.waitSettle(ctx, l) != nil {
+		hangUp(w)
 		return
 	}
 	n, _, held := l.c.job()
@@ -407,13 +411,15 @@ func (p *Proxy) settle(w http.ResponseWriter, r *http.Request, l *local, kind jo
 			return
 		case <-done:
 		case <-ctx.Done():
+			hangUp(w)
 			return
 		}
 	} else {
 		select {
 		case <-done:
 		case <-ctx.Done():
-			return // the settle goes on; its outcome is journaled
+			hangUp(w) // the settle goes on; its outcome is journaled
+			return
 		}
 	}
 	p.answerSettle(w, r, kind, result)
@@ -460,6 +466,7 @@ func (p *Proxy) bye(w http.ResponseWriter, r *http.Request, l *local) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if p.waitSettle(r.Context(), l) != nil {
+		hangUp(w)
 		return
 	}
 	if err := p.retry(r.Context(), l.c.bye); err != nil {
@@ -474,7 +481,8 @@ func (p *Proxy) bye(w http.ResponseWriter, r *http.Request, l *local) {
 // answerError answers an error that is not the program's doing: nothing
 // when the program hung up, else the 500 the tracker gives when it fails.
 func (p *Proxy) answerError(w http.ResponseWriter, r *http.Request, err error) {
-	if r.Context().Err() != nil {
+	if r.Context().Err() != nil || p.ctx.Err() != nil {
+		hangUp(w)
 		return
 	}
 	p.log.Error("request failed", "path", r.URL.Path, "err", err)

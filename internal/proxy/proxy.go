@@ -161,10 +161,13 @@ func Run(ctx context.Context, cfg Config, ln net.Listener) error {
 	if p.ctx.Err() == nil {
 		p.finishDrain(progsDone)
 	}
-	shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	_ = srv.Shutdown(shutCtx)
-	cancel()
-	if ctx.Err() != nil || p.ctx.Err() != nil && !p.isDraining() {
+	stopped := ctx.Err() != nil || (p.ctx.Err() != nil && !p.isDraining())
+	// End the background settles (what is unsettled stays in the journal,
+	// resent at the next start), then every connection: a program's
+	// request cut off here is resent by its client to the next proxy.
+	p.hard()
+	_ = srv.Close()
+	if stopped {
 		return ErrStopped
 	}
 	return nil
@@ -380,6 +383,11 @@ func (p *Proxy) finishDrain(progsDone <-chan struct{}) {
 	p.drainMu.Lock()
 	sig, end := p.drainSig, p.drainEnd
 	p.drainMu.Unlock()
+	if progsDone == nil {
+		closed := make(chan struct{})
+		close(closed)
+		progsDone = closed
+	}
 	p.signalPrograms(sig)
 	t := time.NewTimer(time.Until(end))
 	defer t.Stop()
