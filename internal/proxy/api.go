@@ -310,6 +310,15 @@ func (p *Proxy) newJob(w http.ResponseWriter, r *http.Request, l *local) {
 			return
 		}
 		p.m.claims.Add(1)
+		// The client writes a claim with the journal's next commit: a
+		// crash before it loses only a claim nobody saw (the next newJob
+		// releases it). Here the program sees it at once, so it is made
+		// durable first: a proxy restarted after the answer knows the job,
+		// and the program's completion of it finds it.
+		if err := p.db.Flush(); err != nil {
+			p.answerError(w, r, err)
+			return
+		}
 		n, data, _ = l.c.job()
 		if !p.isPoison(l.stage, n) {
 			p.deliver(w, l, n, data)

@@ -190,7 +190,12 @@ func (p *Proxy) reload() error {
 	if err != nil {
 		return fmt.Errorf("proxy: reading the journal: %w", err)
 	}
-	var errs []error
+	type todo struct {
+		slot string
+		st   journal.State
+		last lastAction
+	}
+	var work []todo
 	for _, s := range slots {
 		n, ok := slotIndex(s)
 		if !ok {
@@ -208,25 +213,48 @@ func (p *Proxy) reload() error {
 		if err != nil {
 			return fmt.Errorf("proxy: %w", err)
 		}
-		c, err := p.openSlot(p.ctx, s, st.Session.Stage, st.Session.Nickname)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("proxy: slot %s: %w", s, err))
-			continue
-		}
-		l := &local{slotName: s, stage: st.Session.Stage, nickname: st.Session.Nickname, c: c, prog: -1, last: la}
-		l.touch()
-		if len(p.cfg.Command) > 0 {
-			// The programs died with the proxy: their workers wait for
-			// the next registration at their stage.
-			l.dead = true
-		} else {
-			l.token = slotToken(p.key, s)
-			p.workers[l.token] = l
-		}
-		p.bySlot[s] = l
-		n, _, held := c.job()
-		p.log.Info("local worker recovered from the journal", "slot", s, "stage", l.stage, "job", n, "held", held)
+		work = append(work, todo{s, st, la})
 	}
+	// The slots are independent: replay them side by side, so that a
+	// restart over a slow network takes the time of one slot, not the sum.
+	var (
+		wg   sync.WaitGroup
+		emu  sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, 16)
+	)
+	for _, w := range work {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			s, st := w.slot, w.st
+			c, err := p.openSlot(p.ctx, s, st.Session.Stage, st.Session.Nickname)
+			if err != nil {
+				emu.Lock()
+				errs = append(errs, fmt.Errorf("proxy: slot %s: %w", s, err))
+				emu.Unlock()
+				return
+			}
+			l := &local{slotName: s, stage: st.Session.Stage, nickname: st.Session.Nickname, c: c, prog: -1, last: w.last}
+			l.touch()
+			p.mu.Lock()
+			if len(p.cfg.Command) > 0 {
+				// The programs died with the proxy: their workers wait for
+				// the next registration at their stage.
+				l.dead = true
+			} else {
+				l.token = slotToken(p.key, s)
+				p.workers[l.token] = l
+			}
+			p.bySlot[s] = l
+			p.mu.Unlock()
+			n, _, held := c.job()
+			p.log.Info("local worker recovered from the journal", "slot", s, "stage", l.stage, "job", n, "held", held)
+		}()
+	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
