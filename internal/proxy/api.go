@@ -270,6 +270,9 @@ func parseBody(ctype string, body []byte, names []string) ([]string, bool) {
 	return vals, true
 }
 
+// maxPoisonClaims bounds the claims of one newJob that return poison jobs.
+const maxPoisonClaims = 20
+
 // newJob hands the program a job: the one its worker holds if the program
 // has not had it yet, else a fresh claim.
 func (p *Proxy) newJob(w http.ResponseWriter, r *http.Request, l *local) {
@@ -324,8 +327,14 @@ func (p *Proxy) newJob(w http.ResponseWriter, r *http.Request, l *local) {
 			p.deliver(w, l, n, data)
 			return
 		}
-		p.log.Warn("claimed a poison job: releasing it", "slot", l.slotName, "job", n)
-		if err := l.c.release(ctx); err != nil || tries >= 3 {
+		// A poison job is not handed out: claim again (the tracker's newJob
+		// releases it and picks at random). If only poison seems left,
+		// release it and answer as the tracker does on an empty stage.
+		p.log.Warn("claimed a poison job: not handing it out", "slot", l.slotName, "job", n)
+		if tries >= maxPoisonClaims {
+			if err := l.c.release(ctx); err != nil {
+				p.log.Warn("releasing a poison job failed; the next claim releases it", "slot", l.slotName, "job", n, "err", err)
+			}
 			writeText(w, http.StatusForbidden, msgNoJobs)
 			return
 		}
