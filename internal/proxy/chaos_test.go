@@ -127,6 +127,7 @@ func (s *supervised) loop() {
 		}
 		s.lives++
 		cmd := s.mk(s.lives)
+		dieWithTest(cmd)
 		if err := cmd.Start(); err != nil {
 			s.mu.Unlock()
 			time.Sleep(100 * time.Millisecond)

@@ -238,7 +238,7 @@ func (p *Proxy) reload() error {
 				return
 			}
 			l := &local{slotName: s, stage: st.Session.Stage, nickname: st.Session.Nickname, c: c, prog: -1, last: w.last}
-			l.touch()
+			l.lastSeen.Store(p.reloadedSeen(st.LastTime).UnixNano())
 			p.mu.Lock()
 			if len(p.cfg.Command) > 0 {
 				// The programs died with the proxy: their workers wait for
@@ -256,6 +256,20 @@ func (p *Proxy) reload() error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// reloadedSeen is when a recovered worker's program counts as last seen:
+// its slot's last event, but no earlier than what leaves a live program
+// reconnectAllowance to come back (the upstream client retries every
+// 2.5 s). Counting from the restart instead would let a proxy restarted
+// more often than DeadAfter keep dead programs' jobs forever.
+func (p *Proxy) reloadedSeen(last time.Time) time.Time {
+	allowance := min(p.cfg.DeadAfter/2, time.Minute)
+	floor := time.Now().Add(-p.cfg.DeadAfter + allowance)
+	if last.After(floor) {
+		return last
+	}
+	return floor
 }
 
 func (p *Proxy) openSlot(ctx context.Context, slot, stage, nickname string) (slotClient, error) {
