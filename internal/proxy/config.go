@@ -111,6 +111,18 @@ type Config struct {
 	ClientOptions []client.Option
 }
 
+// DefaultRetry is the proxy's retry policy for tracker requests: the
+// client's default with shorter waits (a program is waiting on the answer:
+// first retry after 100 ms, at most 2 s apart) and no time limit (the
+// program's request, or the proxy's end, stops it).
+func DefaultRetry() *session.RetryPolicy {
+	p := session.DefaultRetryPolicy()
+	p.InitialInterval = 100 * time.Millisecond
+	p.MaxInterval = 2 * time.Second
+	p.MaxElapsedTime = 0
+	return &p
+}
+
 func (c *Config) setDefaults() error {
 	if c.TrackerURL == "" {
 		return fmt.Errorf("%w: no tracker URL", ErrConfig)
@@ -163,10 +175,7 @@ func (c *Config) setDefaults() error {
 		c.Stderr = io.Discard
 	}
 	if c.Retry == nil {
-		p := session.DefaultRetryPolicy()
-		p.MaxElapsedTime = 0 // no limit: the request's context stops it
-		p.MaxInterval = 5 * time.Second
-		c.Retry = &p
+		c.Retry = DefaultRetry()
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{
