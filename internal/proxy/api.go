@@ -399,9 +399,9 @@ func (p *Proxy) settle(w http.ResponseWriter, r *http.Request, l *local, kind jo
 		}
 	}
 	var result error
-	p.busy.Add(1)
+	p.busy.add()
 	go func() {
-		defer p.busy.Done()
+		defer p.busy.done()
 		defer close(done)
 		out := decodeOutput(output)
 		result = p.retry(p.ctx, func(ctx context.Context) error {

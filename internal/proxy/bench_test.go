@@ -17,7 +17,8 @@ import (
 
 // BenchmarkUpstreamCycle measures the unchanged upstream client's README
 // job cycle (is_alive, job_count, new_job, log, complete_job) against
-// trackertest directly and through the proxy (--ack tracker, journal in
+// trackertest directly and through the proxy (--ack tracker and --ack
+// journal, each its own sub-benchmark; journal in
 // the test's temporary directory, which must be on a real disk: set TMPDIR
 // if /tmp is a tmpfs), in alternating rounds of one run, and reports the
 // time per cycle of each and their ratio (the target: at most 1.5).
@@ -25,6 +26,12 @@ import (
 //
 //	go test ./internal/proxy -run '^$' -bench UpstreamCycle -benchtime 600x
 func BenchmarkUpstreamCycle(b *testing.B) {
+	for _, ack := range []proxy.AckMode{proxy.AckTracker, proxy.AckJournal} {
+		b.Run("ack="+string(ack), func(b *testing.B) { benchCycle(b, ack) })
+	}
+}
+
+func benchCycle(b *testing.B, ack proxy.AckMode) {
 	python, upstream := upstreamClient(b)
 	const rounds = 6
 	per := max(1, b.N/rounds)
@@ -34,7 +41,7 @@ func BenchmarkUpstreamCycle(b *testing.B) {
 	}
 	direct := trackertest.Start(b, trackertest.Options{Jobs: jobs, Seed: 1})
 	behind := trackertest.Start(b, trackertest.Options{Jobs: jobs, Seed: 1})
-	rp := startProxy(b, behind.URL, nil)
+	rp := startProxy(b, behind.URL, func(c *proxy.Config) { c.Ack = ack })
 	if fs := fsType(filepath.Dir(rp.Journal)); fs != "" {
 		b.Logf("journal on %s (%s)", filepath.Dir(rp.Journal), fs)
 	}
@@ -65,7 +72,6 @@ func BenchmarkUpstreamCycle(b *testing.B) {
 	b.ReportMetric(float64(time.Second)/float64(md), "direct-cycles/s")
 	b.ReportMetric(float64(time.Second)/float64(mp), "proxy-cycles/s")
 	b.Logf("%d rounds of %d cycles, alternated; per cycle: direct %v, through dcproxy %v", rounds, per, d, p)
-	_ = proxy.AckTracker
 }
 
 func median(ds []time.Duration) time.Duration {

@@ -148,9 +148,9 @@ func (p *Proxy) programDied(i int, failed bool) {
 	}
 	p.mu.Unlock()
 	for _, l := range poisoned {
-		p.busy.Add(1)
+		p.busy.add()
 		go func() {
-			defer p.busy.Done()
+			defer p.busy.done()
 			p.releasePoison(l)
 		}()
 	}

@@ -55,7 +55,7 @@ type Proxy struct {
 	poison   map[jobKey]bool
 	deaths   map[jobKey]int
 	progs    []*program
-	busy     sync.WaitGroup // background settles
+	busy     inflight // background settles and releases
 
 	m metrics
 }
@@ -280,7 +280,7 @@ func (p *Proxy) openSlot(ctx context.Context, slot, stage, nickname string) (slo
 }
 
 func (p *Proxy) closeWorkers() {
-	p.busy.Wait()
+	<-p.busy.idle()
 	p.mu.Lock()
 	ls := make([]*local, 0, len(p.bySlot))
 	for _, l := range p.bySlot {
@@ -345,10 +345,12 @@ func (p *Proxy) watchSilence() {
 				continue // an action runs: not silent
 			}
 			if l.inflight.Load() == 0 && l.lastSeen.Load() < limit && !l.gone {
+				p.busy.add()
 				p.m.deadWorkers.Add(1)
 				p.log.Warn("local worker silent: counted as dead", "slot", l.slotName, "silent_for", p.cfg.DeadAfter)
 				_ = p.waitSettle(p.ctx, l)
 				p.release(p.ctx, l, "its program was silent for "+p.cfg.DeadAfter.String())
+				p.busy.done()
 			}
 			l.mu.Unlock()
 		}
@@ -444,10 +446,8 @@ func (p *Proxy) finishDrain(progsDone <-chan struct{}) {
 		<-progsDone
 		return
 	}
-	settled := make(chan struct{})
-	go func() { p.busy.Wait(); close(settled) }()
 	select {
-	case <-settled:
+	case <-p.busy.idle():
 	case <-t.C:
 		p.log.Warn("grace period over: unsettled work stays in the journal")
 		p.hard()
@@ -474,4 +474,42 @@ func (p *Proxy) finishDrain(progsDone <-chan struct{}) {
 		l.mu.Unlock()
 		cancel()
 	}
+}
+
+// inflight counts background work (settles, releases) that a drain waits
+// for. Unlike a WaitGroup, work may start while someone waits.
+type inflight struct {
+	mu   sync.Mutex
+	n    int
+	zero chan struct{} // closed when n drops to 0
+}
+
+func (f *inflight) add() {
+	f.mu.Lock()
+	if f.n == 0 {
+		f.zero = make(chan struct{})
+	}
+	f.n++
+	f.mu.Unlock()
+}
+
+func (f *inflight) done() {
+	f.mu.Lock()
+	f.n--
+	if f.n == 0 {
+		close(f.zero)
+	}
+	f.mu.Unlock()
+}
+
+// idle returns a channel closed once no work is in flight.
+func (f *inflight) idle() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == 0 {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	return f.zero
 }
