@@ -305,7 +305,7 @@ func runChaos(t *testing.T, python, upstream, bin string, size chaosSize, seed i
 		ln.Close()
 		url = "http://" + addr
 		px = supervise("dcproxy", func(life int) *exec.Cmd {
-			cmd := exec.Command(bin, "--tracker", front.URL, "--listen", addr, "--journal", jpath, "--dead-after", "15s", "--json-log")
+			cmd := exec.Command(bin, "--tracker", front.URL, "--listen", addr, "--journal", jpath, "--dead-after", "20s", "--json-log")
 			cmd.Stderr = mustCreate(t, filepath.Join(dir, fmt.Sprintf("dcproxy-%03d.log", life)))
 			return cmd
 		})
