@@ -418,8 +418,11 @@ func (p *Proxy) settle(w http.ResponseWriter, r *http.Request, l *local, kind jo
 			}
 			return err
 		})
-		if result == nil {
+		switch {
+		case result == nil:
 			p.settled(l, kind, n)
+		case p.ctx.Err() == nil:
+			p.log.Warn("settled with an error", "slot", l.slotName, "job", n, "action", string(kind), "err", result)
 		}
 	}()
 	if p.cfg.Ack == AckJournal {

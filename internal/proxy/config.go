@@ -94,7 +94,9 @@ type Config struct {
 	MetadataInterval time.Duration
 	MetadataClient   *http.Client
 
-	// StatusAddr, when set, serves GET /status, /metrics and /journal.
+	// StatusAddr, when set, serves GET /status and /metrics (no token in
+	// either; unlike dcworker, no /journal: the journal holds the tracker's
+	// tokens).
 	StatusAddr      string
 	StatusListening func(net.Addr)
 	// Listening, if set, is told the local server's address once it serves.

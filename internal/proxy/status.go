@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"sort"
 	"time"
 )
@@ -157,24 +156,6 @@ func (p *Proxy) statusHandler() http.Handler {
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		p.writeMetrics(w)
-	})
-	mux.HandleFunc("GET /journal", func(w http.ResponseWriter, r *http.Request) {
-		// As dcworker's: a snapshot to a temporary file first, so that the
-		// answer has a Content-Length and a failed snapshot is a 500.
-		f, err := os.CreateTemp("", "dcproxy-snapshot-*.db")
-		if err != nil {
-			http.Error(w, "journal snapshot failed: "+err.Error(), http.StatusInternalServerError)
-			return
-		}
-		defer os.Remove(f.Name())
-		defer f.Close()
-		if _, err := p.db.WriteSnapshot(f); err != nil {
-			http.Error(w, "journal snapshot failed: "+err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Header().Set("Content-Disposition", `attachment; filename="journal.db"`)
-		http.ServeContent(w, r, "", time.Time{}, f)
 	})
 	return mux
 }
