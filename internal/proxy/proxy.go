@@ -331,29 +331,41 @@ func (p *Proxy) watchSilence() {
 			return
 		case <-t.C:
 		}
-		limit := time.Now().Add(-p.cfg.DeadAfter).UnixNano()
-		p.mu.Lock()
-		var silent []*local
-		for _, l := range p.workers {
-			if l.inflight.Load() == 0 && l.lastSeen.Load() < limit {
-				silent = append(silent, l)
-			}
+		// Counted as busy before the drain is checked: a drain that
+		// started earlier is seen here, one that starts later waits for
+		// the releases below.
+		p.busy.add()
+		if p.isDraining() {
+			p.busy.done()
+			return
 		}
-		p.mu.Unlock()
-		for _, l := range silent {
-			if !l.mu.TryLock() {
-				continue // an action runs: not silent
-			}
-			if l.inflight.Load() == 0 && l.lastSeen.Load() < limit && !l.gone {
-				p.busy.add()
-				p.m.deadWorkers.Add(1)
-				p.log.Warn("local worker silent: counted as dead", "slot", l.slotName, "silent_for", p.cfg.DeadAfter)
-				_ = p.waitSettle(p.ctx, l)
-				p.release(p.ctx, l, "its program was silent for "+p.cfg.DeadAfter.String())
-				p.busy.done()
-			}
-			l.mu.Unlock()
+		p.releaseSilent()
+		p.busy.done()
+	}
+}
+
+// releaseSilent releases the workers silent for DeadAfter.
+func (p *Proxy) releaseSilent() {
+	limit := time.Now().Add(-p.cfg.DeadAfter).UnixNano()
+	p.mu.Lock()
+	var silent []*local
+	for _, l := range p.workers {
+		if l.inflight.Load() == 0 && l.lastSeen.Load() < limit {
+			silent = append(silent, l)
 		}
+	}
+	p.mu.Unlock()
+	for _, l := range silent {
+		if !l.mu.TryLock() {
+			continue // an action runs: not silent
+		}
+		if l.inflight.Load() == 0 && l.lastSeen.Load() < limit && !l.gone {
+			p.m.deadWorkers.Add(1)
+			p.log.Warn("local worker silent: counted as dead", "slot", l.slotName, "silent_for", p.cfg.DeadAfter)
+			_ = p.waitSettle(p.ctx, l)
+			p.release(p.ctx, l, "its program was silent for "+p.cfg.DeadAfter.String())
+		}
+		l.mu.Unlock()
 	}
 }
 
