@@ -100,6 +100,13 @@ func WithJournal(path string) Option { return func(o *options) { o.journalPath =
 // WithJournalOptions sets the options the journal is opened with.
 func WithJournalOptions(jo *journal.Options) Option { return func(o *options) { o.journalOpts = jo } }
 
+// WithJournalDB makes the client use a journal the caller opened, for a
+// program that runs a changing number of workers in one journal (one slot
+// each: see WithSlot), such as a proxy that gives each local program its
+// own worker. The journal stays the caller's: Close leaves it open. For a
+// fixed number of workers, use OpenPool.
+func WithJournalDB(db *journal.DB) Option { return func(o *options) { o.db = db } }
+
 // WithRetry sets the retry policy of requests (default
 // session.DefaultRetryPolicy: it gives up after 10 minutes).
 func WithRetry(p session.RetryPolicy) Option { return func(o *options) { o.retry = &p } }
