@@ -9,7 +9,6 @@ import (
 	"os"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/distcompute/distcompute-go/client"
 	"github.com/distcompute/distcompute-go/internal/worker"
@@ -42,7 +41,9 @@ func workerMain(ctx context.Context, sigs <-chan os.Signal, args []string, stdou
 			c.ClientOptions = append(c.ClientOptions, client.WithHook(func(p client.Point, op string) {
 				if p == client.PointAfterJournal && op == "complete" && completions.Add(1) == int64(n) {
 					fmt.Fprintf(stderr, "dcdemo worker: completion %d journaled, not sent: SIGKILL now\n", n)
-					_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+					if self, err := os.FindProcess(os.Getpid()); err == nil {
+						_ = self.Kill() // SIGKILL on Unix, TerminateProcess on Windows
+					}
 					select {} // the signal is on its way
 				}
 			}))
