@@ -5,12 +5,19 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/distcompute/distcompute-go/internal/version"
 )
 
 func main() {
+	if version.Requested(os.Args[1:]) {
+		fmt.Println(version.String("dcworker"))
+		return
+	}
 	// Stop signals go to the engine on a channel rather than as a context
 	// cancellation, because it tells the first (drain: pass the signal on,
 	// wait the grace period) from the second (stop at once).
