@@ -23,6 +23,12 @@ func main() {
 	// wait the grace period) from the second (stop at once).
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	// Under the Windows service manager, Stop and Shutdown arrive as SIGTERM.
+	stopped, service := asService(sigs)
 	err := run(context.Background(), sigs, os.Args[1:], os.Stdout, os.Stderr)
-	os.Exit(exitCode(err, os.Stderr))
+	code := exitCode(err, os.Stderr)
+	if service {
+		stopped(code)
+	}
+	os.Exit(code)
 }
