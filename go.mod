@@ -7,9 +7,7 @@ require (
 	github.com/lmittmann/tint v1.2.1
 	github.com/rogpeppe/go-internal v1.14.1
 	go.etcd.io/bbolt v1.4.3
+	golang.org/x/sys v0.29.0
 )
 
-require (
-	golang.org/x/sys v0.29.0 // indirect
-	golang.org/x/tools v0.26.0 // indirect
-)
+require golang.org/x/tools v0.26.0 // indirect
