@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -16,6 +17,7 @@ import (
 // starts: Windows has no process-group kill, and a process tree outlives a
 // killed parent, but terminating a job ends all of it.
 type procGroup struct {
+	mu  sync.Mutex // kill may run (ctx's end, the engine) while release closes the job
 	job windows.Handle
 }
 
@@ -78,7 +80,9 @@ func (p *proc) started() error {
 		windows.CloseHandle(job)
 		return fmt.Errorf("assign process %d to a job object: %w", pid, err)
 	}
+	p.group.mu.Lock()
 	p.group.job = job
+	p.group.mu.Unlock()
 	return resumeProcess(pid)
 }
 
@@ -117,6 +121,8 @@ func resumeProcess(pid uint32) error {
 // release closes the job object once the command has exited; with
 // KILL_ON_JOB_CLOSE this also ends whatever it left running.
 func (p *proc) release() {
+	p.group.mu.Lock()
+	defer p.group.mu.Unlock()
 	if p.group.job != 0 {
 		windows.CloseHandle(p.group.job)
 		p.group.job = 0
@@ -127,6 +133,8 @@ func (p *proc) release() {
 // it has no job yet).
 func (p *proc) kill() error {
 	p.killed.Store(true)
+	p.group.mu.Lock()
+	defer p.group.mu.Unlock()
 	if p.group.job != 0 {
 		if err := windows.TerminateJobObject(p.group.job, killExitCode); err == nil {
 			return nil
