@@ -99,14 +99,16 @@ failed=()
 for p in "${packages[@]}"; do
 	GOOS=windows GOARCH=amd64 go test -c -trimpath -overlay "$overlay" -ldflags=-checklinkname=0 -o "$work/$p.test.exe" "./$p"
 	skip=${SKIP[$p]}
-	args=(-test.short -test.count=1)
+	args=(-test.short -test.count=1 -test.v)
 	[ -n "$skip" ] && args+=("-test.skip=$skip")
 	t0=$(date +%s)
 	if (cd "$p" && "$wine" "$work/$p.test.exe" "${args[@]}" >"$work/$p.log" 2>&1); then
-		echo "ok   $p (windows/amd64 under wine) $(( $(date +%s) - t0 ))s${skip:+, skipped $skip}"
+		passed=$(grep -c '^--- PASS' "$work/$p.log" || true)
+		skipped=$(grep -c '^--- SKIP' "$work/$p.log" || true)
+		echo "ok   $p (windows/amd64 under wine) $(( $(date +%s) - t0 ))s: $passed tests passed, $skipped skipped by themselves${skip:+; not run: $skip}"
 	else
 		echo "FAIL $p (windows/amd64 under wine):"
-		tail -n 60 "$work/$p.log"
+		grep -v -e '^=== ' -e '^--- PASS' "$work/$p.log" | tail -n 60
 		failed+=("$p")
 	fi
 done
@@ -160,7 +162,7 @@ rc=0
 [ "$rc" = 4 ] && grep -q "is locked by" "$e2e/locked.log" ||
 	fail "dcjournal.exe inspect of the held journal: exit $rc, want 4 (locked): $(cat "$e2e/locked.log")"
 kill -9 "$w1"
-wait "$w1" 2>/dev/null || true
+{ wait "$w1"; } 2>/dev/null || true
 # The job object dies with dcworker: cmd.exe and its ping go too.
 gone() { ! pgrep -f "${work##*/}.e2e.job\.bat" >/dev/null; }
 waitfor "job.bat to end with the killed dcworker (job object)" 30 gone
