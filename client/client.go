@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/distcompute/distcompute-go/internal/hooks"
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/replay"
 	"github.com/distcompute/distcompute-go/session"
@@ -39,39 +39,48 @@ type Client struct {
 
 	mu sync.Mutex // serialises the slot's actions
 
-	// smu guards the fields below. They are written with mu held too
-	// (except gone and the lost signal, which the heartbeat sets), so an
-	// action holding mu may read them without smu.
+	// The slot's session (token, names) and held job (number, input,
+	// checkpoint) are read from the journal's state (slotState), the one
+	// copy: the journal keeps it in memory. smu guards what is not in the
+	// journal: what this process learnt and has not recorded yet, its
+	// intent, and its history. They are written with mu held too (except
+	// gone and the lost signal, which the heartbeat sets), so an action
+	// holding mu may read them without smu.
 	smu         sync.RWMutex
-	token       string // "" = no session
-	displayName string
-	project     string
-	stageName   string
-	gone        bool   // the tracker no longer knows token (not yet recorded)
+	gone        bool   // the tracker no longer knows the token (found, not yet recorded)
 	goneWhy     string // why gone was set
 	wantSession bool   // false after Bye: the heartbeat does not register afresh
-	job         *heldJob
-	lostJob     int // job lost with the worker and not yet claimed past
+	resumedJob  int    // the job recovery handed back at Init (a fact of this run, not of the slot)
+	lostJob     int    // job lost with the worker and not yet claimed past (for the error of the next action)
+	payload     jobPayload
 	lostCh      chan struct{}
 	lostFired   bool
 	lostCount   int
 	report      replay.Report
 	resubmitted []int
+	refused     refusals // see refuse.go
 
-	progress  atomic.Pointer[string]
+	// progress is the last Log text with the generation of the job it was
+	// logged for; gen counts the changes of the held job. Text logged for
+	// another job than the one held now is never sent (see progressText).
+	progress  atomic.Pointer[progressText]
+	gen       atomic.Uint64
 	kick      chan struct{}
 	closed    atomic.Bool
-	stop      context.CancelFunc
+	life      context.Context    // ends at Close: bounds the heartbeat and every action
+	stop      context.CancelFunc // ends life
 	done      chan struct{}
 	closeOnce sync.Once
 	closeErr  error
 }
 
-type heldJob struct {
-	number     int
-	data       session.Payload
-	checkpoint []byte
-	resumed    bool
+// jobPayload is the held job's input decoded, kept so that Job does not
+// decode (and validate) a large input on every call; wire is the input it
+// was decoded from, which identifies it.
+type jobPayload struct {
+	number int
+	wire   *string
+	p      session.Payload
 }
 
 // Init registers a worker with the tracker at url for stage (a to e, either
@@ -96,6 +105,9 @@ func Init(ctx context.Context, url, stage string, opts ...Option) (*Client, erro
 	o := defaultOptions()
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if h := hooks.From(ctx); h != nil {
+		o.hook = h
 	}
 	if err := o.check(); err != nil {
 		return nil, err
@@ -135,22 +147,22 @@ func newClient(ctx context.Context, db *journal.DB, slot, url, stage string, o o
 		kick:        make(chan struct{}, 1),
 		done:        make(chan struct{}),
 	}
-	empty := ""
-	c.progress.Store(&empty)
+	c.life, c.stop = context.WithCancel(context.Background())
+	c.progress.Store(&progressText{})
 	if err := c.recover(ctx); err != nil {
+		c.stop()
 		return nil, err
 	}
-	if c.token == "" {
+	if c.token() == "" {
 		if err := c.register(ctx); err != nil {
+			c.stop()
 			return nil, err
 		}
 		if !c.report.Empty() {
 			c.report.Reregistered = true
 		}
 	}
-	hctx, cancel := context.WithCancel(context.Background())
-	c.stop = cancel
-	go c.run(hctx)
+	go c.run(c.life)
 	return c, nil
 }
 
@@ -175,7 +187,7 @@ func (c *Client) recover(ctx context.Context) error {
 		ro.Bye = true // settle against the recorded tracker, then end that session
 	}
 	if c.o.hook != nil {
-		ro.Hook = func(p, op string) { c.o.hook(Point(p), op) }
+		ro.Hook = func(p, op string) { c.o.hook(hooks.Point(p), op) }
 	}
 	rep, err := replay.Slot(ctx, c.db, c.slot, ro)
 	c.report = rep
@@ -189,18 +201,15 @@ func (c *Client) recover(ctx context.Context) error {
 	if st, err = c.db.State(c.slot); err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
-	if s := st.Session; s != nil && !st.Closed && same {
-		c.token, c.displayName, c.project, c.stageName = s.Token, s.DisplayName, s.Project, s.StageName
+	if s := st.Session; s != nil && !same {
+		return fmt.Errorf("client: slot %q still holds a session of %s after recovery", c.slot, s.URL)
+	}
+	if s := st.Session; s != nil {
 		if j := st.Job; j != nil {
-			data, err := session.Decode(j.Input)
-			if err != nil && j.Input != nil {
-				data = session.String(*j.Input)
-			}
-			c.job = &heldJob{number: j.Number, data: data, checkpoint: bytes.Clone(j.Checkpoint), resumed: true}
+			c.resumedJob = j.Number
 		}
 		if st.Progress != "" {
-			p := st.Progress
-			c.progress.Store(&p)
+			c.progress.Store(&progressText{gen: c.gen.Load(), text: st.Progress})
 		}
 		c.log.Info("resumed the journaled session", slog.String("display_name", s.DisplayName), slog.String("token", session.Redact(s.Token)))
 	}
@@ -225,7 +234,7 @@ func (c *Client) append(e journal.Event) error {
 		e.Slot = c.slot
 	}
 	if _, err := c.db.Append(e); err != nil {
-		return fmt.Errorf("client: journal: %w", err)
+		return fmt.Errorf("client: %w", err)
 	}
 	return nil
 }
@@ -237,12 +246,12 @@ func (c *Client) appendDeferred(e journal.Event) error {
 		e.Slot = c.slot
 	}
 	if err := c.db.AppendDeferred(e); err != nil {
-		return fmt.Errorf("client: journal: %w", err)
+		return fmt.Errorf("client: %w", err)
 	}
 	return nil
 }
 
-func (c *Client) hook(p Point, op string) {
+func (c *Client) hook(p hooks.Point, op string) {
 	if c.o.hook != nil {
 		c.o.hook(p, op)
 	}
@@ -252,7 +261,7 @@ func (c *Client) hook(p Point, op string) {
 // The caller holds mu.
 func (c *Client) register(ctx context.Context) error {
 	reg, err := c.conn.Register(ctx, c.nickname, c.stage)
-	c.hook(PointAfterSend, "register")
+	c.hook(hooks.AfterSend, "register")
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
@@ -260,9 +269,8 @@ func (c *Client) register(ctx context.Context) error {
 		Token: reg.Token, DisplayName: reg.DisplayName, Project: reg.Project, StageName: reg.StageName}); err != nil {
 		return err
 	}
-	c.hook(PointAfterJournal, "register")
+	c.hook(hooks.AfterJournal, "register")
 	c.smu.Lock()
-	c.token, c.displayName, c.project, c.stageName = reg.Token, reg.DisplayName, reg.Project, reg.StageName
 	c.gone, c.goneWhy, c.wantSession = false, "", true
 	if c.lostFired {
 		c.lostCh, c.lostFired = make(chan struct{}), false
@@ -276,16 +284,26 @@ func (c *Client) register(ctx context.Context) error {
 // markGone notes that the tracker no longer knows token and signals
 // SessionLost. It records nothing: the next action does (recordLost).
 func (c *Client) markGone(token, why string) {
+	st := c.slotState()
+	if token == "" || st.Session == nil || st.Session.Token != token {
+		return // a loss of an older session: already recorded
+	}
+	c.fireLost(st.Session.DisplayName, why)
+}
+
+// fireLost marks the session gone and signals SessionLost, once per
+// session.
+func (c *Client) fireLost(name, why string) {
 	c.smu.Lock()
 	defer c.smu.Unlock()
-	if token == "" || c.token != token || c.gone {
+	if c.gone {
 		return
 	}
 	c.gone, c.goneWhy = true, why
 	close(c.lostCh)
 	c.lostFired = true
 	c.lostCount++
-	c.log.Warn("the tracker lost the worker (timed out?)", slog.String("display_name", c.displayName), slog.String("reason", why))
+	c.log.Warn("the tracker lost the worker (timed out?)", slog.String("display_name", name), slog.String("reason", why))
 }
 
 func (c *Client) isGone() bool {
@@ -297,24 +315,63 @@ func (c *Client) isGone() bool {
 // recordLost records the loss of the session: the held job is gone and a
 // pending completion becomes an orphan. The caller holds mu.
 func (c *Client) recordLost(why string) error {
-	if c.token == "" {
+	token := c.token()
+	if token == "" {
 		return nil
 	}
-	c.markGone(c.token, why)
+	c.markGone(token, why)
 	if c.goneWhy != "" {
 		why = c.goneWhy
 	}
+	lost := c.heldNumber()
 	if err := c.append(journal.Event{Kind: journal.KindSessionLost, Reason: why}); err != nil {
 		return err
 	}
-	c.smu.Lock()
-	if c.job != nil {
-		c.lostJob = c.job.number
-		c.log.Warn("the job was lost with the worker; the tracker re-opened it", slog.Int("job", c.job.number))
-	}
-	c.token, c.gone, c.goneWhy, c.job = "", false, "", nil
-	c.smu.Unlock()
+	c.forgetSession(lost)
 	return nil
+}
+
+// forgetSession clears what memory knew of a session whose loss is now
+// recorded; lost is the job held when it was lost (0 if none).
+func (c *Client) forgetSession(lost int) {
+	c.smu.Lock()
+	if lost != 0 {
+		c.lostJob = lost
+		c.log.Warn("the job was lost with the worker; the tracker re-opened it", slog.Int("job", lost))
+	}
+	c.gone, c.goneWhy = false, ""
+	c.smu.Unlock()
+	c.clearProgress()
+}
+
+// slotState returns the slot's state as the journal has it: the one copy
+// of the session and the held job (journal.DB.State reads it from memory).
+// A journal that cannot be read (closed) reads as an empty slot.
+func (c *Client) slotState() journal.State {
+	st, err := c.db.State(c.slot)
+	if err != nil {
+		return journal.State{Slot: c.slot}
+	}
+	return st
+}
+
+// token is the session's token, "" when the slot has no open session.
+func (c *Client) token() string {
+	if s := c.slotState().Session; s != nil {
+		return s.Token
+	}
+	return ""
+}
+
+// held is the held job, nil if none.
+func (c *Client) held() *journal.Job { return c.slotState().Job }
+
+// heldNumber is the held job's number, 0 if none.
+func (c *Client) heldNumber() int {
+	if j := c.held(); j != nil {
+		return j.Number
+	}
+	return 0
 }
 
 // ensureSession records a detected loss and registers afresh if the slot
@@ -325,19 +382,44 @@ func (c *Client) ensureSession(ctx context.Context) error {
 			return err
 		}
 	}
-	if c.token == "" {
+	if c.token() == "" {
 		return c.register(ctx)
 	}
 	return nil
 }
 
-func (c *Client) setJob(j *heldJob) {
+// claimed notes in memory that a new job is held: it was not resumed, and
+// no lost job is to be reported any more.
+func (c *Client) claimed() {
 	c.smu.Lock()
-	c.job = j
-	if j != nil {
-		c.lostJob = 0
-	}
+	c.lostJob, c.resumedJob = 0, 0
 	c.smu.Unlock()
+	c.clearProgress()
+}
+
+// progressText is a Log text and the job generation it belongs to.
+type progressText struct {
+	gen  uint64
+	text string
+}
+
+// clearProgress marks the last Log text stale: the held job changed (a
+// claim, a completion, a flag, a release, a loss), so the dashboard must not
+// go on showing it.
+func (c *Client) clearProgress() { c.gen.Add(1) }
+
+// progressText returns the text the tracker should show for this worker
+// now: the last Log text if it was logged for the job held now, else what
+// the worker is doing.
+func (c *Client) progressText() string {
+	p := c.progress.Load()
+	if p.gen == c.gen.Load() && p.text != "" {
+		return p.text
+	}
+	if n := c.heldNumber(); n != 0 {
+		return fmt.Sprintf("working on job %d", n)
+	}
+	return "waiting for a job"
 }
 
 // lock takes the action lock, refusing a closed client.
@@ -348,6 +430,24 @@ func (c *Client) lock() error {
 		return ErrClosed
 	}
 	return nil
+}
+
+// begin takes the action lock and bounds ctx by the client's life: Close
+// cancels an action in flight instead of waiting for its retries to give
+// up. Nothing is lost by that: an action's record is durable before its
+// request leaves, and whatever was not settled is resent later. end
+// releases the lock.
+func (c *Client) begin(ctx context.Context) (_ context.Context, end func(), err error) {
+	if err := c.lock(); err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(c.life, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+		c.mu.Unlock()
+	}, nil
 }
 
 // noJobError is the error of an action that needs a held job when there is
@@ -369,22 +469,28 @@ func (c *Client) JobCount(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// NewJob claims a job; Job, JobID and HasJob then describe it. It returns
-// an error wrapping ErrNoJobs when the stage has no open job (the upstream
-// ZeroJobError).
+// NewJob gives the program a job to work on; Job, JobID, HasJob (and
+// Resumed, LastCheckpoint) then describe it. It returns an error wrapping
+// ErrNoJobs when the stage has no open job (the upstream ZeroJobError).
 //
-// Before claiming it settles a completion or flag left unconfirmed by an
-// earlier call (a claim would release the job they belong to) and fails if
-// it cannot. A job held and not completed is released (the tracker's newJob
-// releases it anyway; it is recorded). If the worker was lost, NewJob
-// registers afresh and claims with the new worker. If the job claimed is one
-// whose output was orphaned (see WithResubmitOrphans), that output is
-// submitted and another job claimed.
+// A job the worker already holds is handed back as it is, without a
+// request: the job resumed after a crash (Resumed, LastCheckpoint), or one
+// the program did not complete, flag or release. NewJob never releases a
+// held job; call Release to give it up. So the loop NewJob (or WaitForJob),
+// work, CompleteJob resumes where the program was killed.
+//
+// Otherwise it claims one. Before claiming it settles a completion or flag
+// left unconfirmed by an earlier call (the tracker's newJob would release
+// the job they belong to) and fails if it cannot. If the worker was lost,
+// NewJob registers afresh and claims with the new worker. If the job
+// claimed is one whose output was orphaned (see WithResubmitOrphans), that
+// output is submitted and another job claimed.
 func (c *Client) NewJob(ctx context.Context) error {
-	if err := c.lock(); err != nil {
+	ctx, end, err := c.begin(ctx)
+	if err != nil {
 		return err
 	}
-	defer c.mu.Unlock()
+	defer end()
 	return c.claim(ctx)
 }
 
@@ -392,21 +498,18 @@ func (c *Client) claim(ctx context.Context) error {
 	if err := c.settlePending(ctx); err != nil {
 		return fmt.Errorf("client: newJob: not claiming while an earlier action is unconfirmed: %w", err)
 	}
-	retried := false
+	if n := c.heldNumber(); n != 0 {
+		c.log.Info("handing back the held job", slog.Int("job", n), slog.Bool("resumed", c.Resumed()))
+		return nil
+	}
+	retried, refusals := false, 0
 	for {
 		if err := c.ensureSession(ctx); err != nil {
 			return err
 		}
-		if c.job != nil {
-			if err := c.append(journal.Event{Kind: journal.KindReleased, Job: c.job.number, Reason: "newJob releases the held job"}); err != nil {
-				return err
-			}
-			c.log.Info("job released by a new claim", slog.Int("job", c.job.number))
-			c.setJob(nil)
-		}
-		token := c.token
+		token := c.token()
 		job, err := c.conn.NewJob(ctx, token)
-		c.hook(PointAfterSend, "claim")
+		c.hook(hooks.AfterSend, "claim")
 		if errors.Is(err, ErrWorkerGone) && !retried {
 			retried = true
 			c.markGone(token, "newJob answered 404: the worker timed out")
@@ -416,6 +519,12 @@ func (c *Client) claim(ctx context.Context) error {
 			continue
 		}
 		if err != nil {
+			if handled, err := c.refuse(ctx, job, err, &refusals); handled {
+				if err != nil {
+					return err
+				}
+				continue
+			}
 			return fmt.Errorf("client: %w", err)
 		}
 		wire := job.Data.Wire()
@@ -432,21 +541,22 @@ func (c *Client) claim(ctx context.Context) error {
 		if err := c.appendDeferred(journal.Event{Kind: journal.KindClaimed, Job: job.Number, Input: wire}); err != nil {
 			return err
 		}
-		held := &heldJob{number: job.Number, data: job.Data}
+		c.claimed()
+		c.smu.Lock()
+		c.payload = jobPayload{number: job.Number, wire: wire, p: job.Data} // decoded already
+		c.smu.Unlock()
 		if c.o.resubmit {
 			o, ok, err := c.findOrphan(job.Number, wire)
 			if err != nil {
 				return err
 			}
 			if ok {
-				c.setJob(held)
 				if err := c.resubmit(ctx, o); err != nil {
 					return err
 				}
 				continue
 			}
 		}
-		c.setJob(held)
 		c.log.Info("claimed a job", slog.Int("job", job.Number))
 		return nil
 	}
@@ -455,7 +565,7 @@ func (c *Client) claim(ctx context.Context) error {
 func (c *Client) findOrphan(job int, input *string) (journal.Orphan, bool, error) {
 	orphans, err := c.db.Orphans()
 	if err != nil {
-		return journal.Orphan{}, false, fmt.Errorf("client: journal: %w", err)
+		return journal.Orphan{}, false, fmt.Errorf("client: %w", err)
 	}
 	o, ok := replay.MatchOrphan(orphans, c.stage, job, input)
 	return o, ok, nil
@@ -464,18 +574,18 @@ func (c *Client) findOrphan(job int, input *string) (journal.Orphan, bool, error
 // resubmit completes the held job with an orphan's output. The caller holds
 // mu and the held job is the orphan's.
 func (c *Client) resubmit(ctx context.Context, o journal.Orphan) error {
-	n := c.job.number
+	n := c.heldNumber()
 	out := o.Output
 	if err := c.append(journal.Event{Kind: journal.KindCompletionPending, Job: n, Output: &out}); err != nil {
 		return err
 	}
-	c.setJob(nil)
+	c.clearProgress()
 	if err := c.append(journal.Event{Slot: o.Slot, Kind: journal.KindOrphanResolved, OrphanSeq: o.Seq, Outcome: journal.OutcomeResubmitted,
 		Reason: fmt.Sprintf("job %d claimed again by slot %s", n, c.slot)}); err != nil {
 		return err
 	}
-	c.hook(PointAfterJournal, "complete")
-	settled, err := c.sendCompletion(ctx, n, decodeOutput(out), false)
+	c.hook(hooks.AfterJournal, "complete")
+	settled, err := c.sendCompletion(ctx, n, false)
 	if err != nil && !settled {
 		return err
 	}
@@ -486,14 +596,6 @@ func (c *Client) resubmit(ctx context.Context, o journal.Orphan) error {
 		c.log.Info("submitted the orphaned output of a job claimed again instead of redoing it", slog.Int("job", n), slog.Uint64("orphan_seq", o.Seq))
 	}
 	return nil
-}
-
-func decodeOutput(s string) session.Payload {
-	p, err := session.Decode(&s)
-	if err != nil {
-		return session.String(s)
-	}
-	return p
 }
 
 // settlePending resends a completion or flag recorded and not confirmed
@@ -507,19 +609,19 @@ func (c *Client) settlePending(ctx context.Context) error {
 	}
 	st, err := c.db.State(c.slot)
 	if err != nil {
-		return fmt.Errorf("client: journal: %w", err)
+		return fmt.Errorf("client: %w", err)
 	}
 	if p := st.Completion; p != nil {
-		if settled, err := c.sendCompletion(ctx, p.Job.Number, decodeOutput(p.Output), true); !settled {
+		if settled, err := c.sendCompletion(ctx, p.Job.Number, true); !settled {
 			return err
 		}
 	}
-	if st.FlagPending && st.Job != nil && c.token != "" {
+	if st.FlagPending && st.Job != nil && st.Session != nil {
 		if settled, err := c.sendFlag(ctx, st.Job.Number, true); !settled {
 			return err
 		}
 	}
-	if st.ByePending && c.token != "" {
+	if st.ByePending && st.Session != nil {
 		return c.sendBye(ctx)
 	}
 	return nil
@@ -544,44 +646,46 @@ func (c *Client) settlePending(ctx context.Context) error {
 //     is then ignored).
 func (c *Client) CompleteJob(ctx context.Context, output any) error {
 	p, perr := toPayload(output)
-	if err := c.lock(); err != nil {
+	ctx, end, err := c.begin(ctx)
+	if err != nil {
 		return err
 	}
-	defer c.mu.Unlock()
+	defer end()
 	st, err := c.db.State(c.slot)
 	if err != nil {
-		return fmt.Errorf("client: journal: %w", err)
+		return fmt.Errorf("client: %w", err)
 	}
 	if pend := st.Completion; pend != nil {
 		if c.isGone() {
 			return c.orphanPending(pend.Job.Number)
 		}
-		_, err := c.sendCompletion(ctx, pend.Job.Number, decodeOutput(pend.Output), true)
+		_, err := c.sendCompletion(ctx, pend.Job.Number, true)
 		return err
 	}
-	if st.FlagPending && c.job != nil && c.token != "" {
+	if st.FlagPending && st.Job != nil && st.Session != nil {
 		// An unconfirmed flag of the held job: settle it first (if it was
 		// applied, the job is no longer held).
-		if settled, err := c.sendFlag(ctx, c.job.number, true); !settled {
+		if settled, err := c.sendFlag(ctx, st.Job.Number, true); !settled {
 			return fmt.Errorf("client: completeJob: a flag of the job is unconfirmed: %w", err)
 		}
+		st = c.slotState()
 	}
-	if c.job == nil {
+	if st.Job == nil {
 		return c.noJobError("completeJob")
 	}
 	if perr != nil {
 		return perr
 	}
-	n := c.job.number
+	n := st.Job.Number
 	if err := c.append(journal.Event{Kind: journal.KindCompletionPending, Job: n, Output: p.Wire()}); err != nil {
 		return err
 	}
-	c.setJob(nil)
-	c.hook(PointAfterJournal, "complete")
+	c.clearProgress()
+	c.hook(hooks.AfterJournal, "complete")
 	if c.isGone() {
 		return c.orphanPending(n)
 	}
-	_, err = c.sendCompletion(ctx, n, p, false)
+	_, err = c.sendCompletion(ctx, n, false)
 	return err
 }
 
@@ -591,55 +695,53 @@ func (c *Client) orphanPending(n int) error {
 	if err := c.recordLost(""); err != nil {
 		return err
 	}
-	return fmt.Errorf("client: completeJob: job %d: %w; the output is kept in the journal as an orphan and will be submitted if the job is claimed again", n, ErrWorkerGone)
+	return fmt.Errorf("client: completeJob: job %d: %w; %w, submitted if the job is claimed again", n, ErrWorkerGone, ErrOrphaned)
 }
 
-// sendCompletion sends the recorded pending completion of job n and records
-// the outcome. resend says an earlier attempt may have reached the tracker,
-// so that a 403 (no job held) means it was applied. settled reports whether
-// the outcome was recorded (the completion is no longer pending); err is nil
-// only if the output was accepted. The caller holds mu.
-func (c *Client) sendCompletion(ctx context.Context, n int, out session.Payload, resend bool) (settled bool, err error) {
-	token := c.token
-	err = c.conn.CompleteJob(ctx, token, out)
-	c.hook(PointAfterSend, "complete")
-	var verr *session.ValidationError
-	// Settle records are durable (never AppendDeferred, unlike the claim):
-	// if a settle were lost in a crash while a later claim reached the
-	// tracker, recovery would resend the completion with the same token,
-	// and the tracker, which binds a completion to the token's held job,
-	// not to a job number, would apply it to the NEW job: the old job's
-	// output recorded as the new job's. The settle must be on disk before
-	// the next newJob leaves the machine.
-	switch {
-	case err == nil:
-		if err := c.append(journal.Event{Kind: journal.KindCompletionSettled, Job: n, Outcome: journal.OutcomeAccepted}); err != nil {
-			return false, err
-		}
+// settle sends the slot's pending op through replay.Settle (the one place
+// that maps the tracker's answers to outcomes and records them) and brings
+// the client's memory in line with what was recorded. resend says an
+// earlier attempt may have reached the tracker. The caller holds mu.
+func (c *Client) settle(ctx context.Context, op replay.Op, resend bool) (replay.Settled, error) {
+	name, lost := c.DisplayName(), c.heldNumber()
+	res, err := replay.Settle(ctx, c.db, c.conn, c.slot, op, resend, func(op string) { c.hook(hooks.AfterSend, op) })
+	if err != nil {
+		return res, fmt.Errorf("client: %s: %w", op, err)
+	}
+	switch o := res.Outcome; {
+	case o == replay.WorkerGone:
+		// Settle recorded the loss; the held job went with the worker.
+		c.fireLost(name, res.Err.Error())
+		c.forgetSession(lost)
+	case op == replay.OpFlag && o != replay.Unsettled && o != replay.Refused,
+		op == replay.OpBye && o.Settled():
+		c.clearProgress() // the job is no longer held
+	}
+	return res, nil
+}
+
+// sendCompletion settles the recorded pending completion of job n; see
+// settle. settled reports whether the completion is no longer pending; err
+// is nil only if the output was accepted (now or by an earlier attempt).
+// The caller holds mu.
+func (c *Client) sendCompletion(ctx context.Context, n int, resend bool) (settled bool, err error) {
+	res, err := c.settle(ctx, replay.OpComplete, resend)
+	if err != nil {
+		return false, err
+	}
+	switch res.Outcome {
+	case replay.Accepted:
 		c.log.Info("job completed", slog.Int("job", n))
 		return true, nil
-	case errors.Is(err, session.ErrAppliedEarlier) || (resend && errors.Is(err, session.ErrNoJobHeld)):
-		if err := c.append(journal.Event{Kind: journal.KindCompletionSettled, Job: n, Outcome: journal.OutcomeAppliedEarlier,
-			Reason: "the tracker refused a resend: an earlier attempt was applied"}); err != nil {
-			return false, err
-		}
+	case replay.AppliedEarlier:
 		c.log.Info("job completed (by an earlier attempt whose answer was lost)", slog.Int("job", n))
 		return true, nil
-	case errors.Is(err, session.ErrWorkerGone):
-		c.markGone(token, "completeJob answered 404: the worker timed out")
-		if err := c.recordLost(""); err != nil {
-			return false, err
-		}
-		return true, fmt.Errorf("client: completeJob: job %d: %w; the output is kept in the journal as an orphan and will be submitted if the job is claimed again", n, ErrWorkerGone)
-	case errors.Is(err, session.ErrNoJobHeld), errors.As(err, &verr):
-		// Not applied, and never will be with this token: keep the output.
-		if err := c.append(journal.Event{Kind: journal.KindCompletionSettled, Job: n, Outcome: journal.OutcomeOrphaned, Reason: err.Error()}); err != nil {
-			return false, err
-		}
-		return true, fmt.Errorf("client: completeJob: job %d: the tracker refused the completion; the output is kept in the journal as an orphan: %w", n, err)
-	default:
-		return false, fmt.Errorf("client: completeJob: job %d: not confirmed, kept in the journal and resent before the next claim: %w", n, err)
+	case replay.WorkerGone:
+		return true, fmt.Errorf("client: completeJob: job %d: %w; %w, submitted if the job is claimed again", n, ErrWorkerGone, ErrOrphaned)
+	case replay.Orphaned:
+		return true, fmt.Errorf("client: completeJob: job %d: the tracker refused the completion (%w); %w", n, res.Err, ErrOrphaned)
 	}
+	return false, fmt.Errorf("client: completeJob: job %d: %w before the next claim: %w", n, ErrUnconfirmed, res.Err)
 }
 
 // FlagInvalidData reports the held job's input as invalid; the tracker
@@ -653,14 +755,16 @@ func (c *Client) sendCompletion(ctx context.Context, n int, out session.Payload,
 // (complete the job, claim another with NewJob, or Bye); another error (not
 // confirmed): the flag stays pending and is resent before the next claim.
 func (c *Client) FlagInvalidData(ctx context.Context) error {
-	if err := c.lock(); err != nil {
+	ctx, end, err := c.begin(ctx)
+	if err != nil {
 		return err
 	}
-	defer c.mu.Unlock()
-	if c.job == nil {
+	defer end()
+	j := c.held()
+	if j == nil {
 		return c.noJobError("flagInvalidData")
 	}
-	n := c.job.number
+	n := j.Number
 	if c.isGone() {
 		if err := c.recordLost(""); err != nil {
 			return err
@@ -669,63 +773,93 @@ func (c *Client) FlagInvalidData(ctx context.Context) error {
 	}
 	st, err := c.db.State(c.slot)
 	if err != nil {
-		return fmt.Errorf("client: journal: %w", err)
+		return fmt.Errorf("client: %w", err)
 	}
 	resend := st.FlagPending
 	if !resend {
 		if err := c.append(journal.Event{Kind: journal.KindFlagPending, Job: n}); err != nil {
 			return err
 		}
-		c.hook(PointAfterJournal, "flag")
+		c.hook(hooks.AfterJournal, "flag")
 	}
 	_, err = c.sendFlag(ctx, n, resend)
 	return err
 }
 
-// sendFlag sends the recorded pending flag of job n and records the
-// outcome; see sendCompletion. The caller holds mu.
+// sendFlag settles the recorded pending flag of job n; see sendCompletion.
+// The caller holds mu.
 func (c *Client) sendFlag(ctx context.Context, n int, resend bool) (settled bool, err error) {
-	token := c.token
-	err = c.conn.FlagInvalidData(ctx, token)
-	c.hook(PointAfterSend, "flag")
-	var verr *session.ValidationError
-	switch {
-	case err == nil:
-		if err := c.append(journal.Event{Kind: journal.KindFlagSettled, Job: n, Outcome: journal.OutcomeAccepted}); err != nil {
-			return false, err
-		}
-		c.setJob(nil)
+	res, err := c.settle(ctx, replay.OpFlag, resend)
+	if err != nil {
+		return false, err
+	}
+	switch res.Outcome {
+	case replay.Accepted:
 		c.log.Info("job flagged as invalid", slog.Int("job", n))
 		return true, nil
-	case errors.Is(err, session.ErrAppliedEarlier) || (resend && errors.Is(err, session.ErrNoJobHeld)):
-		if err := c.append(journal.Event{Kind: journal.KindFlagSettled, Job: n, Outcome: journal.OutcomeAppliedEarlier,
-			Reason: "the tracker refused a resend: an earlier attempt was applied"}); err != nil {
-			return false, err
-		}
-		c.setJob(nil)
+	case replay.AppliedEarlier:
 		c.log.Info("job flagged as invalid (by an earlier attempt whose answer was lost)", slog.Int("job", n))
 		return true, nil
-	case errors.Is(err, session.ErrWorkerGone):
-		c.markGone(token, "flagInvalidData answered 404: the worker timed out")
-		if err := c.recordLost(""); err != nil {
-			return false, err
-		}
+	case replay.WorkerGone:
 		return true, c.noJobError("flagInvalidData")
-	case errors.Is(err, session.ErrNoJobHeld):
-		if err := c.append(journal.Event{Kind: journal.KindFlagSettled, Job: n, Outcome: journal.OutcomeOrphaned, Reason: err.Error()}); err != nil {
-			return false, err
-		}
-		c.setJob(nil)
-		return true, fmt.Errorf("client: flagInvalidData: job %d: the tracker says this worker holds no job: %w", n, err)
-	case errors.As(err, &verr):
-		if err := c.append(journal.Event{Kind: journal.KindFlagSettled, Job: n, Outcome: journal.OutcomeFailed, Reason: verr.Error()}); err != nil {
-			return false, err
-		}
+	case replay.Orphaned:
+		return true, fmt.Errorf("client: flagInvalidData: job %d: the tracker says this worker holds no job: %w", n, res.Err)
+	case replay.Refused:
 		return true, fmt.Errorf("client: flagInvalidData: job %d: the tracker failed to record the flag and still assigns the job to this worker "+
-			"(the upstream tracker does this on a job's 5th flag at stage b); complete the job, claim another or say bye: %w", n, err)
-	default:
-		return false, fmt.Errorf("client: flagInvalidData: job %d: not confirmed, kept in the journal and resent before the next claim: %w", n, err)
+			"(the upstream tracker does this on a job's 5th flag at stage b); complete the job, release it or say bye: %w", n, res.Err)
 	}
+	return false, fmt.Errorf("client: flagInvalidData: job %d: %w before the next claim: %w", n, ErrUnconfirmed, res.Err)
+}
+
+// Release hands the held job back to the tracker, which re-opens it for
+// other workers; use it for a job the program will not complete or flag.
+// The tracker has no release call, so Release says bye (recorded before it
+// is sent, like Bye): the bye re-opens the job and ends the worker, and the
+// client registers a fresh worker at once (the heartbeat) or at the next
+// action. A pending flag of the job is settled first (if it was applied,
+// the job is already released). Errors: ErrNoJobHeld, ErrWorkerGone (the
+// job was lost with the worker: the tracker re-opened it already), and
+// those of Bye; a release not confirmed is resent on the next start.
+func (c *Client) Release(ctx context.Context) error {
+	ctx, end, err := c.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer end()
+	if c.held() == nil {
+		return c.noJobError("release")
+	}
+	if err := c.settlePending(ctx); err != nil {
+		return fmt.Errorf("client: release: not released, an earlier action is unconfirmed: %w", err)
+	}
+	n := c.heldNumber()
+	if n == 0 {
+		return c.noJobError("release") // a flag applied, or the worker lost
+	}
+	if err := c.append(journal.Event{Kind: journal.KindByePending}); err != nil {
+		return err
+	}
+	c.hook(hooks.AfterJournal, "bye")
+	if err := c.sendBye(ctx); err != nil {
+		return fmt.Errorf("client: release: job %d: %w", n, err)
+	}
+	c.log.Info("job released", slog.Int("job", n))
+	return nil
+}
+
+// RecordFailure records in the journal that an attempt at the held job
+// failed, and why (dcjournal inspect shows it). It sends nothing and changes
+// nothing else: the job stays held. Errors: ErrNoJobHeld, journal errors.
+func (c *Client) RecordFailure(reason string) error {
+	if err := c.lock(); err != nil {
+		return err
+	}
+	defer c.mu.Unlock()
+	n := c.heldNumber()
+	if n == 0 {
+		return c.noJobError("recordFailure")
+	}
+	return c.append(journal.Event{Kind: journal.KindFailed, Job: n, Reason: reason})
 }
 
 // Checkpoint records data as the held job's resume data, durably. If the
@@ -737,22 +871,19 @@ func (c *Client) Checkpoint(ctx context.Context, data []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := c.lock(); err != nil {
+	ctx, end, err := c.begin(ctx)
+	if err != nil {
 		return err
 	}
-	defer c.mu.Unlock()
-	if c.job == nil {
+	defer end()
+	n := c.heldNumber()
+	if n == 0 {
 		return c.noJobError("checkpoint")
 	}
-	if err := c.append(journal.Event{Kind: journal.KindCheckpoint, Job: c.job.number, Checkpoint: data}); err != nil {
+	if err := c.append(journal.Event{Kind: journal.KindCheckpoint, Job: n, Checkpoint: data}); err != nil {
 		return err
 	}
-	c.hook(PointAfterJournal, "checkpoint")
-	c.smu.Lock()
-	j := *c.job
-	j.checkpoint = bytes.Clone(data)
-	c.job = &j
-	c.smu.Unlock()
+	c.hook(hooks.AfterJournal, "checkpoint")
 	return nil
 }
 
@@ -765,7 +896,7 @@ func (c *Client) Log(text string) {
 	if utf8.RuneCountInString(text) > session.MaxProgressLen {
 		text = cutRunes(text, session.MaxProgressLen)
 	}
-	c.progress.Store(&text)
+	c.progress.Store(&progressText{gen: c.gen.Load(), text: text})
 	if !c.closed.Load() {
 		c.db.AppendProgress(c.slot, text)
 	}
@@ -791,9 +922,14 @@ func cutRunes(s string, n int) string {
 // at once: the client registers afresh (SessionLost fires) and IsAlive
 // answers true, so a loop `for c.IsAlive(ctx)` runs until Bye.
 func (c *Client) IsAlive(ctx context.Context) (bool, error) {
+	st := c.slotState()
 	c.smu.RLock()
-	token, gone, want, hasJob := c.token, c.gone, c.wantSession, c.job != nil
+	gone, want := c.gone, c.wantSession
 	c.smu.RUnlock()
+	token, hasJob := "", st.Job != nil
+	if st.Session != nil {
+		token = st.Session.Token
+	}
 	if token != "" && !gone {
 		alive, err := c.conn.IsAlive(ctx, token)
 		if err != nil {
@@ -811,7 +947,7 @@ func (c *Client) IsAlive(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	defer c.mu.Unlock()
-	if c.job != nil || !c.wantSession {
+	if c.held() != nil || !c.wantSession {
 		return false, nil
 	}
 	if err := c.ensureSession(ctx); err != nil {
@@ -856,6 +992,9 @@ func (c *Client) WaitForJob(ctx context.Context) error {
 		case <-ctx.Done():
 			t.Stop()
 			return fmt.Errorf("client: waitForJob: %w", ctx.Err())
+		case <-c.life.Done():
+			t.Stop()
+			return ErrClosed
 		case <-t.C:
 		}
 		wait = min(wait*2, c.o.waitMax)
@@ -870,10 +1009,11 @@ func (c *Client) WaitForJob(ctx context.Context) error {
 // worker and IsAlive answers false; NewJob or WaitForJob would register a
 // new one. Close still has to be called.
 func (c *Client) Bye(ctx context.Context) error {
-	if err := c.lock(); err != nil {
+	ctx, end, err := c.begin(ctx)
+	if err != nil {
 		return err
 	}
-	defer c.mu.Unlock()
+	defer end()
 	if err := c.settlePending(ctx); err != nil {
 		return fmt.Errorf("client: bye: not said, an earlier action is unconfirmed: %w", err)
 	}
@@ -883,44 +1023,39 @@ func (c *Client) Bye(ctx context.Context) error {
 	if c.isGone() {
 		return c.recordLost("")
 	}
-	if c.token == "" {
+	if c.token() == "" {
 		return nil
 	}
 	if err := c.append(journal.Event{Kind: journal.KindByePending}); err != nil {
 		return err
 	}
-	c.hook(PointAfterJournal, "bye")
+	c.hook(hooks.AfterJournal, "bye")
 	return c.sendBye(ctx)
 }
 
-// sendBye sends the recorded pending bye and records the session closed.
-// The caller holds mu.
+// sendBye settles the recorded pending bye: the session is then closed
+// and the held job, if any, re-opened by the tracker. The caller holds mu.
 func (c *Client) sendBye(ctx context.Context) error {
-	err := c.conn.Bye(ctx, c.token)
-	c.hook(PointAfterSend, "bye")
-	if err != nil && !errors.Is(err, session.ErrWorkerGone) && !errors.Is(err, session.ErrAppliedEarlier) {
-		return fmt.Errorf("client: bye: not confirmed, resent on the next start: %w", err)
-	}
-	if c.job != nil {
-		if err := c.append(journal.Event{Kind: journal.KindReleased, Job: c.job.number, Reason: "bye"}); err != nil {
-			return err
-		}
-	}
-	if err := c.append(journal.Event{Kind: journal.KindClosed}); err != nil {
+	name := c.DisplayName()
+	res, err := c.settle(ctx, replay.OpBye, false)
+	if err != nil {
 		return err
 	}
-	c.smu.Lock()
-	c.token, c.job = "", nil
-	c.smu.Unlock()
-	c.log.Info("said bye to the tracker", slog.String("display_name", c.displayName))
+	if !res.Outcome.Settled() {
+		return fmt.Errorf("client: bye: %w on the next start: %w", ErrUnconfirmed, res.Err)
+	}
+	c.log.Info("said bye to the tracker", slog.String("display_name", name))
 	return nil
 }
 
 // Close stops the client's background goroutine and, unless it was given
-// with WithJournalDB or belongs to a Pool, closes the journal (flushing
-// buffered progress). It waits for an action in progress to finish. It does
-// not say bye: the session stays in the journal and the next Init resumes
-// it. Close is idempotent; later actions return ErrClosed.
+// to it open (a test seam) or belongs to a Pool, closes the journal (flushing
+// buffered progress). An action in flight is cancelled, not waited for: it
+// returns an error wrapping context.Canceled, and what it recorded stays in
+// the journal (a completion or flag not confirmed is resent on the next
+// start), so Close returns promptly whatever the network does. It does not
+// say bye: the session stays in the journal and the next Init resumes it.
+// Close is idempotent; later actions return ErrClosed.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
@@ -928,7 +1063,7 @@ func (c *Client) Close() error {
 			c.stop()
 			<-c.done
 		}
-		c.mu.Lock() // wait for an action in progress
+		c.mu.Lock() // wait for the cancelled action to return
 		defer c.mu.Unlock()
 		if c.ownDB {
 			c.closeErr = c.db.Close()
@@ -941,68 +1076,70 @@ func (c *Client) Close() error {
 // null (what the upstream tracker serves at stage b and later). Null if no
 // job is held.
 func (c *Client) Job() session.Payload {
-	c.smu.RLock()
-	defer c.smu.RUnlock()
-	if c.job == nil {
+	j := c.held()
+	if j == nil {
 		return session.Null()
 	}
-	return c.job.data
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	if c.payload.number == j.Number && c.payload.wire != nil && j.Input != nil && *c.payload.wire == *j.Input ||
+		c.payload.number == j.Number && c.payload.wire == nil && j.Input == nil {
+		return c.payload.p
+	}
+	p, err := session.Decode(j.Input)
+	if err != nil {
+		p = session.String(*j.Input) // kept as the tracker sent it
+	}
+	c.payload = jobPayload{number: j.Number, wire: j.Input, p: p}
+	return p
 }
 
 // JobID returns the held job's number (0 if none).
-func (c *Client) JobID() int {
-	c.smu.RLock()
-	defer c.smu.RUnlock()
-	if c.job == nil {
-		return 0
-	}
-	return c.job.number
-}
+func (c *Client) JobID() int { return c.heldNumber() }
 
 // HasJob reports whether a job is held.
-func (c *Client) HasJob() bool {
-	c.smu.RLock()
-	defer c.smu.RUnlock()
-	return c.job != nil
-}
+func (c *Client) HasJob() bool { return c.held() != nil }
 
 // Resumed reports whether the held job was handed back by recovery at Init
 // (claimed by an earlier run of the program).
 func (c *Client) Resumed() bool {
+	n := c.heldNumber()
 	c.smu.RLock()
 	defer c.smu.RUnlock()
-	return c.job != nil && c.job.resumed
+	return n != 0 && n == c.resumedJob
 }
 
 // LastCheckpoint returns the held job's last checkpoint (nil if none).
 func (c *Client) LastCheckpoint() []byte {
-	c.smu.RLock()
-	defer c.smu.RUnlock()
-	if c.job == nil {
-		return nil
+	if j := c.held(); j != nil {
+		return j.Checkpoint // a copy: the journal's State shares nothing
 	}
-	return bytes.Clone(c.job.checkpoint)
+	return nil
 }
 
-// DisplayName returns the worker's display name on the tracker.
+// DisplayName returns the worker's display name on the tracker ("" while
+// the client has no worker: after Bye, or a loss not yet replaced).
 func (c *Client) DisplayName() string {
-	c.smu.RLock()
-	defer c.smu.RUnlock()
-	return c.displayName
+	if s := c.slotState().Session; s != nil {
+		return s.DisplayName
+	}
+	return ""
 }
 
 // Project returns the tracker's project name.
 func (c *Client) Project() string {
-	c.smu.RLock()
-	defer c.smu.RUnlock()
-	return c.project
+	if s := c.slotState().Session; s != nil {
+		return s.Project
+	}
+	return ""
 }
 
 // StageName returns the name of the worker's stage, such as "CPU".
 func (c *Client) StageName() string {
-	c.smu.RLock()
-	defer c.smu.RUnlock()
-	return c.stageName
+	if s := c.slotState().Session; s != nil {
+		return s.StageName
+	}
+	return ""
 }
 
 // Stage returns the worker's stage letter (a to e).
@@ -1010,9 +1147,6 @@ func (c *Client) Stage() string { return c.stage }
 
 // Slot returns the client's journal slot.
 func (c *Client) Slot() string { return c.slot }
-
-// Journal returns the client's journal.
-func (c *Client) Journal() *journal.DB { return c.db }
 
 // Report returns what recovery did at Init (empty if there was nothing to
 // recover).

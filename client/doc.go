@@ -33,6 +33,22 @@
 // submitted instead of handing the job to the program again
 // (WithResubmitOrphans). Report says what recovery did.
 //
+// # Which calls release a held job
+//
+// A job the worker holds stays held until the program ends it: NewJob and
+// WaitForJob hand a held job back (the one resumed after a crash, or one
+// the program did not finish) and never release it. The held job is given
+// back to the tracker only by:
+//   - CompleteJob (the job is done) and FlagInvalidData (the tracker
+//     re-opens it; a flag the tracker refuses leaves it held);
+//   - Release, for a job the program gives up (a bye, then a fresh worker);
+//   - Bye, which ends the worker;
+//   - WithRelease, which makes recovery at Init release a held job instead
+//     of handing it back;
+//   - the tracker itself, when the worker timed out (ErrWorkerGone).
+//
+// Close does not release: the next Init on the same journal resumes the job.
+//
 // # Staying alive
 //
 // The tracker deletes a worker not refreshed for its idle timeout (7200 s

@@ -34,6 +34,18 @@ var (
 	ErrAppliedEarlier = session.ErrAppliedEarlier
 	// ErrClosed: the Client was closed.
 	ErrClosed = errors.New("client closed")
+	// ErrUnconfirmed: a recorded completion, flag or bye got no answer that
+	// settles it (the tracker unreachable after the retry policy gave up,
+	// ctx done, an answer the protocol does not foresee). It stays pending
+	// in the journal and is resent before the next claim or on the next
+	// start; nothing is lost. The cause is wrapped too.
+	ErrUnconfirmed = errors.New("not confirmed: kept in the journal and resent")
+	// ErrOrphaned: completed output the tracker no longer takes from this
+	// worker (it lost the worker, or refused the completion). The output is
+	// kept in the journal as an orphan: submitted if the job is claimed
+	// again, exportable with dcjournal. It comes with ErrWorkerGone or the
+	// tracker's refusal.
+	ErrOrphaned = errors.New("the output is kept in the journal as an orphan")
 )
 
 // ServerError is an answer the protocol does not foresee (including a 5xx

@@ -36,23 +36,26 @@ func (c *Client) run(ctx context.Context) {
 const registerTimeout = 30 * time.Second
 
 func (c *Client) sendProgress(ctx context.Context) {
-	c.smu.RLock()
-	token, gone := c.token, c.gone
-	c.smu.RUnlock()
+	token, gone := c.token(), c.isGone()
 	if token == "" || gone {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.o.heartbeat)
 	defer cancel()
-	if err := c.conn.UpdateProgress(ctx, token, *c.progress.Load()); err != nil && ctx.Err() == nil {
+	if err := c.conn.UpdateProgress(ctx, token, c.progressText()); err != nil && ctx.Err() == nil {
 		c.log.Debug("progress not sent", slog.String("err", err.Error()))
 	}
 }
 
 func (c *Client) beat(ctx context.Context, check bool) {
+	st := c.slotState()
 	c.smu.RLock()
-	token, gone, want, hasJob := c.token, c.gone, c.wantSession, c.job != nil
+	gone, want := c.gone, c.wantSession
 	c.smu.RUnlock()
+	token, hasJob := "", st.Job != nil
+	if st.Session != nil {
+		token = st.Session.Token
+	}
 	if token != "" && !gone {
 		c.sendProgress(ctx)
 		if check {
@@ -78,7 +81,7 @@ func (c *Client) beat(ctx context.Context, check bool) {
 		return // an action is running; it will register
 	}
 	defer c.mu.Unlock()
-	if c.closed.Load() || c.job != nil || !c.wantSession {
+	if c.closed.Load() || c.held() != nil || !c.wantSession {
 		return
 	}
 	// Not bounded by the heartbeat interval: a registration cut off after
@@ -90,5 +93,5 @@ func (c *Client) beat(ctx context.Context, check bool) {
 		c.log.Warn("could not register afresh; will retry", slog.String("err", err.Error()))
 		return
 	}
-	c.log.Info("registered afresh after the worker was lost", slog.String("token", session.Redact(c.token)))
+	c.log.Info("registered afresh after the worker was lost", slog.String("token", session.Redact(c.token())))
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/distcompute/distcompute-go/internal/hooks"
+	"github.com/distcompute/distcompute-go/internal/termtext"
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/session"
 	"github.com/lmittmann/tint"
@@ -36,20 +38,6 @@ const (
 	EnvJournal = "DISTCOMPUTE_JOURNAL"
 )
 
-// Point is a place in an action where a crash test may kill the process
-// (see WithHook).
-type Point string
-
-// The hook points.
-const (
-	// PointAfterJournal: the action's durable record is written, its request
-	// not yet sent (for "register": the registration is recorded and the
-	// token not yet used).
-	PointAfterJournal Point = "after-journal"
-	// PointAfterSend: the answer arrived, its outcome is not yet recorded.
-	PointAfterSend Point = "after-send"
-)
-
 // Option configures Init and OpenPool.
 type Option func(*options)
 
@@ -68,7 +56,7 @@ type options struct {
 	slot        string
 	slotSet     bool
 	resubmit    bool
-	hook        func(Point, string)
+	hook        hooks.Func // from the context given to Init or OpenPool (internal/hooks)
 	waitMin     time.Duration
 	waitMax     time.Duration
 	aliveEvery  int
@@ -111,11 +99,6 @@ func WithJournal(path string) Option { return func(o *options) { o.journalPath =
 // WithJournalOptions sets the options the journal is opened with.
 func WithJournalOptions(jo *journal.Options) Option { return func(o *options) { o.journalOpts = jo } }
 
-// WithJournalDB makes the client use an open journal, which Close leaves
-// open (the caller closes it after the client). Tests use it to look at the
-// journal while the client runs.
-func WithJournalDB(db *journal.DB) Option { return func(o *options) { o.db = db } }
-
 // WithRetry sets the retry policy of requests (default
 // session.DefaultRetryPolicy: it gives up after 10 minutes).
 func WithRetry(p session.RetryPolicy) Option { return func(o *options) { o.retry = &p } }
@@ -147,12 +130,6 @@ func WithSlot(name string) Option {
 // the recorded output is submitted instead of handing the job to the
 // program again.
 func WithResubmitOrphans(on bool) Option { return func(o *options) { o.resubmit = on } }
-
-// WithHook calls fn at the points of each action where a crash test may kill
-// the process (op: "register", "claim", "complete", "flag", "bye",
-// "checkpoint"; recovery resends call it with PointAfterSend too). fn runs
-// on the action's goroutine with the slot's lock held.
-func WithHook(fn func(p Point, op string)) Option { return func(o *options) { o.hook = fn } }
 
 // WithWaitBackoff bounds the wait of WaitForJob between two claims on an
 // empty queue (default 1 s doubling up to 30 s, with jitter).
@@ -188,7 +165,7 @@ func (o *options) check() error {
 	}
 	if o.logger == nil {
 		if o.verbose {
-			o.logger = slog.New(tint.NewHandler(os.Stderr, &tint.Options{Level: slog.LevelInfo, TimeFormat: time.TimeOnly}))
+			o.logger = slog.New(termtext.Handler(tint.NewHandler(os.Stderr, &tint.Options{Level: slog.LevelInfo, TimeFormat: time.TimeOnly})))
 		} else {
 			o.logger = slog.New(slog.DiscardHandler)
 		}

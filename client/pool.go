@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/distcompute/distcompute-go/internal/hooks"
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/replay"
 )
@@ -36,6 +37,9 @@ func OpenPool(ctx context.Context, url, stage string, n int, opts ...Option) (*P
 	o := defaultOptions()
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if h := hooks.From(ctx); h != nil {
+		o.hook = h
 	}
 	prefix := DefaultPoolPrefix
 	if o.slotSet {
@@ -93,11 +97,12 @@ func (p *Pool) retire(ctx context.Context, prefix string, n int, o options) erro
 // Clients returns the pool's clients, in slot order.
 func (p *Pool) Clients() []*Client { return append([]*Client(nil), p.clients...) }
 
-// Journal returns the shared journal.
+// Journal returns the shared journal, for reading (a status page's
+// snapshot, say). Write to it only through the clients: their state is the
+// journal's, and an event appended around them breaks their rules.
 func (p *Pool) Journal() *journal.DB { return p.db }
 
-// Close closes every client, then the journal (once; not if it was given
-// with WithJournalDB). It does not say bye.
+// Close closes every client, then the journal. It does not say bye.
 func (p *Pool) Close() error {
 	var errs []error
 	for _, c := range p.clients {

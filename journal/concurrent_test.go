@@ -78,7 +78,7 @@ func TestConcurrentSlots(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !st.Closed || st.Session != nil || st.Job != nil || st.Progress != fmt.Sprintf("job %d done", i*1000+cycles) {
+		if !st.Closed || st.Session != nil || st.Job != nil || st.Progress != "" {
 			t.Errorf("slot %s final state %+v", slot, st.Redacted())
 		}
 	}

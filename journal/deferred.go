@@ -2,7 +2,6 @@ package journal
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"maps"
 	"sort"
@@ -42,16 +41,16 @@ type deferredEvent struct {
 // sequence number is assigned when it is written, and LastSeq is that of
 // the last written event), not in Events. Its Time is the time of the call.
 func (db *DB) AppendDeferred(e Event) error {
-	if err := db.acquire(); err != nil {
+	if err := db.acquire("append deferred"); err != nil {
 		return err
 	}
 	defer db.release()
 	if db.opts.ReadOnly {
-		return db.errf(ErrReadOnly)
+		return db.wrap("append deferred", ErrReadOnly)
 	}
 	if e.Kind == KindRegistered {
 		// The write-ahead rule: the token must be on disk before it is used.
-		return fmt.Errorf("journal: %s: slot %q: %s: %w: a registration cannot be deferred", db.path, e.Slot, e.Kind, ErrInvalidEvent)
+		return db.wrap("append deferred", &InvalidEventError{Slot: e.Slot, Kind: e.Kind, Reason: "a registration cannot be deferred"})
 	}
 	e.Version, e.Seq, e.Time = 0, 0, db.now().UTC()
 	return db.viewDeferred("append deferred", func(tx *bolt.Tx) error {
@@ -162,7 +161,7 @@ func (db *DB) takeDeferred(txid int) ([]*deferredEvent, map[string]error) {
 // leave the queue (for recent while readers may need them), refused marks
 // those the commit refused, and fails (minus what was reported) become the
 // refusals still to report; on failure they wait for the next commit.
-func (db *DB) settleDeferred(taken []*deferredEvent, ok bool, refused map[*deferredEvent]bool, fails map[string]error) {
+func (db *DB) settleDeferred(taken []*deferredEvent, ok bool, refused map[*deferredEvent]bool, fails map[string]error, states map[string]State, txid int) {
 	db.dmu.Lock()
 	defer db.dmu.Unlock()
 	if !ok {
@@ -170,6 +169,13 @@ func (db *DB) settleDeferred(taken []*deferredEvent, ok bool, refused map[*defer
 			d.tx = 0
 		}
 		return
+	}
+	// Publish the committed states in the same critical section that drops
+	// the events the commit wrote from the queue: a reader (committedState)
+	// sees either the old states with those events still queued, or the new
+	// states without them.
+	for name, st := range states {
+		db.publish(name, st, txid)
 	}
 	if n := len(taken); n > 0 {
 		for _, d := range taken {
@@ -185,14 +191,16 @@ func (db *DB) settleDeferred(taken []*deferredEvent, ok bool, refused map[*defer
 	db.deferFail = fails
 }
 
-// deferredRefused wraps the refusal of slot's deferred events for the
-// Append that reports it.
-func (db *DB) deferredRefused(e Event, err error) error {
-	return fmt.Errorf("journal: %s: slot %q: %s not written: an event given to AppendDeferred earlier was refused when written: %w",
-		db.path, e.Slot, e.Kind, err)
+// deferredRefused is the refusal of e, not written because err refused an
+// event of its slot given to AppendDeferred earlier.
+func deferredRefused(e Event, err error) error {
+	return &InvalidEventError{Slot: e.Slot, Kind: e.Kind, Earlier: err,
+		Reason: "not written: an event given to AppendDeferred earlier was refused when written"}
 }
 
-func joinFails(fails map[string]error) error {
+// joinFails joins the refusals of deferred events, by slot, each an *Error
+// of op.
+func (db *DB) joinFails(op string, fails map[string]error) error {
 	slots := make([]string, 0, len(fails))
 	for s := range fails {
 		slots = append(slots, s)
@@ -200,7 +208,7 @@ func joinFails(fails map[string]error) error {
 	sort.Strings(slots)
 	errs := make([]error, 0, len(slots))
 	for _, s := range slots {
-		errs = append(errs, fails[s])
+		errs = append(errs, db.wrap(op, fails[s]))
 	}
 	return errors.Join(errs...)
 }
@@ -237,4 +245,40 @@ func (db *DB) logger() *slog.Logger {
 		return db.opts.Logger
 	}
 	return slog.New(slog.DiscardHandler)
+}
+
+// published is a slot's state as of committed transaction tx.
+type published struct {
+	state State
+	tx    int
+}
+
+// publish records st as slot's state as of committed transaction tx, unless
+// a later one is known. The caller holds dmu.
+func (db *DB) publish(slot string, st State, tx int) {
+	if db.pub == nil {
+		db.pub = make(map[string]published)
+	}
+	if cur, ok := db.pub[slot]; !ok || cur.tx < tx {
+		db.pub[slot] = published{state: st, tx: tx}
+	}
+}
+
+// committedState returns slot's state from the states this DB published
+// (it is the file's only writer: see Open), with the deferred events the
+// published state does not include folded in, and false when the slot has
+// not been published yet. It decodes nothing, so the client may call State
+// on every action and accessor.
+func (db *DB) committedState(slot string) (State, bool) {
+	db.dmu.Lock()
+	defer db.dmu.Unlock()
+	p, ok := db.pub[slot]
+	if !ok {
+		return State{}, false
+	}
+	st := p.state.clone()
+	if len(db.deferred) > 0 {
+		st = foldDeferred(st, db.deferredOf(slot, p.tx))
+	}
+	return st, true
 }

@@ -85,17 +85,20 @@
 // inline bucket inside the root page that every commit rewrites anyway, so
 // that it writes one data page instead of three (the last events leaf, the
 // branch above it and the root); the commit whose event does not fit moves
-// the tail into events. Files of format versions 1 (everything in slotidx)
-// and 2 (no tail) are read as they are, and marked version 3 when opened
-// for writing.
+// the tail into events. A file of another format version is refused.
 //
 // # Errors
 //
-// Every error names the file. Bad files are refused at Open with
-// ErrNotJournal (garbage, a bbolt file of something else), ErrCorrupt
-// (truncated or damaged) or ErrNewerFormat; bbolt panics and memory faults
-// on damaged pages are recovered at the package boundary and returned as
-// ErrCorrupt. A DB is safe for concurrent use by many goroutines; one
-// process at a time may open a file for writing (ErrLocked after
-// Options.Timeout), any number read-only.
+// Every error is an *Error naming the file and the operation, in the manner
+// of *os.PathError; test it with errors.Is and errors.As, never by its
+// message. Bad files are refused at Open with ErrNotJournal (garbage, a
+// bbolt file of something else), ErrCorrupt (truncated or damaged: a
+// *CorruptError saying what), ErrNewerFormat or ErrOldFormat (a
+// *FormatError); bbolt
+// panics and memory faults on damaged pages are recovered at the package
+// boundary and returned as ErrCorrupt. No error and no Verify finding quotes
+// a record: records hold tokens. A DB is safe for concurrent use by many
+// goroutines; one process at a time may open a file for writing (ErrLocked,
+// a *LockedError listing the holders, after Options.Timeout), any number
+// read-only.
 package journal

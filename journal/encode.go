@@ -11,8 +11,8 @@ import (
 // The record encoders below write the bytes json.Marshal writes for Event
 // and State (field order, omitempty/omitzero, HTML-safe string escapes,
 // base64 for []byte, RFC 3339 times), without reflection: a 32-slot group
-// commit encodes about 28 events and 28 states, and encoding/json was the
-// largest item of its CPU. What they cannot reproduce cheaply (a non-empty
+// commit encodes about 28 events and 28 states, and encoding/json's
+// reflection would be the largest item of its CPU. What they cannot reproduce cheaply (a non-empty
 // json.RawMessage, which json.Marshal validates and compacts, and times
 // json.Marshal refuses) goes to json.Marshal, so the output is always
 // json.Marshal's, errors included. TestEncodeMatchesJSON and
@@ -86,7 +86,7 @@ func encodeState(s State) ([]byte, error) {
 		n += 80 + strLen(s.Job.Input) + 4*len(s.Job.Checkpoint)/3
 	}
 	if s.Completion != nil {
-		n += 140 + strLen(s.Completion.Job.Input) + 4*len(s.Completion.Job.Checkpoint)/3 + len(s.Completion.Output)
+		n += 140 + strLen(s.Completion.Job.Input) + 4*len(s.Completion.Job.Checkpoint)/3 + quotedLen(s.Completion.Output)
 	}
 	b := make([]byte, 0, n)
 	b = append(b, `{"slot":`...)
@@ -175,7 +175,44 @@ func strLen(p *string) int {
 	if p == nil {
 		return 0
 	}
-	return len(*p)
+	return quotedLen(*p)
+}
+
+// bigString is the length from which quotedLen counts the escapes: a job's
+// input or output of a megabyte with a few escapes would otherwise regrow
+// the record's buffer (a copy of the whole record) for a few bytes.
+const bigString = 64 << 10
+
+// quotedLen returns a length that appendJSONString does not exceed for s:
+// exact (escapes counted) for a string of bigString bytes or more, len(s)
+// for shorter ones, whose regrowth costs little.
+func quotedLen(s string) int {
+	if len(s) < bigString {
+		return len(s)
+	}
+	n := len(s) + 2
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t':
+				n++
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				n += 5
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			n += 5 // \ufffd for one byte
+		case r == '\u2028' || r == '\u2029':
+			n += 3 // \u2028 for three bytes
+		}
+		i += size
+	}
+	return n
 }
 
 // appendStringField appends key (`,"name":`) and the string, unless the

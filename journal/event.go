@@ -3,27 +3,23 @@ package journal
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
+	"errors"
 	"time"
 	"unicode/utf8"
 )
 
 // FormatVersion is the version of the record and file format this package
-// writes. Records and files with a higher version are refused with
-// ErrNewerFormat rather than misread.
-//
-// Version 2 lists each slot's newest events in its slotmeta record before
-// they move into slotidx (see doc.go). Version 3 keeps the newest events in
-// the small tail bucket before they move into events (see tail.go).
-// Files of versions 1 and 2 are read as they are, and marked version 3
-// (given a tail bucket) when opened for writing.
+// writes, and the only file format it reads (the layout is in doc.go).
+// Files and records of a higher version are refused with ErrNewerFormat
+// rather than misread; files of a lower one, written by development
+// versions before the first release, with ErrOldFormat.
 const FormatVersion = 3
 
 // Kind names what an event records. The comment beside each constant lists
 // the Event fields it uses.
 type Kind string
 
-// The event kinds. See DESIGN.md, "The event model".
+// The event kinds; docs/DESIGN.md describes the event model.
 const (
 	KindRegistered        Kind = "registered"         // URL, Stage, Nickname, Token, DisplayName, Project, StageName
 	KindClaimed           Kind = "claimed"            // Job, Input (wire form, nil = null data)
@@ -31,7 +27,7 @@ const (
 	KindCheckpoint        Kind = "checkpoint"         // Job, Checkpoint
 	KindCompletionPending Kind = "completion-pending" // Job, Output
 	KindCompletionSettled Kind = "completion-settled" // Job, Outcome (OutcomeAccepted/AppliedEarlier/Orphaned)
-	KindFlagPending       Kind = "flag-pending"       // Job
+	KindFlagPending       Kind = "flag-pending"       // Job, Reason (set when the client flagged data it could not decode)
 	KindFlagSettled       Kind = "flag-settled"       // Job, Outcome (OutcomeAccepted/AppliedEarlier/Failed/Orphaned), Reason
 	KindReleased          Kind = "released"           // Job, Reason (job handed back: release on restart, failed command, bye...)
 	KindByePending        Kind = "bye-pending"        //
@@ -40,6 +36,7 @@ const (
 	KindReplayed          Kind = "replayed"           // Report (JSON)
 	KindOrphanResolved    Kind = "orphan-resolved"    // OrphanSeq, Outcome ("resubmitted","exported","acknowledged")
 	KindFailed            Kind = "failed"             // Job, Reason (a worker command failed; informational)
+	KindRefused           Kind = "refused"            // Job (0 = not known), Reason: a job assigned at a claim that the client could not take, handed back without being held (informational)
 )
 
 // Outcomes of settle events (KindCompletionSettled, KindFlagSettled) and of
@@ -61,7 +58,7 @@ func KnownKind(k Kind) bool {
 	case KindRegistered, KindClaimed, KindProgress, KindCheckpoint,
 		KindCompletionPending, KindCompletionSettled, KindFlagPending,
 		KindFlagSettled, KindReleased, KindByePending, KindClosed,
-		KindSessionLost, KindReplayed, KindOrphanResolved, KindFailed:
+		KindSessionLost, KindReplayed, KindOrphanResolved, KindFailed, KindRefused:
 		return true
 	}
 	return false
@@ -136,30 +133,30 @@ func (e Event) String() string {
 }
 
 // DecodeEvent decodes one stored record. It refuses records of a newer
-// format (ErrNewerFormat), of an unknown kind, without a slot or sequence
-// number, or that are not valid JSON (ErrCorrupt). It never panics.
+// format (a *FormatError), of an unknown kind, without a slot or sequence
+// number, or that are not valid JSON (a *CorruptError). It never panics.
 func DecodeEvent(data []byte) (Event, error) {
 	var e Event
 	if err := strictUnmarshal(data, &e); err != nil {
-		return Event{}, fmt.Errorf("%w: event record: %v", ErrCorrupt, err)
+		return Event{}, corrupt("", 0, "event record: %v", err)
 	}
 	if e.Version > FormatVersion {
-		return Event{}, fmt.Errorf("%w: event record has format version %d, this program reads up to %d", ErrNewerFormat, e.Version, FormatVersion)
+		return Event{}, &FormatError{Version: e.Version, Record: "event record"}
 	}
 	if e.Version < 1 {
-		return Event{}, fmt.Errorf("%w: event record has format version %d", ErrCorrupt, e.Version)
+		return Event{}, corrupt("", e.Seq, "event record has format version %d", e.Version)
 	}
 	if e.Seq == 0 {
-		return Event{}, fmt.Errorf("%w: event record has no sequence number", ErrCorrupt)
+		return Event{}, corrupt(e.Slot, 0, "event record has no sequence number")
 	}
 	if e.Slot == "" {
-		return Event{}, fmt.Errorf("%w: event record %d has no slot", ErrCorrupt, e.Seq)
+		return Event{}, corrupt("", e.Seq, "event record has no slot")
 	}
 	if !KnownKind(e.Kind) {
-		return Event{}, fmt.Errorf("%w: event record %d has unknown kind %q", ErrCorrupt, e.Seq, e.Kind)
+		return Event{}, corrupt(e.Slot, e.Seq, "event record has unknown kind %q", e.Kind)
 	}
 	if len(e.Report) > 0 && !json.Valid(e.Report) {
-		return Event{}, fmt.Errorf("%w: event record %d has an invalid report", ErrCorrupt, e.Seq)
+		return Event{}, corrupt(e.Slot, e.Seq, "event record has an invalid report")
 	}
 	return e, nil
 }
@@ -168,7 +165,7 @@ func DecodeEvent(data []byte) (Event, error) {
 func strictUnmarshal(data []byte, v any) error {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || data[0] != '{' {
-		return fmt.Errorf("not a JSON object")
+		return errors.New("not a JSON object")
 	}
 	// Unmarshal checks the whole input first: trailing data is an error.
 	return json.Unmarshal(data, v)

@@ -3,7 +3,7 @@ package journal
 // AppendBatch appends events in one transaction, for building large test
 // fixtures quickly. Errors of single events are returned joined.
 func (db *DB) AppendBatch(events []Event) error {
-	if err := db.acquire(); err != nil {
+	if err := db.acquire("append"); err != nil {
 		return err
 	}
 	defer db.release()

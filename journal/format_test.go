@@ -1,7 +1,10 @@
 package journal_test
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -22,39 +25,56 @@ func formatOf(t *testing.T, path string) string {
 	return f
 }
 
-// A version 1 file (slot indexes in slotidx only) is read as it is, left
-// alone by a read-only Open, and marked with the current version by a
-// writable one.
-func TestOlderFormatUpgraded(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "j.db")
-	db, err := journal.Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustAppend(t, db, reg("s"))
-	db.Close()
-	bdb, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bdb.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("meta")).Put([]byte("format"), []byte("1")) })
-	bdb.Close()
+// A file of an older format version, written by a development version
+// before the first release, is refused by both kinds of Open, with a
+// *FormatError naming the version, and left unchanged.
+func TestOlderFormatRefused(t *testing.T) {
+	for v := 1; v < journal.FormatVersion; v++ {
+		for _, ro := range []bool{true, false} {
+			t.Run(fmt.Sprintf("version%d/read-only=%v", v, ro), func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "j.db")
+				db := journaltest.MustOpenPath(t, path, nil)
+				mustAppend(t, db, reg("s"))
+				db.Close()
+				bdb, err := bolt.Open(path, 0o600, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = bdb.Update(func(tx *bolt.Tx) error {
+					return tx.Bucket([]byte("meta")).Put([]byte("format"), []byte(fmt.Sprint(v)))
+				})
+				if cerr := bdb.Close(); err == nil {
+					err = cerr
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				before, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
 
-	ro := journaltest.MustOpenPath(t, path, &journal.Options{ReadOnly: true})
-	if st, err := ro.State("s"); err != nil || st.Session == nil {
-		t.Fatalf("read-only State of a version 1 file = %+v, %v", st, err)
-	}
-	ro.Close()
-	if got := formatOf(t, path); got != "1" {
-		t.Fatalf("format after a read-only Open = %q, want 1", got)
-	}
-	db, err = journal.Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	if got, want := formatOf(t, path), fmt.Sprint(journal.FormatVersion); got != want {
-		t.Fatalf("format after a writable Open = %q, want %q", got, want)
+				db, err = journal.Open(path, &journal.Options{ReadOnly: ro})
+				if err == nil {
+					db.Close()
+					t.Fatal("Open succeeded")
+				}
+				if !errors.Is(err, journal.ErrOldFormat) || errors.Is(err, journal.ErrNewerFormat) {
+					t.Errorf("err = %v, want ErrOldFormat", err)
+				}
+				var fe *journal.FormatError
+				if !errors.As(err, &fe) || fe.Version != v || fe.Record != "file" {
+					t.Errorf("err = %#v, want a *FormatError of the file with version %d", fe, v)
+				}
+				checkError(t, err, path)
+				if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+					t.Error("a refused Open changed the file")
+				}
+				if got := formatOf(t, path); got != fmt.Sprint(v) {
+					t.Errorf("format after the refused Open = %q, want %d", got, v)
+				}
+			})
+		}
 	}
 }
 
@@ -115,72 +135,5 @@ func TestSlotIndexPendingAndMoved(t *testing.T) {
 	db.Events(journal.Filter{Slot: "s", FromSeq: want[35]}, func(e journal.Event) error { n++; return nil })
 	if n != 10 {
 		t.Errorf("events of s from seq %d = %d, want 10", want[35], n)
-	}
-}
-
-// A version 2 file (no tail bucket: every event in events, whose sequence
-// counter assigns seqs) is read as it is, and given a tail that carries on
-// its counter when opened for writing.
-func TestVersion2FileGetsTail(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "j.db")
-	db := journaltest.MustOpenPath(t, path, nil)
-	mustAppend(t, db, reg("s"))
-	mustAppend(t, db, claim("s", 7))
-	for i := 0; i < 5; i++ {
-		mustAppend(t, db, journal.Event{Slot: "s", Kind: journal.KindCheckpoint, Checkpoint: []byte{byte(i)}})
-	}
-	db.Close()
-	// Rewrite it as version 2 wrote it.
-	bdb, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var counter uint64
-	err = bdb.Update(func(tx *bolt.Tx) error {
-		events, tail := tx.Bucket([]byte("events")), tx.Bucket([]byte("tail"))
-		counter = tail.Sequence()
-		if err := tail.ForEach(func(k, v []byte) error { return events.Put(k, v) }); err != nil {
-			return err
-		}
-		if err := events.SetSequence(counter); err != nil {
-			return err
-		}
-		if err := tx.DeleteBucket([]byte("tail")); err != nil {
-			return err
-		}
-		return tx.Bucket([]byte("meta")).Put([]byte("format"), []byte("2"))
-	})
-	bdb.Close()
-	if err != nil || counter < 7 {
-		t.Fatalf("rewriting as version 2: %v (counter %d)", err, counter)
-	}
-
-	ro := journaltest.MustOpenPath(t, path, &journal.Options{ReadOnly: true})
-	if errs := ro.Verify(); errs != nil {
-		t.Fatalf("Verify of a version 2 file: %v", errs)
-	}
-	n := 0
-	ro.Events(journal.Filter{}, func(journal.Event) error { n++; return nil })
-	ro.Close()
-	if n != 7 || formatOf(t, path) != "2" {
-		t.Fatalf("read-only: %d events (want 7), format %q (want 2)", n, formatOf(t, path))
-	}
-
-	db = journaltest.MustOpenPath(t, path, nil)
-	got := mustAppend(t, db, journal.Event{Slot: "s", Kind: journal.KindCheckpoint, Checkpoint: []byte("after")})
-	if got.Seq != counter+1 {
-		t.Fatalf("first append after the upgrade has seq %d, want %d", got.Seq, counter+1)
-	}
-	var seqs []uint64
-	db.Events(journal.Filter{Job: 7}, func(e journal.Event) error { seqs = append(seqs, e.Seq); return nil })
-	if len(seqs) != 7 || seqs[6] != got.Seq {
-		t.Fatalf("job 7's events after the upgrade: %v", seqs)
-	}
-	if errs := db.Verify(); errs != nil {
-		t.Fatalf("Verify after the upgrade: %v", errs)
-	}
-	db.Close()
-	if got, want := formatOf(t, path), fmt.Sprint(journal.FormatVersion); got != want {
-		t.Fatalf("format after a writable Open = %q, want %q", got, want)
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// TestImports guards DESIGN.md's rule: journal imports bbolt and the
+// TestImports guards a rule of docs/DESIGN.md: journal imports bbolt and the
 // standard library only.
 func TestImports(t *testing.T) {
 	files, err := filepath.Glob("*.go")

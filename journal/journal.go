@@ -34,48 +34,6 @@ const (
 	DefaultProgressInterval = time.Second
 )
 
-// Tuning constants for pruning and compaction.
-const (
-	// EventsPerJob bounds a slot's history independently of jobs: a slot
-	// keeps at most Retention*EventsPerJob events, so that a slot that never
-	// claims (or one job that checkpoints forever) stays bounded too.
-	EventsPerJob = 50
-	// PruneBudget is how many old events of a slot one pruning pass (every
-	// 16 appends to the slot) folds into its base state and deletes;
-	// pruning is incremental so that appends stay cheap.
-	PruneBudget = 128
-	// CompactMinSize is the file size under which automatic compaction is
-	// never attempted.
-	CompactMinSize = 8 << 20
-	// CompactFreeRatio triggers automatic compaction when free pages make up
-	// more than this part of the file.
-	CompactFreeRatio = 0.5
-)
-
-// Errors. Every error the package returns names the journal file and wraps
-// one of these (test with errors.Is) or an error of the operating system.
-var (
-	// ErrLocked: another process holds the journal's file lock and did not
-	// release it within Options.Timeout.
-	ErrLocked = errors.New("journal is locked: another process holds it")
-	// ErrNotJournal: the file is not a journal (not a bbolt file, or a bbolt
-	// file written by something else).
-	ErrNotJournal = errors.New("not a journal")
-	// ErrCorrupt: the file is a journal but damaged (truncated, bad pages,
-	// undecodable records, broken invariants).
-	ErrCorrupt = errors.New("journal is corrupt")
-	// ErrNewerFormat: the journal was written by a newer version of this
-	// package; it is refused rather than misread.
-	ErrNewerFormat = errors.New("journal has a newer format version")
-	// ErrReadOnly: a write was attempted on a journal opened read-only.
-	ErrReadOnly = errors.New("journal is open read-only")
-	// ErrClosed: the DB was used after Close.
-	ErrClosed = errors.New("journal is closed")
-	// ErrInvalidEvent: Append refused an event that does not fit the slot's
-	// current state (nothing was written).
-	ErrInvalidEvent = errors.New("invalid event")
-)
-
 // Options configures Open. A nil *Options means all defaults.
 type Options struct {
 	// Timeout is how long Open waits for the file lock; 0 means
@@ -115,7 +73,7 @@ var (
 	bucketClaims   = []byte("claims")
 	bucketJobs     = []byte("jobs")
 	bucketOrphans  = []byte("orphans")
-	bucketTail     = []byte("tail") // format version 3; see tail.go
+	bucketTail     = []byte("tail") // see tail.go
 
 	allBuckets = [][]byte{bucketEvents, bucketStates, bucketBases, bucketSlotMeta,
 		bucketSlotIdx, bucketClaims, bucketJobs, bucketOrphans}
@@ -161,6 +119,7 @@ type DB struct {
 	// events not yet reported, by slot, and what readers need to tell which
 	// deferred events their read transaction sees. Guarded by dmu.
 	dmu       sync.Mutex
+	pub       map[string]published // committed states, for State without a read transaction; guarded by dmu
 	deferred  []*deferredEvent
 	deferFail map[string]error
 	recent    []*deferredEvent // written while readers (viewDeferred) run
@@ -180,7 +139,8 @@ type DB struct {
 // with mode 0700 if missing) unless opts.ReadOnly. It waits at most
 // opts.Timeout for the file lock, then fails with ErrLocked. It refuses
 // files that are not journals (ErrNotJournal), damaged ones (ErrCorrupt) and
-// journals of a newer format (ErrNewerFormat); every error names the file.
+// journals of another format version (ErrNewerFormat, ErrOldFormat); every
+// error names the file.
 // A read-only Open never changes the file's bytes.
 func Open(path string, opts *Options) (*DB, error) {
 	var o Options
@@ -202,7 +162,7 @@ func Open(path string, opts *Options) (*DB, error) {
 		dir := filepath.Dir(path)
 		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 			if err := os.MkdirAll(dir, 0o700); err != nil {
-				return nil, fmt.Errorf("journal: %s: create folder: %w", path, err)
+				return nil, &Error{Op: "open", Path: path, Err: fmt.Errorf("create folder: %w", err)}
 			}
 		}
 	}
@@ -264,7 +224,7 @@ func openBolt(path string, o Options) (bdb *bolt.DB, file *os.File, err error) {
 			if file != nil {
 				file.Close() // releases the lock
 			}
-			bdb, file, err = nil, nil, fmt.Errorf("journal: %s: %w: %v", path, ErrCorrupt, r)
+			bdb, file, err = nil, nil, &Error{Op: "open", Path: path, Err: corrupt("", 0, "%v", r)}
 		}
 	}()
 	bdb, err = bolt.Open(path, 0o600, bo)
@@ -278,10 +238,10 @@ func openBolt(path string, o Options) (bdb *bolt.DB, file *os.File, err error) {
 // FreelistSyncSize is the file size from which commits write bbolt's
 // freelist. Under it they do not (NoFreelistSync: one page fewer per commit,
 // a few percent of a durable append), and a writable Open rebuilds the
-// freelist by walking every page of the file instead, which costs about
-// 1.1 ms per MiB (measured: 620 ms for a 547 MB file). A journal of default
-// retention stays far under it; a file that grows past it has its freelist
-// rebuilt once at the next Open, and written from then on.
+// freelist by walking every page of the file instead, which takes time in
+// proportion to the file's size (BENCHMARKS.md has the figures). A journal
+// of default retention stays far under it; a file that grows past it has its
+// freelist rebuilt once at the next Open, and written from then on.
 const FreelistSyncSize = 16 << 20
 
 func noFreelistSync(path string) bool {
@@ -289,23 +249,23 @@ func noFreelistSync(path string) bool {
 	return err != nil || fi.Size() < FreelistSyncSize
 }
 
-// mapOpenError maps bbolt's Open errors onto the package's sentinels.
+// mapOpenError maps bbolt's Open errors onto the package's errors.
 func mapOpenError(path string, o Options, err error) error {
+	var e error
+	var pe *fs.PathError
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
-		return fmt.Errorf("journal: %s: %w (waited %v for the file lock)", path, ErrLocked, o.Timeout)
+		e = &LockedError{Waited: o.Timeout, PIDs: lockHolders(path)}
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch):
-		return fmt.Errorf("journal: %s: %w: %v", path, ErrNotJournal, err)
-	case errors.Is(err, berrors.ErrChecksum):
-		return fmt.Errorf("journal: %s: %w: %v", path, ErrCorrupt, err)
-	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
-		return fmt.Errorf("journal: %s: %w", path, err)
+		e = &NotJournalError{Reason: err.Error()}
+	case errors.As(err, &pe) && pe.Path == path:
+		e = pe.Err // the path is the journal's
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission), errors.As(err, &pe):
+		e = err
+	default: // berrors.ErrChecksum, and what else bbolt finds wrong
+		e = corrupt("", 0, "%v", err)
 	}
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return fmt.Errorf("journal: %s: %w", path, err)
-	}
-	return fmt.Errorf("journal: %s: %w: %v", path, ErrCorrupt, err)
+	return &Error{Op: "open", Path: path, Err: e}
 }
 
 // precheck reads bbolt's two meta pages itself, before bbolt maps the file,
@@ -317,22 +277,22 @@ func precheck(path string, readOnly bool) error {
 		if errors.Is(err, fs.ErrNotExist) && !readOnly {
 			return nil // will be created
 		}
-		return fmt.Errorf("journal: %s: %w", path, err)
+		return openErr(path, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("journal: %s: %w", path, err)
+		return openErr(path, err)
 	}
 	size := fi.Size()
 	if size == 0 {
 		if readOnly {
-			return fmt.Errorf("journal: %s: %w: the file is empty", path, ErrNotJournal)
+			return openErr(path, &NotJournalError{Reason: "the file is empty"})
 		}
 		return nil // bbolt initialises empty files (a crash during creation)
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("journal: %s: %w: not a regular file", path, ErrNotJournal)
+		return openErr(path, &NotJournalError{Reason: "not a regular file"})
 	}
 	buf := make([]byte, 4096)
 	n, _ := f.ReadAt(buf, 0)
@@ -362,10 +322,10 @@ func precheck(path string, readOnly bool) error {
 		}
 	}
 	if !sawMagic {
-		return fmt.Errorf("journal: %s: %w: not a bbolt database file", path, ErrNotJournal)
+		return openErr(path, &NotJournalError{Reason: "not a bbolt database file"})
 	}
 	if len(metas) == 0 {
-		return fmt.Errorf("journal: %s: %w: both bbolt meta pages are damaged", path, ErrCorrupt)
+		return openErr(path, corrupt("", 0, "both bbolt meta pages are damaged"))
 	}
 	best := metas[0]
 	for _, m := range metas[1:] {
@@ -375,7 +335,7 @@ func precheck(path string, readOnly bool) error {
 	}
 	need := int64(best.hwm) * int64(best.pageSize)
 	if need > size || size < 2*int64(best.pageSize) {
-		return fmt.Errorf("journal: %s: %w: truncated: the file has %d bytes, its pages need %d", path, ErrCorrupt, size, need)
+		return openErr(path, corrupt("", 0, "truncated: the file has %d bytes, its pages need %d", size, need))
 	}
 	return nil
 }
@@ -447,54 +407,39 @@ func sameFile(f *os.File, path string) bool {
 func (db *DB) checkFile() error {
 	fi, err := os.Stat(db.path)
 	if err != nil {
-		return fmt.Errorf("journal: %s: %w", db.path, err)
+		return openErr(db.path, err)
 	}
-	isNew, older := false, false
+	isNew := false
 	err = db.view("open", func(tx *bolt.Tx) error {
 		if tx.Size() > fi.Size() {
-			return fmt.Errorf("journal: %s: %w: truncated: the file has %d bytes, its pages need %d", db.path, ErrCorrupt, fi.Size(), tx.Size())
+			return corrupt("", 0, "truncated: the file has %d bytes, its pages need %d", fi.Size(), tx.Size())
 		}
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
 			empty := true
 			_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
 			if !empty {
-				return fmt.Errorf("journal: %s: %w: a bbolt file without the journal's meta bucket", db.path, ErrNotJournal)
+				return &NotJournalError{Reason: "a bbolt file without the journal's meta bucket"}
 			}
 			isNew = true
 			return nil
 		}
 		if string(meta.Get(keyMagic)) != magic {
-			return fmt.Errorf("journal: %s: %w: a bbolt file with a foreign meta bucket", db.path, ErrNotJournal)
+			return &NotJournalError{Reason: "a bbolt file with a foreign meta bucket"}
 		}
 		v, err := strconv.Atoi(string(meta.Get(keyFormat)))
 		if err != nil || v < 1 {
-			return fmt.Errorf("journal: %s: %w: unreadable format version %q", db.path, ErrCorrupt, meta.Get(keyFormat))
+			return corrupt("", 0, "unreadable format version %q", meta.Get(keyFormat))
 		}
-		if v > FormatVersion {
-			return fmt.Errorf("journal: %s: %w: format version %d, this program reads up to %d", db.path, ErrNewerFormat, v, FormatVersion)
+		if v != FormatVersion {
+			return &FormatError{Version: v, Record: "file"}
 		}
-		older = v < FormatVersion
 		return nil
 	})
-	if err != nil || db.opts.ReadOnly {
+	if err != nil || db.opts.ReadOnly || !isNew {
 		return err
 	}
-	if older {
-		// This program reads older files as they are but writes records
-		// that older programs would misread: mark the file, so that they
-		// refuse it with ErrNewerFormat.
-		return db.update("upgrade", func(tx *bolt.Tx) error {
-			if err := createTail(tx); err != nil {
-				return err
-			}
-			return tx.Bucket(bucketMeta).Put(keyFormat, []byte(strconv.Itoa(FormatVersion)))
-		})
-	}
-	if !isNew {
-		return nil
-	}
-	return db.update("create", func(tx *bolt.Tx) error {
+	return db.update("open", func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
 			return err
@@ -536,28 +481,51 @@ func (db *DB) Close() error {
 	defer db.mu.Unlock()
 	var err error
 	if !db.opts.ReadOnly {
-		err = db.flushLocked()
+		err = db.flushLocked("close")
 	}
 	if cerr := db.bolt.Close(); cerr != nil && err == nil {
-		err = fmt.Errorf("journal: %s: close: %w", db.path, cerr)
+		err = db.wrap("close", cerr)
 	}
 	return err
 }
 
-// acquire takes the shared lock for one operation and checks the DB is open.
-func (db *DB) acquire() error {
+// acquire takes the shared lock for operation op and checks the DB is open.
+func (db *DB) acquire(op string) error {
 	db.mu.RLock()
 	if db.closed.Load() {
 		db.mu.RUnlock()
-		return db.errf(ErrClosed)
+		return db.wrap(op, ErrClosed)
 	}
 	return nil
 }
 
 func (db *DB) release() { db.mu.RUnlock() }
 
-func (db *DB) errf(sentinel error) error {
-	return fmt.Errorf("journal: %s: %w", db.path, sentinel)
+// wrap returns err as an *Error of op on this journal, unless it is nil or
+// one already (or a join of them).
+func (db *DB) wrap(op string, err error) error {
+	switch e := err.(type) {
+	case nil, *Error:
+		return err
+	case interface{ Unwrap() []error }:
+		for _, x := range e.Unwrap() {
+			if _, ok := x.(*Error); !ok {
+				return &Error{Op: op, Path: db.path, Err: err}
+			}
+		}
+		return err
+	}
+	return &Error{Op: op, Path: db.path, Err: err}
+}
+
+// openErr is an error of Open, the OS's path errors unwrapped: the path is
+// the journal's.
+func openErr(path string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Path == path {
+		err = pe.Err
+	}
+	return &Error{Op: "open", Path: path, Err: err}
 }
 
 // view runs fn in a read transaction, turning bbolt panics and memory faults
@@ -567,10 +535,10 @@ func (db *DB) view(op string, fn func(*bolt.Tx) error) (err error) {
 	defer func() {
 		debug.SetPanicOnFault(old)
 		if r := recover(); r != nil {
-			err = fmt.Errorf("journal: %s: %s: %w: %v", db.path, op, ErrCorrupt, r)
+			err = db.wrap(op, corrupt("", 0, "%v", r))
 		}
 	}()
-	return db.bolt.View(fn)
+	return db.wrap(op, db.bolt.View(fn))
 }
 
 // update runs fn in a write transaction (fsynced unless NoSync), turning
@@ -580,10 +548,10 @@ func (db *DB) update(op string, fn func(*bolt.Tx) error) (err error) {
 	defer func() {
 		debug.SetPanicOnFault(old)
 		if r := recover(); r != nil {
-			err = fmt.Errorf("journal: %s: %s: %w: %v", db.path, op, ErrCorrupt, r)
+			err = db.wrap(op, corrupt("", 0, "%v", r))
 		}
 	}()
-	err = db.bolt.Update(fn)
+	err = db.wrap(op, db.bolt.Update(fn))
 	if err == nil {
 		db.commits.Add(1)
 		if !db.opts.NoSync {
@@ -597,7 +565,7 @@ func (db *DB) update(op string, fn func(*bolt.Tx) error) (err error) {
 // read transaction, so appends continue meanwhile) and returns the number of
 // bytes written. The copy opens as a journal.
 func (db *DB) WriteSnapshot(w io.Writer) (n int64, err error) {
-	if err := db.acquire(); err != nil {
+	if err := db.acquire("snapshot"); err != nil {
 		return 0, err
 	}
 	defer db.release()
@@ -606,8 +574,5 @@ func (db *DB) WriteSnapshot(w io.Writer) (n int64, err error) {
 		n, werr = tx.WriteTo(w)
 		return werr
 	})
-	if err != nil && !errors.Is(err, ErrCorrupt) {
-		err = fmt.Errorf("journal: %s: snapshot: %w", db.path, err)
-	}
 	return n, err
 }

@@ -2,9 +2,7 @@ package journal
 
 import (
 	"bytes"
-	"fmt"
 	"slices"
-	"strings"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -22,7 +20,7 @@ const eventsPage = 512
 
 // Slots returns the names of the journal's slots, sorted.
 func (db *DB) Slots() ([]string, error) {
-	if err := db.acquire(); err != nil {
+	if err := db.acquire("slots"); err != nil {
 		return nil, err
 	}
 	defer db.release()
@@ -45,10 +43,15 @@ func (db *DB) Slots() ([]string, error) {
 // written are included (see AppendDeferred); buffered progress
 // (AppendProgress) not yet written is not.
 func (db *DB) State(slot string) (State, error) {
-	if err := db.acquire(); err != nil {
+	if err := db.acquire("state"); err != nil {
 		return State{}, err
 	}
 	defer db.release()
+	if !db.opts.ReadOnly {
+		if st, ok := db.committedState(slot); ok {
+			return st, nil
+		}
+	}
 	return db.stateTx(slot)
 }
 
@@ -62,10 +65,16 @@ func (db *DB) stateTx(slot string) (State, error) {
 			if v := b.Get([]byte(slot)); v != nil {
 				s, err := DecodeState(v)
 				if err != nil {
-					return fmt.Errorf("journal: %s: slot %q: %w", db.path, slot, err)
+					return at(err, slot, 0)
 				}
 				st = s
 			}
+		}
+		if !db.opts.ReadOnly {
+			// The next State of this slot need not decode it again.
+			db.dmu.Lock()
+			db.publish(slot, st.clone(), tx.ID())
+			db.dmu.Unlock()
 		}
 		st = db.withDeferred(st, tx.ID())
 		return nil
@@ -75,7 +84,7 @@ func (db *DB) stateTx(slot string) (State, error) {
 
 // States returns the current state of every slot, in slot-name order.
 func (db *DB) States() ([]State, error) {
-	if err := db.acquire(); err != nil {
+	if err := db.acquire("states"); err != nil {
 		return nil, err
 	}
 	defer db.release()
@@ -88,7 +97,7 @@ func (db *DB) States() ([]State, error) {
 		err := b.ForEach(func(k, v []byte) error {
 			s, err := DecodeState(v)
 			if err != nil {
-				return fmt.Errorf("journal: %s: slot %q: %w", db.path, k, err)
+				return at(err, string(k), 0)
 			}
 			states = append(states, s)
 			return nil
@@ -138,7 +147,7 @@ func (db *DB) Events(f Filter, fn func(Event) error) error {
 // eventsPage reads up to eventsPage events from seq from; next is the seq to
 // continue from, 0 at the end.
 func (db *DB) eventsPage(f Filter, from uint64) (page []Event, next uint64, err error) {
-	if err := db.acquire(); err != nil {
+	if err := db.acquire("events"); err != nil {
 		return nil, 0, err
 	}
 	defer db.release()
@@ -154,7 +163,7 @@ func (db *DB) eventsPage(f Filter, from uint64) (page []Event, next uint64, err 
 			}
 			e, err := DecodeEvent(v)
 			if err != nil {
-				return Event{}, false, fmt.Errorf("journal: %s: event %d: %w", db.path, seq, err)
+				return Event{}, false, at(err, "", seq)
 			}
 			return e, true, nil
 		}
@@ -208,9 +217,6 @@ func (db *DB) eventsPage(f Filter, from uint64) (page []Event, next uint64, err 
 					err = ferr
 				}
 				if err != nil {
-					if !strings.HasPrefix(err.Error(), "journal:") {
-						err = fmt.Errorf("journal: %s: %w", db.path, err)
-					}
 					return err
 				}
 			}
@@ -240,15 +246,12 @@ func (db *DB) eventsPage(f Filter, from uint64) (page []Event, next uint64, err 
 			if err == nil {
 				err = ferr
 			}
-			if err != nil && !strings.HasPrefix(err.Error(), "journal:") {
-				err = fmt.Errorf("journal: %s: %w", db.path, err)
-			}
 			return err
 		default:
 			return store.each(from, func(k, v []byte) (bool, error) {
 				e, err := DecodeEvent(v)
 				if err != nil {
-					return false, fmt.Errorf("journal: %s: event %d: %w", db.path, be(k), err)
+					return false, at(err, "", be(k))
 				}
 				return add(e), nil
 			})
@@ -260,7 +263,7 @@ func (db *DB) eventsPage(f Filter, from uint64) (page []Event, next uint64, err 
 
 // Orphans returns every unresolved orphaned output, oldest first.
 func (db *DB) Orphans() ([]Orphan, error) {
-	if err := db.acquire(); err != nil {
+	if err := db.acquire("orphans"); err != nil {
 		return nil, err
 	}
 	defer db.release()
@@ -273,7 +276,7 @@ func (db *DB) Orphans() ([]Orphan, error) {
 		return b.ForEach(func(k, v []byte) error {
 			o, err := decodeOrphan(v)
 			if err != nil {
-				return fmt.Errorf("journal: %s: orphan %d: %w", db.path, be(k), err)
+				return at(err, "", be(k))
 			}
 			out = append(out, o)
 			return nil

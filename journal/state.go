@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -18,7 +19,7 @@ type State struct {
 	FlagPending bool            `json:"flag_pending,omitempty"`
 	ByePending  bool            `json:"bye_pending,omitempty"`
 	Closed      bool            `json:"closed,omitempty"`
-	Progress    string          `json:"progress,omitempty"` // last progress text
+	Progress    string          `json:"progress,omitempty"` // last progress text of the held job (or of the idle worker); cleared when the job changes
 	LastSeq     uint64          `json:"last_seq,omitempty"`
 	LastTime    time.Time       `json:"last_time,omitzero"`
 	LastReport  json.RawMessage `json:"last_report,omitempty"` // Report of the last replayed event
@@ -98,6 +99,7 @@ func Fold(s State, e Event) State {
 		}
 		s.Job = j
 		s.FlagPending = false
+		s.Progress = "" // text logged for another job is not this job's
 	case KindProgress:
 		s.Progress = e.Progress
 	case KindCheckpoint:
@@ -118,6 +120,7 @@ func Fold(s State, e Event) State {
 		}
 		s.Completion = c
 		s.Job = nil
+		s.Progress = ""
 	case KindCompletionSettled:
 		s.Completion = nil
 	case KindFlagPending:
@@ -126,10 +129,12 @@ func Fold(s State, e Event) State {
 		s.FlagPending = false
 		if e.Outcome != OutcomeFailed {
 			s.Job = nil // a flag that was applied releases the job
+			s.Progress = ""
 		}
 	case KindReleased:
 		s.Job = nil
 		s.FlagPending = false
+		s.Progress = ""
 	case KindByePending:
 		s.ByePending = true
 	case KindClosed:
@@ -138,18 +143,205 @@ func Fold(s State, e Event) State {
 		s.FlagPending = false
 		s.ByePending = false
 		s.Closed = true
+		s.Progress = ""
 	case KindSessionLost:
 		s.Session = nil
+		s.Progress = ""
 		s.Job = nil
 		s.Completion = nil
 		s.FlagPending = false
 		s.ByePending = false
 	case KindReplayed:
 		s.LastReport = bytes.Clone(e.Report)
-	case KindOrphanResolved, KindFailed:
+	case KindOrphanResolved, KindFailed, KindRefused:
 		// Informational for the slot's state.
 	}
 	return s
+}
+
+// checkEvent is the state machine's preconditions: it says why e does not
+// fit s ("" if it does), so that Append refuses what Fold must never see.
+// It fills in e.Job where the kind refers to the held job (or to the
+// pending completion) and the caller left it zero.
+func checkEvent(s State, e *Event) string {
+	fill := func() {
+		if e.Job == 0 {
+			if s.Job != nil {
+				e.Job = s.Job.Number
+			} else if s.Completion != nil {
+				e.Job = s.Completion.Job.Number
+			}
+		}
+	}
+	needSession := func() string {
+		if s.Session == nil {
+			if s.Closed {
+				return "the session is closed"
+			}
+			return "the slot has no session"
+		}
+		return ""
+	}
+	needJob := func() string {
+		if s.Job == nil {
+			return "no job is held"
+		}
+		if s.Job.Number != e.Job {
+			return fmt.Sprintf("the held job is %d", s.Job.Number)
+		}
+		return ""
+	}
+	switch e.Kind {
+	case KindRegistered:
+		if s.Session != nil {
+			return "the slot already has a session (record session-lost or closed first)"
+		}
+		if s.Job != nil || s.Completion != nil {
+			return "the slot still holds a job or a pending completion"
+		}
+		if e.Token == "" {
+			return "no token"
+		}
+	case KindClaimed:
+		if r := needSession(); r != "" {
+			return r
+		}
+		switch {
+		case s.Completion != nil:
+			return fmt.Sprintf("the completion of job %d is pending (claiming would release nothing but lose track of it)", s.Completion.Job.Number)
+		case s.FlagPending:
+			return "a flag is pending"
+		case s.ByePending:
+			return "a bye is pending"
+		case e.Job <= 0:
+			return "job number must be positive"
+		}
+	case KindProgress:
+		fill()
+		return needSession()
+	case KindCheckpoint:
+		if s.Job != nil && e.Job == 0 {
+			e.Job = s.Job.Number
+		}
+		return needJob()
+	case KindCompletionPending:
+		if s.Job != nil && e.Job == 0 {
+			e.Job = s.Job.Number
+		}
+		if r := needJob(); r != "" {
+			return r
+		}
+		switch {
+		case e.Output == nil:
+			return "no output"
+		case s.Completion != nil:
+			return fmt.Sprintf("the completion of job %d is pending", s.Completion.Job.Number)
+		case s.FlagPending:
+			return "a flag is pending"
+		}
+	case KindCompletionSettled:
+		if s.Completion != nil && e.Job == 0 {
+			e.Job = s.Completion.Job.Number
+		}
+		if s.Completion == nil {
+			return "no completion is pending"
+		}
+		if s.Completion.Job.Number != e.Job {
+			return fmt.Sprintf("the pending completion is of job %d", s.Completion.Job.Number)
+		}
+		switch e.Outcome {
+		case OutcomeAccepted, OutcomeAppliedEarlier, OutcomeOrphaned:
+		default:
+			return fmt.Sprintf("outcome %q is not accepted, applied-earlier or orphaned", e.Outcome)
+		}
+	case KindFlagPending:
+		if s.Job != nil && e.Job == 0 {
+			e.Job = s.Job.Number
+		}
+		if r := needJob(); r != "" {
+			return r
+		}
+		if s.FlagPending {
+			return "a flag is already pending"
+		}
+	case KindFlagSettled:
+		if s.Job != nil && e.Job == 0 {
+			e.Job = s.Job.Number
+		}
+		if !s.FlagPending {
+			return "no flag is pending"
+		}
+		if r := needJob(); r != "" {
+			return r
+		}
+		switch e.Outcome {
+		case OutcomeAccepted, OutcomeAppliedEarlier, OutcomeFailed, OutcomeOrphaned:
+		default:
+			return fmt.Sprintf("outcome %q is not accepted, applied-earlier, failed or orphaned", e.Outcome)
+		}
+	case KindReleased:
+		if s.Job != nil && e.Job == 0 {
+			e.Job = s.Job.Number
+		}
+		if r := needJob(); r != "" {
+			return r
+		}
+		if s.FlagPending {
+			return "a flag is pending: settle it first"
+		}
+	case KindByePending:
+		if r := needSession(); r != "" {
+			return r
+		}
+		if s.Completion != nil {
+			return fmt.Sprintf("the completion of job %d is pending: settle it first", s.Completion.Job.Number)
+		}
+		if s.ByePending {
+			return "a bye is already pending"
+		}
+	case KindClosed:
+		if r := needSession(); r != "" {
+			return r
+		}
+		if s.Completion != nil {
+			return fmt.Sprintf("the completion of job %d is pending: settle it first", s.Completion.Job.Number)
+		}
+	case KindSessionLost:
+		fill()
+		return needSession()
+	case KindOrphanResolved:
+		if e.OrphanSeq == 0 {
+			return "no orphan seq"
+		}
+		switch e.Outcome {
+		case OutcomeResubmitted, OutcomeExported, OutcomeAcknowledged:
+		default:
+			return fmt.Sprintf("outcome %q is not resubmitted, exported or acknowledged", e.Outcome)
+		}
+	case KindReplayed:
+	case KindFailed:
+		fill()
+	case KindRefused:
+		if e.Reason == "" {
+			return "no reason"
+		}
+	}
+	return ""
+}
+
+// MaxSlotName is the longest slot name Append accepts, in bytes.
+const MaxSlotName = 512
+
+func checkSlotName(slot string) string {
+	switch {
+	case slot == "":
+		return "no slot"
+	case len(slot) > MaxSlotName:
+		return fmt.Sprintf("slot name longer than %d bytes", MaxSlotName)
+	case strings.IndexByte(slot, 0) >= 0:
+		return "slot name contains a NUL byte"
+	}
+	return ""
 }
 
 // FoldAll folds events onto base in order.
@@ -184,18 +376,18 @@ func (s State) Redacted() State {
 	return s
 }
 
-// DecodeState decodes a stored state record (ErrCorrupt if it is not one).
-// It never panics.
+// DecodeState decodes a stored state record (a *CorruptError if it is not
+// one). It never panics.
 func DecodeState(data []byte) (State, error) {
 	var s State
 	if err := strictUnmarshal(data, &s); err != nil {
-		return State{}, fmt.Errorf("%w: state record: %v", ErrCorrupt, err)
+		return State{}, corrupt("", 0, "state record: %v", err)
 	}
 	if s.Slot == "" {
-		return State{}, fmt.Errorf("%w: state record has no slot", ErrCorrupt)
+		return State{}, corrupt("", 0, "state record has no slot")
 	}
 	if len(s.LastReport) > 0 && !json.Valid(s.LastReport) {
-		return State{}, fmt.Errorf("%w: state record of slot %q has an invalid report", ErrCorrupt, s.Slot)
+		return State{}, corrupt(s.Slot, 0, "state record has an invalid report")
 	}
 	return s, nil
 }
@@ -205,7 +397,7 @@ func encodeOrphan(o Orphan) ([]byte, error) { return json.Marshal(o) }
 func decodeOrphan(data []byte) (Orphan, error) {
 	var o Orphan
 	if err := strictUnmarshal(data, &o); err != nil {
-		return Orphan{}, fmt.Errorf("%w: orphan record: %v", ErrCorrupt, err)
+		return Orphan{}, corrupt("", 0, "orphan record: %v", err)
 	}
 	return o, nil
 }
@@ -216,4 +408,29 @@ func cloneString(p *string) *string {
 	}
 	s := *p
 	return &s
+}
+
+// clone returns a copy of s that shares nothing mutable with it.
+func (s State) clone() State {
+	if s.Session != nil {
+		ss := *s.Session
+		s.Session = &ss
+	}
+	if s.Job != nil {
+		s.Job = s.Job.clone()
+	}
+	if s.Completion != nil {
+		c := *s.Completion
+		c.Job = *c.Job.clone()
+		s.Completion = &c
+	}
+	s.LastReport = bytes.Clone(s.LastReport)
+	return s
+}
+
+func (j *Job) clone() *Job {
+	c := *j
+	c.Input = cloneString(j.Input)
+	c.Checkpoint = bytes.Clone(j.Checkpoint)
+	return &c
 }

@@ -6,7 +6,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// The tail bucket (format version 3) holds the journal's newest events,
+// The tail bucket holds the journal's newest events,
 // as long as they fit in bbolt's inline-bucket limit (a quarter page). An
 // inline bucket lives inside its parent's page, the root page, which every
 // commit rewrites anyway, as it does the inline states and slotmeta buckets
@@ -17,11 +17,7 @@ import (
 // fit, the commit moves the tail's events into the events bucket, and the
 // rest of the commit's events go there directly: every seq in the tail is
 // higher than every seq in events, so reading events then the tail reads
-// in seq order. The tail's sequence counter assigns seqs (older files used
-// the events bucket's counter: the higher of the two is the counter).
-
-// formatWithTail is the first format version with a tail bucket.
-const formatWithTail = 3
+// in seq order. The tail's sequence counter assigns seqs.
 
 // tailBudget is the most record bytes the tail holds: bbolt keeps a bucket
 // inline while its single leaf, 16 bytes of page header plus 16 bytes of
@@ -33,7 +29,8 @@ func tailBudget(pageSize int) int { return pageSize/4 - 16 }
 const tailElem = 16 + 8
 
 // eventStore reads events from the events and tail buckets of a
-// transaction. tail may be nil (a file older than format version 3).
+// transaction. tail may be nil (a damaged file that lost it: Verify reports
+// it, and the next write transaction recreates it, see createTail).
 type eventStore struct{ events, tail *bolt.Bucket }
 
 func storeOf(tx *bolt.Tx) eventStore {
@@ -70,7 +67,9 @@ func (s eventStore) each(from uint64, fn func(k, v []byte) (bool, error)) error 
 	return nil
 }
 
-// counter is the journal's sequence counter: the last seq assigned.
+// counter is the journal's sequence counter: the last seq assigned. It is
+// the tail's; the events bucket's counter (0 unless the tail was lost and
+// recreated) is taken into account so that a seq is never assigned twice.
 func (s eventStore) counter() uint64 {
 	var n uint64
 	if s.events != nil {
@@ -153,9 +152,10 @@ func (w *txWriter) removeEvent(key []byte) error {
 	return w.events.Delete(key)
 }
 
-// createTail creates the tail bucket of a new or older-format file (or of a
-// damaged one that lost it), its sequence counter taking over from the
-// events bucket's: the higher of that counter and the last seq stored.
+// createTail creates the tail bucket of a new file, or of a damaged one
+// that lost it, its sequence counter starting from the last seq stored in
+// events (or the events bucket's counter, if higher), so that no seq is
+// assigned twice.
 func createTail(tx *bolt.Tx) error {
 	if tx.Bucket(bucketTail) != nil {
 		return nil

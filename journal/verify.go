@@ -2,12 +2,13 @@ package journal
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
+	"maps"
 	"runtime/debug"
+	"slices"
 	"strconv"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -21,11 +22,13 @@ const maxVerifyErrors = 100
 // sequence number of its key, the indexes pointing at existing events of
 // the right slot and job, orphans keyed by their seq, and for every slot
 // that its stored state equals the fold of its base state (the pruned
-// history) and its remaining events. Each error names the file. Appends
-// wait while Verify runs (bbolt's check reads the freelist, which commits
-// change).
+// history) and its remaining events. Each finding is an *Error (Op
+// "verify") wrapping a *CorruptError that says what is wrong without
+// quoting records (they hold tokens), or a *FormatError for a record of a
+// newer format. Appends wait while Verify runs (bbolt's check reads the
+// freelist, which commits change).
 func (db *DB) Verify() (errs []error) {
-	if err := db.acquire(); err != nil {
+	if err := db.acquire("verify"); err != nil {
 		return []error{err}
 	}
 	defer db.release()
@@ -33,16 +36,16 @@ func (db *DB) Verify() (errs []error) {
 		db.commitMu.Lock()
 		defer db.commitMu.Unlock()
 	}
-	add := func(format string, args ...any) {
+	add := func(err error) {
 		if len(errs) < maxVerifyErrors {
-			errs = append(errs, fmt.Errorf("journal: %s: %w: %s", db.path, ErrCorrupt, fmt.Sprintf(format, args...)))
+			errs = append(errs, db.wrap("verify", err))
 		}
 	}
 	old := debug.SetPanicOnFault(true)
 	defer func() {
 		debug.SetPanicOnFault(old)
 		if r := recover(); r != nil {
-			add("verify panicked: %v", r)
+			add(corrupt("", 0, "verify panicked: %v", r))
 		}
 	}()
 	err := db.bolt.View(func(tx *bolt.Tx) error {
@@ -50,11 +53,11 @@ func (db *DB) Verify() (errs []error) {
 		// panic on a damaged page can be recovered: tx.Check runs in a
 		// goroutine of its own and would crash the process.
 		if err := walkAll(tx); err != nil {
-			add("walking the file: %v", err)
+			add(corrupt("", 0, "walking the file: %v", err))
 			return nil
 		}
 		for err := range tx.Check() {
-			add("bbolt: %v", err)
+			add(corrupt("", 0, "bbolt: %v", err))
 		}
 		if len(errs) > 0 {
 			return nil // do not interpret a damaged tree
@@ -63,7 +66,7 @@ func (db *DB) Verify() (errs []error) {
 		return nil
 	})
 	if err != nil {
-		add("%v", err)
+		add(corrupt("", 0, "%v", err))
 	}
 	return errs
 }
@@ -85,30 +88,30 @@ func walkAll(tx *bolt.Tx) error {
 	return tx.ForEach(func(name []byte, b *bolt.Bucket) error { return walk(b) })
 }
 
-func verifyTx(tx *bolt.Tx, add func(string, ...any)) {
+func verifyTx(tx *bolt.Tx, add func(error)) {
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
 		if tx.Bucket(bucketEvents) != nil {
-			add("no meta bucket")
+			add(corrupt("", 0, "no meta bucket"))
 		}
 		return
 	}
 	if string(meta.Get(keyMagic)) != magic {
-		add("meta bucket has the wrong magic")
+		add(corrupt("", 0, "the meta bucket has the wrong magic"))
 	}
-	if v, err := strconv.Atoi(string(meta.Get(keyFormat))); err != nil || v < 1 || v > FormatVersion {
-		add("meta bucket has format %q", meta.Get(keyFormat))
+	if v, err := strconv.Atoi(string(meta.Get(keyFormat))); err != nil || v != FormatVersion {
+		add(corrupt("", 0, "the meta bucket has format %q", meta.Get(keyFormat)))
 	}
 	b := make(map[string]*bolt.Bucket)
 	for _, name := range allBuckets {
 		if b[string(name)] = tx.Bucket(name); b[string(name)] == nil {
-			add("bucket %q is missing", name)
+			add(corrupt("", 0, "bucket %q is missing", name))
 			return
 		}
 	}
 	events, states, bases, slotMeta, slotIdx, jobs, orphans := b["events"], b["states"], b["bases"], b["slotmeta"], b["slotidx"], b["jobs"], b["orphans"]
-	if v, _ := strconv.Atoi(string(meta.Get(keyFormat))); v >= formatWithTail && tx.Bucket(bucketTail) == nil {
-		add("bucket %q is missing", bucketTail)
+	if tx.Bucket(bucketTail) == nil {
+		add(corrupt("", 0, "bucket %q is missing", bucketTail))
 	}
 	// Events: keys are seqs, records decode, seqs increase and stay below
 	// the bucket's sequence counter.
@@ -119,26 +122,26 @@ func verifyTx(tx *bolt.Tx, add func(string, ...any)) {
 	_ = store.each(0, func(k, v []byte) (bool, error) {
 		seq := be(k)
 		if len(k) != 8 || seq == 0 {
-			add("event key %x is not a sequence number", k)
+			add(corrupt("", 0, "event key %x is not a sequence number", k))
 			return true, nil
 		}
 		if seq <= last {
-			add("event %d follows %d", seq, last)
+			add(corrupt("", seq, "follows event %d", last))
 		}
 		last = seq
 		e, err := DecodeEvent(v)
 		if err != nil {
-			add("event %d: %v", seq, err)
+			add(at(err, "", seq))
 			return true, nil
 		}
 		if e.Seq != seq {
-			add("event under key %d has seq %d", seq, e.Seq)
+			add(corrupt(e.Slot, seq, "the record under this key has seq %d", e.Seq))
 		}
 		bySlot[e.Slot]++
 		return true, nil
 	})
 	if last > store.counter() {
-		add("event %d is beyond the sequence counter %d", last, store.counter())
+		add(corrupt("", last, "beyond the sequence counter %d", store.counter()))
 	}
 	// Slot index: entries name events of the slot, in order; every slot's
 	// stored state is the fold of its base state and its events.
@@ -152,22 +155,22 @@ func verifyTx(tx *bolt.Tx, add func(string, ...any)) {
 			if v := bases.Get([]byte(slot)); v != nil {
 				bs, err := DecodeState(v)
 				if err != nil {
-					add("slot %q base state: %v", slot, err)
+					add(inRecord(err, slot, "base "))
 				}
 				st = bs
 			}
 			if st.LastSeq != 0 && seq <= st.LastSeq {
-				add("slot %q event %d is older than its pruned history (up to %d)", slot, seq, st.LastSeq)
+				add(corrupt(slot, seq, "older than the slot's pruned history (up to %d)", st.LastSeq))
 			}
 		}
 		if seq <= lastOf[slot] {
-			add("slot %q index lists event %d after event %d", slot, seq, lastOf[slot])
+			add(corrupt(slot, 0, "the index lists event %d after event %d", seq, lastOf[slot]))
 		}
 		lastOf[slot] = seq
 		counts[slot]++
 		v := store.get(u64(seq))
 		if v == nil {
-			add("slot %q index names missing event %d", slot, seq)
+			add(corrupt(slot, 0, "the index names missing event %d", seq))
 			return
 		}
 		e, err := DecodeEvent(v)
@@ -175,14 +178,14 @@ func verifyTx(tx *bolt.Tx, add func(string, ...any)) {
 			return // reported above
 		}
 		if e.Slot != slot || kind != string(e.Kind) {
-			add("slot %q index entry %d is a %s event of slot %q", slot, e.Seq, e.Kind, e.Slot)
+			add(corrupt(slot, 0, "index entry %d (%s) is a %s event of slot %q", e.Seq, kind, e.Kind, e.Slot))
 		}
 		folded[slot] = Fold(st, e)
 	}
 	ic := slotIdx.Cursor()
 	for k, kind := ic.First(); k != nil; k, kind = ic.Next() {
 		if len(k) < 10 || k[len(k)-9] != 0 {
-			add("slot index key %x is malformed", k)
+			add(corrupt("", 0, "slot index key %x is malformed", k))
 			continue
 		}
 		visit(string(k[:len(k)-9]), be(k[len(k)-8:]), string(kind))
@@ -202,7 +205,7 @@ func verifyTx(tx *bolt.Tx, add func(string, ...any)) {
 		slot := string(k)
 		stored, err := DecodeState(v)
 		if err != nil {
-			add("slot %q state: %v", slot, err)
+			add(at(err, slot, 0))
 			return nil
 		}
 		st, ok := folded[slot]
@@ -213,43 +216,41 @@ func verifyTx(tx *bolt.Tx, add func(string, ...any)) {
 			}
 		}
 		delete(folded, slot)
-		a, _ := encodeState(st)
-		b, _ := encodeState(stored)
-		if !bytes.Equal(a, b) {
-			add("slot %q: stored state differs from the fold of its events:\n stored %s\n folded %s", slot, b, a)
+		if diff := stateDiff(stored, st); len(diff) > 0 {
+			add(corrupt(slot, 0, "the stored state differs from the fold of its events in %s", strings.Join(diff, ", ")))
 		}
 		if counts[slot] != bySlot[slot] {
-			add("slot %q indexes %d events, the log holds %d", slot, counts[slot], bySlot[slot])
+			add(corrupt(slot, 0, "the index lists %d events, the log holds %d", counts[slot], bySlot[slot]))
 		}
 		m, ok := decodeSlotMeta(slotMeta.Get(k))
 		if !ok {
-			add("slot %q has no counters", slot)
+			add(corrupt(slot, 0, "no counters"))
 		} else if m.n != uint64(counts[slot]) {
-			add("slot %q counts %d events, its index holds %d", slot, m.n, counts[slot])
+			add(corrupt(slot, 0, "the counters say %d events, the index lists %d", m.n, counts[slot]))
 		}
 		delete(bySlot, slot)
 		return nil
 	})
 	if err != nil {
-		add("%v", err)
+		add(corrupt("", 0, "%v", err))
 	}
 	for slot := range folded {
-		add("slot %q has events but no state", slot)
+		add(corrupt(slot, 0, "events but no state"))
 	}
 	for slot, n := range bySlot {
-		add("%d events of slot %q are in no slot index", n, slot)
+		add(corrupt(slot, 0, "%d events are in no slot index", n))
 	}
 	// Job index.
 	jc := jobs.Cursor()
 	for k, v := jc.First(); k != nil; k, v = jc.Next() {
 		if len(k) != 16 {
-			add("job index key %x is malformed", k)
+			add(corrupt("", 0, "job index key %x is malformed", k))
 			continue
 		}
 		job, seq := int(be(k[:8])), be(k[8:])
 		ev := store.get(k[8:])
 		if ev == nil {
-			add("job index names missing event %d", seq)
+			add(corrupt("", 0, "job index entry (%d, %d) names a missing event", job, seq))
 			continue
 		}
 		e, err := DecodeEvent(ev)
@@ -257,7 +258,7 @@ func verifyTx(tx *bolt.Tx, add func(string, ...any)) {
 			continue
 		}
 		if e.Job != job || e.Slot != string(v) || (e.Kind != KindClaimed && e.Kind != KindOrphanResolved) {
-			add("job index entry (%d, %d) is an event of job %d, slot %q", job, seq, e.Job, e.Slot)
+			add(corrupt("", 0, "job index entry (%d, %d) is a %s event of job %d, slot %q", job, seq, e.Kind, e.Job, e.Slot))
 		}
 	}
 	// Orphans.
@@ -265,83 +266,69 @@ func verifyTx(tx *bolt.Tx, add func(string, ...any)) {
 	for k, v := oc.First(); k != nil; k, v = oc.Next() {
 		o, err := decodeOrphan(v)
 		if err != nil {
-			add("orphan %x: %v", k, err)
+			add(at(err, "", be(k)))
 			continue
 		}
 		if o.Seq != be(k) {
-			add("orphan under key %d has seq %d", be(k), o.Seq)
+			add(corrupt(o.Slot, be(k), "the orphan under this key has seq %d", o.Seq))
 		}
 	}
 }
 
-// Compact rewrites the journal into a new file with bbolt's Compact helper
-// and atomically renames it over the old one, so that the file shrinks to
-// what it holds (bbolt never shrinks a file in place). The file lock is held
-// throughout (the new file is locked before it replaces the old one);
-// appends wait meanwhile. It returns the file sizes before and after. The
-// background flusher calls it when free pages pass CompactFreeRatio.
-func (db *DB) Compact() (before, after int64, err error) {
-	if db.opts.ReadOnly {
-		return 0, 0, db.errf(ErrReadOnly)
+// stateDiff names the fields in which two states differ ("job",
+// "session.token"), never their values: a state holds the token.
+func stateDiff(a, b State) []string {
+	ja, err1 := encodeState(a)
+	jb, err2 := encodeState(b)
+	if err1 != nil || err2 != nil {
+		return []string{"its encoding"}
 	}
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	if db.closed.Load() {
-		return 0, 0, db.errf(ErrClosed)
-	}
-	if err := db.flushLocked(); err != nil {
-		return 0, 0, err
-	}
-	fi, err := os.Stat(db.path)
-	if err != nil {
-		return 0, 0, fmt.Errorf("journal: %s: compact: %w", db.path, err)
-	}
-	before = fi.Size()
-	tmp := db.path + ".compact"
-	_ = os.Remove(tmp)
-	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: DefaultTimeout, NoSync: true})
-	if err != nil {
-		return before, before, fmt.Errorf("journal: %s: compact: %w", db.path, err)
-	}
-	fail := func(err error) (int64, int64, error) {
-		dst.Close()
-		os.Remove(tmp)
-		return before, before, fmt.Errorf("journal: %s: compact: %w", db.path, err)
-	}
-	if err := compactGuarded(dst, db.bolt); err != nil {
-		return fail(err)
-	}
-	if !db.opts.NoSync {
-		if err := dst.Sync(); err != nil {
-			return fail(err)
-		}
-	}
-	if err := os.Rename(tmp, db.path); err != nil {
-		return fail(err)
-	}
-	if !db.opts.NoSync {
-		if d, err := os.Open(filepath.Dir(db.path)); err == nil {
-			_ = d.Sync()
-			d.Close()
-		}
-	}
-	dst.NoSync = db.opts.NoSync
-	old := db.bolt
-	db.bolt = dst
-	_ = old.Close()
-	if fi, err := os.Stat(db.path); err == nil {
-		after = fi.Size()
-	}
-	return before, after, nil
+	return jsonDiff("", ja, jb)
 }
 
-func compactGuarded(dst, src *bolt.DB) (err error) {
-	old := debug.SetPanicOnFault(true)
-	defer func() {
-		debug.SetPanicOnFault(old)
-		if r := recover(); r != nil {
-			err = errors.Join(ErrCorrupt, fmt.Errorf("%v", r))
+// jsonDiff names the fields, under prefix, in which two JSON objects differ,
+// one level of nested objects deep.
+func jsonDiff(prefix string, a, b []byte) []string {
+	var ma, mb map[string]json.RawMessage
+	if json.Unmarshal(a, &ma) != nil || json.Unmarshal(b, &mb) != nil {
+		if bytes.Equal(a, b) {
+			return nil
 		}
-	}()
-	return bolt.Compact(dst, src, 4<<20)
+		return []string{strings.TrimSuffix(prefix, ".")}
+	}
+	keys := make(map[string]bool)
+	for k := range ma {
+		keys[k] = true
+	}
+	for k := range mb {
+		keys[k] = true
+	}
+	var diff []string
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		va, vb := ma[k], mb[k]
+		if bytes.Equal(va, vb) {
+			continue
+		}
+		if prefix == "" && len(va) > 0 && len(vb) > 0 && va[0] == '{' && vb[0] == '{' {
+			diff = append(diff, jsonDiff(k+".", va, vb)...)
+			continue
+		}
+		diff = append(diff, prefix+k)
+	}
+	return diff
+}
+
+// inRecord returns err with slot filled in and prefix put before its
+// Detail, if it is a *CorruptError.
+func inRecord(err error, slot, prefix string) error {
+	var ce *CorruptError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	c := *ce
+	if c.Slot == "" {
+		c.Slot = slot
+	}
+	c.Detail = prefix + c.Detail
+	return &c
 }

@@ -3,7 +3,7 @@
 // A worker that crashed, was preempted or lost its network leaves its journal
 // with unsettled work: a bye, completion or flag that was recorded and maybe
 // never sent (or sent and its answer lost), and a job it held. Slot settles
-// one slot, Run every slot, following DESIGN.md "Recovery" step by step:
+// one slot, Run every slot, following docs/DESIGN.md "Recovery" step by step:
 //
 //  1. A pending bye is resent; 404 means it was applied. The session is then
 //     over and nothing else is done.
@@ -91,7 +91,7 @@ type Options struct {
 	Bye bool
 	// Hook, if set, is called with point "after-send" and the operation
 	// ("complete", "flag", "bye") when a resend's answer arrived and before
-	// it is recorded. It exists for crash tests (see client.WithHook).
+	// it is recorded. It exists for crash tests (see internal/hooks).
 	Hook func(point, op string)
 }
 
@@ -303,6 +303,12 @@ func (r *run) lost(st journal.State, reason string) error {
 	if err := r.append(journal.Event{Kind: journal.KindSessionLost, Reason: reason}); err != nil {
 		return err
 	}
+	r.reportLost(st, reason)
+	return nil
+}
+
+// reportLost adds a recorded session loss to the report.
+func (r *run) reportLost(st journal.State, reason string) {
 	r.rep.SessionLost = true
 	if st.Completion != nil {
 		r.rep.Orphaned = append(r.rep.Orphaned, st.Completion.Job.Number)
@@ -312,7 +318,6 @@ func (r *run) lost(st journal.State, reason string) error {
 		r.rep.Lost = append(r.rep.Lost, st.Job.Number)
 		r.log.Warn("worker gone: the tracker took back the held job", slog.Int("job", st.Job.Number), slog.String("reason", reason))
 	}
-	return nil
 }
 
 func (r *run) state() (journal.State, error) { return r.db.State(r.slot) }
@@ -361,64 +366,15 @@ func (r *run) do(ctx context.Context, st journal.State) error {
 		return err
 	}
 
-	// 3. Pending completion. Every send here is a resend: the process that
-	// recorded it may have sent it, so 403 (no job held) means the earlier
-	// attempt was applied.
-	if c := st.Completion; c != nil {
-		out, err := session.Decode(&c.Output)
-		if err != nil {
-			out = session.String(c.Output) // keep the recorded text as is
-		}
-		err = r.conn.CompleteJob(ctx, token, out)
-		r.hook("complete")
-		switch {
-		case err == nil:
-			if err := r.append(journal.Event{Kind: journal.KindCompletionSettled, Job: c.Job.Number, Outcome: journal.OutcomeAccepted}); err != nil {
-				return err
-			}
-			r.rep.Resubmitted = append(r.rep.Resubmitted, c.Job.Number)
-		case errors.Is(err, session.ErrNoJobHeld), errors.Is(err, session.ErrAppliedEarlier):
-			if err := r.append(journal.Event{Kind: journal.KindCompletionSettled, Job: c.Job.Number, Outcome: journal.OutcomeAppliedEarlier,
-				Reason: "the resend was refused: an earlier attempt was applied"}); err != nil {
-				return err
-			}
-			r.rep.AppliedEarlier = append(r.rep.AppliedEarlier, c.Job.Number)
-		case errors.Is(err, session.ErrWorkerGone):
-			return r.lost(st, "completeJob answered 404 on replay: the worker timed out")
-		default:
-			return err
-		}
-		if st, err = r.state(); err != nil {
+	// 3. Pending completion, 4. pending flag. Every send here is a resend:
+	// the process that recorded them may have sent them.
+	if st.Completion != nil {
+		if st, err = r.settle(ctx, st, OpComplete); err != nil || st.Session == nil {
 			return err
 		}
 	}
-
-	// 4. Pending flag.
 	if st.FlagPending && st.Job != nil {
-		n := st.Job.Number
-		err := r.conn.FlagInvalidData(ctx, token)
-		r.hook("flag")
-		var verr *session.ValidationError
-		switch {
-		case err == nil:
-			err = r.append(journal.Event{Kind: journal.KindFlagSettled, Job: n, Outcome: journal.OutcomeAccepted})
-			r.rep.FlagsResent = append(r.rep.FlagsResent, n)
-		case errors.Is(err, session.ErrNoJobHeld), errors.Is(err, session.ErrAppliedEarlier):
-			err = r.append(journal.Event{Kind: journal.KindFlagSettled, Job: n, Outcome: journal.OutcomeAppliedEarlier,
-				Reason: "the resend was refused: an earlier attempt was applied"})
-			r.rep.FlagsResent = append(r.rep.FlagsResent, n)
-		case errors.Is(err, session.ErrWorkerGone):
-			return r.lost(st, "flagInvalidData answered 404 on replay: the worker timed out")
-		case errors.As(err, &verr):
-			err = r.append(journal.Event{Kind: journal.KindFlagSettled, Job: n, Outcome: journal.OutcomeFailed, Reason: verr.Error()})
-			r.rep.FlagsFailed = append(r.rep.FlagsFailed, n)
-		default:
-			return err
-		}
-		if err != nil {
-			return err
-		}
-		if st, err = r.state(); err != nil {
+		if st, err = r.settle(ctx, st, OpFlag); err != nil || st.Session == nil {
 			return err
 		}
 	}
@@ -458,19 +414,52 @@ func (r *run) do(ctx context.Context, st journal.State) error {
 // (after recording the held job released). 404 means the worker is gone
 // either way: an earlier bye was applied, or it timed out.
 func (r *run) bye(ctx context.Context, token string) error {
-	err := r.conn.Bye(ctx, token)
-	r.hook("bye")
-	if err != nil && !errors.Is(err, session.ErrWorkerGone) && !errors.Is(err, session.ErrAppliedEarlier) {
+	res, err := Settle(ctx, r.db, r.conn, r.slot, OpBye, true, r.hook)
+	if err != nil {
 		return err
 	}
-	if cur, err := r.state(); err != nil {
-		return err
-	} else if cur.Job != nil && !cur.FlagPending {
-		if err := r.append(journal.Event{Kind: journal.KindReleased, Job: cur.Job.Number, Reason: "bye on replay"}); err != nil {
-			return err
+	if !res.Outcome.Settled() {
+		return res.Err
+	}
+	return nil
+}
+
+// settle resends the pending op of the slot whose state is st, adds what
+// became of it to the report, and returns the slot's new state. An
+// unsettled op is an error: it stays pending and replay stops.
+func (r *run) settle(ctx context.Context, st journal.State, op Op) (journal.State, error) {
+	res, err := Settle(ctx, r.db, r.conn, r.slot, op, true, r.hook)
+	if err != nil {
+		return st, err
+	}
+	switch res.Outcome {
+	case Unsettled:
+		return st, res.Err
+	case WorkerGone:
+		r.reportLost(st, op404(op)+" on replay")
+	case Accepted:
+		if op == OpComplete {
+			r.rep.Resubmitted = append(r.rep.Resubmitted, res.Job)
+		} else {
+			r.rep.FlagsResent = append(r.rep.FlagsResent, res.Job)
 		}
+	case AppliedEarlier:
+		if op == OpComplete {
+			r.rep.AppliedEarlier = append(r.rep.AppliedEarlier, res.Job)
+		} else {
+			r.rep.FlagsResent = append(r.rep.FlagsResent, res.Job)
+		}
+	case Orphaned:
+		if op == OpComplete {
+			r.rep.Orphaned = append(r.rep.Orphaned, res.Job)
+			r.log.Warn("the tracker refused the pending completion: output kept as an orphan", slog.Int("job", res.Job), slog.String("answer", res.Err.Error()))
+		} else {
+			r.rep.FlagsResent = append(r.rep.FlagsResent, res.Job)
+		}
+	case Refused:
+		r.rep.FlagsFailed = append(r.rep.FlagsFailed, res.Job)
 	}
-	return r.append(journal.Event{Kind: journal.KindClosed})
+	return r.state()
 }
 
 // MatchOrphan returns the oldest of orphans that completes the job just

@@ -140,6 +140,7 @@ type Conn struct {
 	retry     RetryPolicy
 	maxBody   int64
 	userAgent string
+	tokens    tokenSet // tokens seen, redacted from every error
 }
 
 // New returns a Conn for the tracker at baseURL, an http or https URL with a

@@ -1,5 +1,5 @@
 // Package session speaks the distcompute tracker's HTTP protocol
-// (PROTOCOL.md): one method of Conn per endpoint, typed results, status
+// (docs/PROTOCOL.md): one method of Conn per endpoint, typed results, status
 // codes mapped to errors once, here, and retries that stay safe for calls
 // that are not idempotent. It knows nothing of the journal; it imports only
 // the standard library and github.com/cenkalti/backoff/v4.

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -94,6 +95,7 @@ func (c *Conn) Register(ctx context.Context, nickname, stage string) (Registrati
 		if v.Token == "" {
 			return Registration{}, c.unexpected(epRegister, a, "", fmt.Errorf("no token in answer"))
 		}
+		c.tokens.note(v.Token)
 		return Registration{Token: v.Token, DisplayName: v.DisplayName, Project: v.Project, StageName: v.StageName}, nil
 	case http.StatusBadRequest:
 		return Registration{}, c.stageError(epRegister, a)
@@ -191,19 +193,29 @@ func (c *Conn) UpdateProgress(ctx context.Context, token, progress string) error
 // transport and context errors. If the job's data starts with JSONPrefix
 // but is not valid JSON, NewJob returns the Job (the worker now holds it;
 // Data is the raw wire text as a String payload, so the caller can flag it)
-// together with a *ServerError wrapping ErrInvalidPayload.
+// together with a *ServerError wrapping ErrInvalidPayload. If the answer is
+// over Options.MaxResponseBytes, the error is a *ServerError wrapping
+// ErrResponseTooLarge and the Job has the number of the job the tracker
+// assigned (if it could be found in the answer's last bytes; else 0) and
+// Null data: the worker holds that job.
 func (c *Conn) NewJob(ctx context.Context, token string) (Job, error) {
 	if err := checkToken(epNewJob, token); err != nil {
 		return Job{}, err
 	}
 	a, err := c.call(ctx, request{endpoint: epNewJob, body: tokenBody{token}, token: token})
 	if err != nil {
+		var se *ServerError
+		if errors.As(err, &se) && se.job > 0 {
+			return Job{Number: se.job}, err
+		}
 		return Job{}, err
 	}
 	switch a.status {
 	case http.StatusOK:
+		// The data field is kept as a reference into the answer and
+		// unquoted once: a job costs its answer and its string, no more.
 		var v struct {
-			Data   json.RawMessage `json:"data"`
+			Data   rawRef          `json:"data"`
 			Number json.RawMessage `json:"number"`
 		}
 		if err := json.Unmarshal(a.body, &v); err != nil {
@@ -217,8 +229,12 @@ func (c *Conn) NewJob(ctx context.Context, token string) (Job, error) {
 			return Job{}, c.unexpected(epNewJob, a, token, fmt.Errorf("no data field"))
 		}
 		var wire *string
-		if err := json.Unmarshal(v.Data, &wire); err != nil {
-			return Job{}, c.unexpected(epNewJob, a, token, fmt.Errorf("data is neither a string nor null"))
+		if string(v.Data) != "null" {
+			s, ok := unquote(v.Data)
+			if !ok {
+				return Job{}, c.unexpected(epNewJob, a, token, fmt.Errorf("data is neither a string nor null"))
+			}
+			wire = &s
 		}
 		data, err := Decode(wire)
 		if err != nil {
@@ -353,7 +369,7 @@ func (c *Conn) stageError(ep string, a answer) error {
 // *ValidationError, anything else a *ServerError.
 func (c *Conn) otherStatus(ep string, a answer, token string) error {
 	if a.status == http.StatusUnprocessableEntity {
-		body := redactIn(string(a.body), token)
+		body := c.redact(string(a.body), token)
 		ve := &ValidationError{Endpoint: ep, Body: strings.TrimSpace(cutUTF8(body, maxErrorBody))}
 		var v struct {
 			Detail []ValidationDetail `json:"detail"`

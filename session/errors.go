@@ -81,6 +81,10 @@ type ServerError struct {
 	// JSON error, an error wrapping ErrInvalidPayload), or nil when the
 	// status code itself was unexpected.
 	Err error
+
+	// job is the number of the job a newJob answer over the size limit
+	// assigned, 0 if it could not be found; see NewJob.
+	job int
 }
 
 // Error describes the answer; it never contains the worker's token.

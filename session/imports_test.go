@@ -10,7 +10,7 @@ import (
 )
 
 // allowedImport reports whether package session may depend on path: the
-// standard library and backoff/v4 only (DESIGN.md).
+// standard library and backoff/v4 only (docs/DESIGN.md, "Layout and dependencies").
 func allowedImport(path string) bool {
 	if path == "github.com/cenkalti/backoff/v4" {
 		return true

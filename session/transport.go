@@ -74,7 +74,7 @@ func (e *retryable) Unwrap() error { return e.err }
 // call sends r, retrying transport errors, 5xx and 429 answers under the
 // Conn's retry policy, and returns the first other answer.
 //
-// Why retrying is safe, endpoint by endpoint (STYLE.md: retry only what
+// Why retrying is safe, endpoint by endpoint (docs/DESIGN.md, "Retries": retry only what
 // cannot have been applied, or what the protocol lets you recognise as
 // applied):
 //   - jobCount and validateWorker only read; updateProgress only overwrites.
@@ -100,6 +100,7 @@ func (c *Conn) call(ctx context.Context, r request) (answer, error) {
 	if r.body != nil {
 		method = http.MethodPost
 	}
+	c.tokens.note(r.token)
 	target := c.endpointURL(r.endpoint, r.query)
 	log := c.log.With(slog.String(logKeyEndpoint, r.endpoint))
 	if r.token != "" {
@@ -196,7 +197,7 @@ func (c *Conn) attempt(ctx context.Context, r request, method, target string, bo
 		return answer{}, sent, c.transportError(ctx, actx, r, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+	data, over, err := readBody(resp.Body, resp.ContentLength, c.maxBody)
 	log.Debug("session: answer", slog.Int(logKeyAttempt, n), slog.Int(logKeyStatus, resp.StatusCode), slog.Duration(logKeyDuration, time.Since(start)))
 	if err != nil {
 		// The tracker answered, so it had the request: it may have applied it.
@@ -204,9 +205,14 @@ func (c *Conn) attempt(ctx context.Context, r request, method, target string, bo
 	}
 	st := resp.StatusCode
 	retry := st >= 500 || st == http.StatusTooManyRequests
-	if int64(len(data)) > c.maxBody {
+	if over {
 		se := &ServerError{Endpoint: r.endpoint, Status: st, Body: c.errBody(data, r.token),
 			Err: fmt.Errorf("%w: over %d bytes", ErrResponseTooLarge, c.maxBody)}
+		if r.endpoint == epNewJob && st == http.StatusOK {
+			// The tracker assigned a job this worker cannot take: find its
+			// number, so that the client can record what it hands back.
+			se.job = jobNumberOf(data, resp.Body, c.maxBody)
+		}
 		if !retry {
 			return answer{}, true, se
 		}
@@ -221,7 +227,7 @@ func (c *Conn) attempt(ctx context.Context, r request, method, target string, bo
 	}
 	if st >= 300 && st < 400 {
 		return answer{}, false, &ServerError{Endpoint: r.endpoint, Status: st, Body: c.errBody(data, r.token),
-			Err: fmt.Errorf("redirect to %q not followed", redactIn(resp.Header.Get("Location"), r.token))}
+			Err: fmt.Errorf("redirect to %q not followed", c.redact(resp.Header.Get("Location"), r.token))}
 	}
 	return answer{status: st, body: data}, false, nil
 }
@@ -232,7 +238,7 @@ func (c *Conn) transportError(ctx, actx context.Context, r request, err error) e
 	if ctx.Err() != nil {
 		return fmt.Errorf("session: %s: %w", r.endpoint, ctx.Err())
 	}
-	msg := redactIn(err.Error(), r.token)
+	msg := c.redact(err.Error(), r.token)
 	if actx.Err() != nil {
 		return &retryable{err: fmt.Errorf("session: %s: attempt timed out after %v: %s", r.endpoint, c.retry.AttemptTimeout, msg)}
 	}
@@ -244,11 +250,17 @@ func (c *Conn) transportError(ctx, actx context.Context, r request, err error) e
 	return &retryable{err: fmt.Errorf("session: %s: %s", r.endpoint, msg)}
 }
 
-// errBody returns the start of an answer's body for an error: token
-// redacted, at most 1 KiB, cut on a UTF-8 boundary, surrounding space
-// trimmed.
+// errBody returns the start of an answer's body for an error: token and
+// every token the Conn has seen redacted (an answer of jobCount, which
+// carries no token, may echo one), at most 1 KiB, cut on a UTF-8
+// boundary, surrounding space trimmed.
 func (c *Conn) errBody(b []byte, token string) string {
-	return strings.TrimSpace(cutUTF8(redactIn(string(b), token), maxErrorBody))
+	if len(b) > 64*maxErrorBody {
+		// Redaction only shortens: 64 KiB is plenty for 1 KiB of output
+		// (and a tracker that echoes a token knows it already).
+		b = b[:64*maxErrorBody]
+	}
+	return strings.TrimSpace(cutUTF8(c.redact(string(b), token), maxErrorBody))
 }
 
 // retryAfter parses a Retry-After header (delay in seconds or HTTP date)

@@ -38,7 +38,7 @@ import (
 //     one burst (the worker's nickname had no leaderboard row yet) and 4 x 200 in the next;
 //     the tracker reproduces that exactly when the 4 requests race (RaceWindow); the test
 //     accepts that multiset, or any mix of those two answers with at least one 200, which
-//     PROTOCOL.md allows. The job counts asked right after each burst must still match.
+//     docs/PROTOCOL.md, "Upstream bugs", allows. The job counts asked right after each burst must still match.
 //
 // Where a step recorded the database afterwards (db_after), the test also compares the
 // multiset of job (stage, pending, closed), the number of workers, the leaderboard and the

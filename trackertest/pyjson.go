@@ -76,7 +76,7 @@ func (e *pyJSONError) Error() string {
 
 // pyLoads decodes doc like Python's json.loads(str). Positions in errors are rune indexes.
 func pyLoads(doc string) (any, error) {
-	d := &pyDecoder{s: []rune(doc), doc: doc}
+	d := &pyDecoder{s: doc, doc: doc}
 	i := d.ws(0)
 	v, end, err := d.value(i)
 	if err != nil {
@@ -89,21 +89,26 @@ func pyLoads(doc string) (any, error) {
 	return v, nil
 }
 
+// pyDecoder reads doc byte by byte (every byte of JSON's syntax is ASCII,
+// which no byte of a multi-byte UTF-8 sequence is) and converts byte
+// positions to the character positions Python reports only in errors: a
+// body is not copied into runes (four bytes a character).
 type pyDecoder struct {
-	s   []rune
+	s   string
 	doc string
 }
 
+// errAt returns the error msg at byte position pos, reported in characters
+// (an invalid byte counts as one, as in the []rune of the document).
 func (d *pyDecoder) errAt(msg string, pos int) error {
-	line := 1
-	last := -1
-	for i := 0; i < pos && i < len(d.s); i++ {
-		if d.s[i] == '\n' {
-			line++
-			last = i
-		}
+	prefix := d.s[:min(pos, len(d.s))]
+	rpos := utf8.RuneCountInString(prefix) + max(0, pos-len(d.s))
+	line := 1 + strings.Count(prefix, "\n")
+	last := -1 // character index of the last newline before pos
+	if i := strings.LastIndexByte(prefix, '\n'); i >= 0 {
+		last = utf8.RuneCountInString(prefix[:i])
 	}
-	return &pyJSONError{Msg: msg, Doc: d.doc, Pos: pos, Line: line, Col: pos - last}
+	return &pyJSONError{Msg: msg, Doc: d.doc, Pos: rpos, Line: line, Col: rpos - last}
 }
 
 func (d *pyDecoder) ws(i int) int {
@@ -118,18 +123,7 @@ func (d *pyDecoder) ws(i int) int {
 	return i
 }
 
-func (d *pyDecoder) hasPrefix(i int, p string) bool {
-	r := []rune(p)
-	if i+len(r) > len(d.s) {
-		return false
-	}
-	for k, c := range r {
-		if d.s[i+k] != c {
-			return false
-		}
-	}
-	return true
-}
+func (d *pyDecoder) hasPrefix(i int, p string) bool { return strings.HasPrefix(d.s[i:], p) }
 
 func (d *pyDecoder) value(i int) (any, int, error) {
 	if i >= len(d.s) {
@@ -160,7 +154,7 @@ func (d *pyDecoder) value(i int) (any, int, error) {
 	return nil, i, d.errAt("Expecting value", i)
 }
 
-func isDigit(r rune) bool { return r >= '0' && r <= '9' }
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // number follows Python's NUMBER_RE: (-?(?:0|[1-9]\d*))(\.\d+)?([eE][-+]?\d+)?
 func (d *pyDecoder) number(i int) (any, int, error) {
@@ -199,7 +193,7 @@ func (d *pyDecoder) number(i int) (any, int, error) {
 			i = j
 		}
 	}
-	lit := string(d.s[start:i])
+	lit := d.s[start:i]
 	n := pyNumber{lit: lit, isFloat: isFloat}
 	if isFloat {
 		f, err := strconv.ParseFloat(lit, 64)
@@ -216,7 +210,7 @@ func (d *pyDecoder) number(i int) (any, int, error) {
 	return n, i, nil
 }
 
-func hexVal(r rune) (int, bool) {
+func hexVal(r byte) (int, bool) {
 	switch {
 	case r >= '0' && r <= '9':
 		return int(r - '0'), true
@@ -247,7 +241,25 @@ func (d *pyDecoder) u4(u int) (rune, bool) {
 // str scans a string whose opening quote is at i-1.
 func (d *pyDecoder) str(i int) (any, int, error) {
 	begin := i - 1
+	// Most strings have no escape: they are a piece of the document,
+	// taken as it is (a 16 MiB output is not copied byte by byte).
+	j := i
+	for j < len(d.s) && d.s[j] != '"' && d.s[j] != '\\' && d.s[j] >= 0x20 {
+		j++
+	}
+	if j < len(d.s) && d.s[j] == '"' && utf8.ValidString(d.s[i:j]) {
+		return d.s[i:j], j + 1, nil
+	}
+	// The string's end, to size the builder once (unescaping only
+	// shortens; an invalid byte becomes 3).
+	for j < len(d.s) && d.s[j] != '"' {
+		if d.s[j] == '\\' {
+			j++
+		}
+		j++
+	}
 	var b strings.Builder
+	b.Grow(min(j, len(d.s)) - i + 16)
 	for {
 		if i >= len(d.s) {
 			return nil, i, d.errAt("Unterminated string starting at", begin)
@@ -258,8 +270,13 @@ func (d *pyDecoder) str(i int) (any, int, error) {
 			return b.String(), i + 1, nil
 		case c < 0x20:
 			return nil, i, d.errAt("Invalid control character at", i)
+		case c >= utf8.RuneSelf:
+			r, size := utf8.DecodeRuneInString(d.s[i:]) // an invalid byte: U+FFFD, as []rune gives
+			b.WriteRune(r)
+			i += size
+			continue
 		case c != '\\':
-			b.WriteRune(c)
+			b.WriteByte(c)
 			i++
 			continue
 		}
@@ -270,7 +287,7 @@ func (d *pyDecoder) str(i int) (any, int, error) {
 		e := d.s[i+1]
 		switch e {
 		case '"', '\\', '/':
-			b.WriteRune(e)
+			b.WriteByte(e)
 		case 'b':
 			b.WriteByte('\b')
 		case 'f':

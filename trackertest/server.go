@@ -196,7 +196,13 @@ func (t *Tracker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", rt.method)
 		a = textAnswer(http.StatusMethodNotAllowed, "Method Not Allowed")
 	default:
-		a = t.dispatch(r, rt)
+		release, refused := t.admitBody(w, r)
+		if refused != nil {
+			a = *refused
+		} else {
+			a = t.dispatch(r, rt)
+		}
+		release()
 	}
 
 	if fault == FaultDropAnswer {
@@ -350,7 +356,10 @@ func Start(tb testing.TB, opts Options) *Server {
 			}()
 			t.ServeHTTP(w, r)
 		}),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       t.readTimeout,
+		WriteTimeout:      t.writeTimeout,
+		IdleTimeout:       2 * time.Minute,
 	}
 	s.stopSweep = t.startSweeper()
 	go func() { _ = s.srv.Serve(ln) }()
@@ -391,7 +400,10 @@ func (s *Server) Close() {
 func Serve(ctx context.Context, ln net.Listener, t *Tracker) error {
 	srv := &http.Server{
 		Handler:           t,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       t.readTimeout,
+		WriteTimeout:      t.writeTimeout,
+		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	stop := t.startSweeper()

@@ -1,6 +1,7 @@
 package trackertest
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -68,10 +69,23 @@ type Options struct {
 	// 0 means DefaultRaceWindow; negative disables it (concurrent completions then serialise:
 	// the first answers 200, the others 403).
 	RaceWindow time.Duration
+
+	// MaxBodyBytes limits a request body: a longer one is answered 413
+	// (unread when its length is announced). 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// MaxLargeBodies limits the large bodies (announced over
+	// LargeBodyBytes) read at once; more are answered 503 with Retry-After.
+	// 0 means DefaultMaxLargeBodies. A chunked body may be at most
+	// LargeBodyBytes long.
+	MaxLargeBodies int
+	// ReadTimeout and WriteTimeout bound reading a request (body included)
+	// and writing its answer, for the servers of Start and Serve. 0 means
+	// DefaultReadTimeout and DefaultWriteTimeout.
+	ReadTimeout, WriteTimeout time.Duration
 }
 
 // Tracker is an in-memory distcompute tracker. It is an http.Handler serving the upstream
-// tracker's API and dashboard (PROTOCOL.md), and it is safe for concurrent use. A Tracker
+// tracker's API and dashboard (docs/PROTOCOL.md), and it is safe for concurrent use. A Tracker
 // starts no goroutine: Start and Serve run its idle sweep.
 type Tracker struct {
 	project  string
@@ -82,6 +96,10 @@ type Tracker struct {
 	quirks   bool
 	race     time.Duration
 	log      *slog.Logger
+
+	maxBody                   int64
+	largeBodies               chan struct{} // slots of MaxLargeBodies
+	readTimeout, writeTimeout time.Duration
 
 	mu      sync.Mutex
 	rng     *mrand.Rand
@@ -204,6 +222,10 @@ func New(opts Options) *Tracker {
 	if t.race == 0 {
 		t.race = DefaultRaceWindow
 	}
+	t.maxBody = cmp.Or(max(opts.MaxBodyBytes, 0), DefaultMaxBodyBytes)
+	t.largeBodies = make(chan struct{}, cmp.Or(max(opts.MaxLargeBodies, 0), DefaultMaxLargeBodies))
+	t.readTimeout = cmp.Or(max(opts.ReadTimeout, 0), DefaultReadTimeout)
+	t.writeTimeout = cmp.Or(max(opts.WriteTimeout, 0), DefaultWriteTimeout)
 	if t.log == nil {
 		t.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}

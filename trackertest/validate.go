@@ -12,9 +12,6 @@ import (
 // This file reproduces how FastAPI 0.6x with pydantic v1 turns a request into the handler's
 // arguments, and the 422 answers it gives when it cannot (the "detail" list, in field order).
 
-// maxBody bounds what the tracker reads of a request body.
-const maxBody = 16 << 20
-
 // answer is a complete response: status, content type (empty: none) and body.
 type answer struct {
 	status   int
@@ -78,7 +75,11 @@ func queryParams(r *http.Request, names ...string) ([]string, *answer) {
 // pydantic v1 model with `name: str` fields does: numbers (and booleans, which Python counts as
 // ints) are coerced to strings, extra fields are ignored.
 func bodyFields(r *http.Request, names ...string) ([]string, *answer) {
-	raw, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+	raw, err := readBody(r)
+	if isTooLarge(err) {
+		a := tooLarge()
+		return nil, &a
+	}
 	if err != nil {
 		a := textAnswer(http.StatusBadRequest, "There was an error parsing the body")
 		return nil, &a
@@ -93,7 +94,9 @@ func bodyFields(r *http.Request, names ...string) ([]string, *answer) {
 	var body any
 	if isJSONContentType(r.Header.Get("Content-Type")) {
 		doc := strings.TrimPrefix(string(raw), "\ufeff")
-		if !utf8.ValidString(doc) {
+		if !utf8.ValidString(doc) || jsonDepth(doc, MaxJSONDepth) > MaxJSONDepth {
+			// Deeper nesting would exhaust the decoder's stack (Python's
+			// json module fails on it too).
 			a := textAnswer(http.StatusBadRequest, "There was an error parsing the body")
 			return nil, &a
 		}
@@ -199,4 +202,19 @@ func asDict(v any) (map[string]any, bool) {
 		return m, true
 	}
 	return nil, false
+}
+
+// readBody reads a request body into one buffer of its announced length
+// (not grown by doubling), or grown as it comes when the length is not
+// announced; admitBody has bounded it.
+func readBody(r *http.Request) ([]byte, error) {
+	if r.ContentLength < 0 {
+		return io.ReadAll(r.Body)
+	}
+	buf := make([]byte, r.ContentLength)
+	n, err := io.ReadFull(r.Body, buf)
+	if err == io.EOF && r.ContentLength == 0 {
+		err = nil
+	}
+	return buf[:n], err
 }

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"sync/atomic"
 
-	"github.com/distcompute/distcompute-go/client"
+	"github.com/distcompute/distcompute-go/internal/hooks"
 	"github.com/distcompute/distcompute-go/internal/worker"
 )
 
@@ -20,7 +20,7 @@ const workerCommand = "__worker"
 
 // envCrashAfter, set to N in a worker's environment, makes that worker
 // SIGKILL itself at its Nth completion, right after the completion is
-// journaled and before it is sent (client.PointAfterJournal, "complete").
+// journaled and before it is sent (hooks.AfterJournal, "complete").
 const envCrashAfter = "DCDEMO_CRASH_AFTER_COMPLETIONS"
 
 // workerMain is `dcdemo __worker ARGS`: `dcworker run ARGS`, plus the crash
@@ -38,15 +38,15 @@ func workerMain(ctx context.Context, sigs <-chan os.Signal, args []string, stdou
 		}
 		var completions atomic.Int64
 		mod = func(c *worker.Config) {
-			c.ClientOptions = append(c.ClientOptions, client.WithHook(func(p client.Point, op string) {
-				if p == client.PointAfterJournal && op == "complete" && completions.Add(1) == int64(n) {
+			c.Hook = func(p hooks.Point, op string) {
+				if p == hooks.AfterJournal && op == "complete" && completions.Add(1) == int64(n) {
 					fmt.Fprintf(stderr, "dcdemo worker: completion %d journaled, not sent: SIGKILL now\n", n)
 					if self, err := os.FindProcess(os.Getpid()); err == nil {
 						_ = self.Kill() // SIGKILL on Unix, TerminateProcess on Windows
 					}
 					select {} // the signal is on its way
 				}
-			}))
+			}
 		}
 	}
 	err := worker.Command(ctx, args, sigs, stdout, stderr, mod)

@@ -6,6 +6,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/distcompute/distcompute-go/internal/postmortem"
+	"github.com/distcompute/distcompute-go/internal/termtext"
 )
 
 const exportHelp = `Usage: dcjournal export JOURNAL (--orphans | --all) --out DIR [--ack]
@@ -69,7 +70,7 @@ func runExport(env *cmdEnv, args []string) error {
 		if e.Resolved != "" {
 			outcome += " (" + e.Resolved + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", e.File, e.Slot, e.Stage, e.Job, e.Kind, e.Bytes, outcome)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", termtext.Line(e.File), termtext.Line(e.Slot), termtext.Line(e.Stage), e.Job, termtext.Line(e.Kind), e.Bytes, termtext.Line(outcome))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -26,6 +26,7 @@ import (
 //	          and one of another job.
 //	foreign   a bbolt file that is not a journal.
 //	newer     a journal whose format version is newer than this program's.
+//	older     a journal whose format version is older than this program's.
 //	badstate  a journal whose stored state of slot "0" disagrees with its events.
 //	badevent  a journal whose event record 5 is garbage.
 var fixtures = map[string]func(path string) error{
@@ -35,6 +36,7 @@ var fixtures = map[string]func(path string) error{
 	"orphans":  fixtureOrphans,
 	"foreign":  fixtureForeign,
 	"newer":    fixtureNewer,
+	"older":    fixtureOlder,
 	"badstate": fixtureBadState,
 	"badevent": fixtureBadEvent,
 }
@@ -179,6 +181,15 @@ func fixtureNewer(path string) error {
 	}
 	return boltUpdate(path, func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte("meta")).Put([]byte("format"), []byte(strconv.Itoa(journal.FormatVersion+1)))
+	})
+}
+
+func fixtureOlder(path string) error {
+	if err := fixtureClean(path); err != nil {
+		return err
+	}
+	return boltUpdate(path, func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("meta")).Put([]byte("format"), []byte(strconv.Itoa(journal.FormatVersion-1)))
 	})
 }
 

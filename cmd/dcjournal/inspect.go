@@ -136,11 +136,15 @@ func fetchSnapshot(ctx context.Context, raw string) (path, src string, err error
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := client.Do(req)
 	if err != nil {
-		return "", "", withCode(exitJournal, fmt.Errorf("cannot fetch the live snapshot from %s: %v; is the worker running with --status-addr?", u, err))
+		return "", "", withCode(exitJournal, fmt.Errorf("cannot fetch the live snapshot from %s: %v; is the worker running with --status-addr and --status-journal?", u, err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return "", "", withCode(exitJournal, fmt.Errorf("cannot fetch the live snapshot: %s answered %s; is this a dcworker status address?", u, resp.Status))
+		hint := "is this a dcworker status address?"
+		if resp.StatusCode == http.StatusNotFound {
+			hint += " (dcworker serves its journal only with --status-journal)"
+		}
+		return "", "", withCode(exitJournal, fmt.Errorf("cannot fetch the live snapshot: %s answered %s; %s", u, resp.Status, hint))
 	}
 	dir, err := os.MkdirTemp("", "dcjournal-live-")
 	if err != nil {

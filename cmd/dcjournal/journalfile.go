@@ -122,36 +122,44 @@ func openJournal(path string, write bool, lockWait time.Duration) (*journal.DB, 
 
 // openError explains an error of journal.Open in one line.
 func openError(path string, err error) error {
+	var (
+		locked     *journal.LockedError
+		notJournal *journal.NotJournalError
+		format     *journal.FormatError
+		damage     *journal.CorruptError
+	)
 	switch {
-	case errors.Is(err, journal.ErrLocked):
-		return withCode(exitLocked, lockedError(path))
+	case errors.As(err, &locked):
+		return withCode(exitLocked, lockedError(path, locked))
 	case errors.Is(err, journal.ErrNewerFormat):
 		return withCode(exitJournal, fmt.Errorf("%s was written by a newer version of distcompute-go; use a dcjournal of that version or later (%v)", path, err))
-	case errors.Is(err, journal.ErrNotJournal):
-		return withCode(exitJournal, fmt.Errorf("%s is not a distcompute journal (%s); check the path", path, unprefix(err, path, journal.ErrNotJournal)))
-	case errors.Is(err, journal.ErrCorrupt):
-		return withCode(exitJournal, fmt.Errorf("%s is damaged (%s) and cannot be read; keep it for analysis, and look for an intact copy (a snapshot of the volume)", path, unprefix(err, path, journal.ErrCorrupt)))
+	case errors.As(err, &format) && errors.Is(err, journal.ErrOldFormat):
+		return withCode(exitJournal, fmt.Errorf("%s was written by a development version of distcompute-go (journal format %d; this one reads %d); export it with the dcjournal of that version", path, format.Version, journal.FormatVersion))
+	case errors.As(err, &notJournal):
+		return withCode(exitJournal, fmt.Errorf("%s is not a distcompute journal (%s); check the path", path, notJournal.Reason))
+	case errors.As(err, &damage):
+		return withCode(exitJournal, fmt.Errorf("%s is damaged (%s) and cannot be read; keep it for analysis, and look for an intact copy (a snapshot of the volume)", path, damage.Text()))
 	case errors.Is(err, fs.ErrPermission):
 		return withCode(exitJournal, fmt.Errorf("%s: permission denied; run as the user that owns the journal, or read a copy", path))
 	default:
-		return withCode(exitJournal, fmt.Errorf("cannot open %s: %s", path, unprefix(err, path, nil)))
+		return withCode(exitJournal, fmt.Errorf("cannot open %s: %s", path, cause(err)))
 	}
 }
 
-// unprefix drops the "journal: PATH: " the journal package puts before its errors,
-// and the sentinel's text after it, since the message says both already.
-func unprefix(err error, path string, sentinel error) string {
-	s := strings.TrimPrefix(err.Error(), "journal: "+path+": ")
-	if sentinel != nil {
-		s = strings.TrimPrefix(s, sentinel.Error()+": ")
+// cause is what went wrong, without the file name and operation a
+// *journal.Error puts first (the message says them already).
+func cause(err error) error {
+	var je *journal.Error
+	if errors.As(err, &je) {
+		return je.Err
 	}
-	return s
+	return err
 }
 
 // lockedError says which process holds the journal (best effort) and how to look
 // at it while it runs.
-func lockedError(path string) error {
-	holders := postmortem.Holders(path)
+func lockedError(path string, locked *journal.LockedError) error {
+	holders := postmortem.Holders(path, locked.PIDs)
 	who := "another process"
 	if len(holders) > 0 {
 		names := make([]string, len(holders))
@@ -161,7 +169,7 @@ func lockedError(path string) error {
 		who = strings.Join(names, ", ")
 	}
 	return fmt.Errorf("%s is locked by %s, a worker still running; nothing was read or changed. "+
-		"Stop it first, or see it live with: dcjournal inspect --live http://ADDR (ADDR: the worker's --status-addr)", path, who)
+		"Stop it first, or see it live with: dcjournal inspect --live http://ADDR (ADDR: the worker's --status-addr; it needs --status-journal)", path, who)
 }
 
 // readError explains an error met while reading an open journal: a damaged record
@@ -173,17 +181,16 @@ func readError(path string, err error) error {
 	case errors.Is(err, journal.ErrNewerFormat):
 		return withCode(exitJournal, fmt.Errorf("%s holds records of a newer version of distcompute-go; use a dcjournal of that version or later (%v)", path, err))
 	case errors.Is(err, journal.ErrCorrupt):
-		return withCode(exitJournal, fmt.Errorf("%s is damaged (%s); \"dcjournal verify %s\" lists the problems", path, lastPart(err, path), path))
+		return withCode(exitJournal, fmt.Errorf("%s is damaged (%s); \"dcjournal verify %s\" lists the problems", path, damageText(err), path))
 	}
 	return err
 }
 
-// lastPart is the message of a journal error without the file name and sentinel
-// texts the journal package puts in front.
-func lastPart(err error, path string) string {
-	s := err.Error()
-	if i := strings.LastIndex(s, journal.ErrCorrupt.Error()+": "); i >= 0 {
-		return s[i+len(journal.ErrCorrupt.Error())+2:]
+// damageText says what is damaged, for an error wrapping journal.ErrCorrupt.
+func damageText(err error) string {
+	var damage *journal.CorruptError
+	if errors.As(err, &damage) {
+		return damage.Text()
 	}
-	return strings.TrimPrefix(s, "journal: "+path+": ")
+	return cause(err).Error()
 }

@@ -9,7 +9,7 @@
 //
 // Run "dcjournal help" or "dcjournal COMMAND --help" for the flags. Exit codes: 0 ok;
 // 1 verify found problems, or the command failed; 2 usage error; 3 the journal cannot
-// be opened (missing, not a journal, corrupt, newer format); 4 the journal is locked by
+// be opened (missing, not a journal, corrupt, another format version); 4 the journal is locked by
 // a running process; 5 the tracker is unreachable (replay); 130 interrupted.
 package main
 
@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/distcompute/distcompute-go/internal/termtext"
 	"io"
 	"os"
 	"os/signal"
@@ -30,7 +31,7 @@ const (
 	exitOK          = 0
 	exitFailed      = 1 // verify found problems, or the command failed
 	exitUsage       = 2
-	exitJournal     = 3 // cannot open: missing, not a journal, corrupt, newer format
+	exitJournal     = 3 // cannot open: missing, not a journal, corrupt, another format version
 	exitLocked      = 4
 	exitTracker     = 5
 	exitInterrupted = 130
@@ -67,7 +68,7 @@ func report(ctx context.Context, err error, stderr io.Writer) int {
 		code = exitInterrupted
 	}
 	if !errors.Is(err, errSilent) {
-		fmt.Fprintf(stderr, "dcjournal: %v\n", err)
+		fmt.Fprintf(stderr, "dcjournal: %s\n", termtext.Line(err.Error()))
 	}
 	return code
 }

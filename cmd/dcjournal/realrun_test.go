@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/distcompute/distcompute-go/client"
+	"github.com/distcompute/distcompute-go/internal/hooks"
 	"github.com/distcompute/distcompute-go/session"
 	"github.com/distcompute/distcompute-go/trackertest"
 )
@@ -107,15 +108,14 @@ func crashworkerMain() {
 		}
 		select {}
 	}
-	ctx := context.Background()
+	ctx := hooks.With(context.Background(), func(p hooks.Point, op string) {
+		if scenario == "complete" && p == hooks.AfterJournal && op == "complete" {
+			die()
+		}
+	})
 	c, err := client.Init(ctx, url, "a",
 		client.WithJournal(path), client.WithNickname("spot-7"), client.WithSlot("0"),
-		client.WithRetry(session.RetryPolicy{InitialInterval: 10 * time.Millisecond, MaxElapsedTime: 5 * time.Second}),
-		client.WithHook(func(p client.Point, op string) {
-			if scenario == "complete" && p == client.PointAfterJournal && op == "complete" {
-				die()
-			}
-		}))
+		client.WithRetry(session.RetryPolicy{InitialInterval: 10 * time.Millisecond, MaxElapsedTime: 5 * time.Second}))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "crashworker:", err)
 		os.Exit(1)
@@ -136,7 +136,6 @@ func crashworkerMain() {
 	}
 	fmt.Printf("job %d\n", c.JobID())
 	if scenario == "held" {
-		c.Journal().Flush() // the progress text, so that inspect shows it
 		die()
 	}
 	out, _ := json.Marshal(map[string]any{"shard": in["shard"], "images": 1000})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/distcompute/distcompute-go/internal/postmortem"
+	"github.com/distcompute/distcompute-go/internal/termtext"
 	"github.com/distcompute/distcompute-go/replay"
 	"github.com/distcompute/distcompute-go/session"
 	"github.com/lmittmann/tint"
@@ -74,7 +75,7 @@ func runReplay(env *cmdEnv, args []string) error {
 	}
 	opts.Retry = &policy
 	if *verbose {
-		opts.Logger = slog.New(tint.NewHandler(env.stderr, &tint.Options{TimeFormat: time.TimeOnly, NoColor: !colorOK(env.stderr)}))
+		opts.Logger = slog.New(termtext.Handler(tint.NewHandler(env.stderr, &tint.Options{TimeFormat: time.TimeOnly, NoColor: !colorOK(env.stderr)})))
 	}
 
 	db, err := fs.open(path, true)

@@ -84,7 +84,7 @@ and gets its finished work to the tracker.
 
 Usage:
   dcjournal inspect JOURNAL [--timeline] [--job N] [--slot S] [--json] [--show-secrets]
-  dcjournal inspect --live http://ADDR      the snapshot of a running dcworker (--status-addr)
+  dcjournal inspect --live http://ADDR      the snapshot of a running dcworker (--status-addr, --status-journal)
   dcjournal verify  JOURNAL
   dcjournal export  JOURNAL (--orphans | --all) --out DIR [--ack]
   dcjournal replay  JOURNAL [--tracker URL] [--release | --resume]
@@ -100,7 +100,7 @@ Exit codes:
   0  ok
   1  verify found problems, or the command failed
   2  usage error
-  3  the journal cannot be opened: missing, not a journal, corrupt, or a newer format
+  3  the journal cannot be opened: missing, not a journal, corrupt, or of another format version
   4  the journal is locked by a running process
   5  the tracker is unreachable (replay)
   130 interrupted

@@ -17,6 +17,7 @@ import (
 
 	"github.com/lmittmann/tint"
 
+	"github.com/distcompute/distcompute-go/internal/termtext"
 	"github.com/distcompute/distcompute-go/trackertest"
 )
 
@@ -42,6 +43,10 @@ type config struct {
 	checkInterval time.Duration
 	quirks        bool
 	seed          int64
+	maxBody       int64
+	largeBodies   int
+	readTimeout   time.Duration
+	writeTimeout  time.Duration
 }
 
 // parseArgs turns the command line into a config, reading the jobs file if one is named.
@@ -62,6 +67,10 @@ func parseArgs(args []string, stdout io.Writer) (config, error) {
 	fs.DurationVar(&c.checkInterval, "check-interval", trackertest.DefaultCheckInterval, "how often idle workers are looked for")
 	fs.BoolVar(&c.quirks, "quirks", false, "reproduce the upstream tracker's bugs (stage b+ served null data, failing 5th flag)")
 	fs.Int64Var(&c.seed, "seed", 0, "seed for random job picks and worker names (0: time-based)")
+	fs.Int64Var(&c.maxBody, "max-body", trackertest.DefaultMaxBodyBytes, "largest request body in `bytes` (larger: 413); the default fits a worker's 16 MiB output with every byte escaped")
+	fs.IntVar(&c.largeBodies, "max-large-bodies", trackertest.DefaultMaxLargeBodies, "large request bodies (over 1 MiB) read at once; more are answered 503 (a chunked body may be at most 1 MiB)")
+	fs.DurationVar(&c.readTimeout, "read-timeout", trackertest.DefaultReadTimeout, "time allowed to read a request, body included")
+	fs.DurationVar(&c.writeTimeout, "write-timeout", trackertest.DefaultWriteTimeout, "time allowed to write an answer")
 	// The flag package calls Usage on -h and on every bad flag; only -h
 	// deserves the full text, a bad flag gets its one-line error.
 	fs.Usage = func() {}
@@ -83,6 +92,9 @@ func parseArgs(args []string, stdout io.Writer) (config, error) {
 	}
 	if c.idleTimeout <= 0 || c.checkInterval <= 0 {
 		return c, usagef("--idle-timeout and --check-interval must be positive")
+	}
+	if c.maxBody <= 0 || c.largeBodies <= 0 || c.readTimeout <= 0 || c.writeTimeout <= 0 {
+		return c, usagef("--max-body, --max-large-bodies, --read-timeout and --write-timeout must be positive")
 	}
 	var err error
 	if c.stages, err = parseStages(stages); err != nil {
@@ -199,10 +211,10 @@ func txtJobs(path string) ([]any, error) {
 func newLogger(w io.Writer) *slog.Logger {
 	if f, ok := w.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			return slog.New(tint.NewHandler(w, &tint.Options{
+			return slog.New(termtext.Handler(tint.NewHandler(w, &tint.Options{
 				TimeFormat: time.TimeOnly,
 				NoColor:    os.Getenv("NO_COLOR") != "",
-			}))
+			})))
 		}
 	}
 	return slog.New(slog.NewTextHandler(w, nil))
@@ -224,6 +236,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Quirks:        c.quirks,
 		Logger:        log,
 		Seed:          c.seed,
+
+		MaxBodyBytes:   c.maxBody,
+		MaxLargeBodies: c.largeBodies,
+		ReadTimeout:    c.readTimeout,
+		WriteTimeout:   c.writeTimeout,
 	})
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", c.addr)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/distcompute/distcompute-go/internal/termtext"
 	"github.com/distcompute/distcompute-go/internal/worker"
 )
 
@@ -52,10 +53,10 @@ func exitCode(err error, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, worker.ErrUsage), errors.Is(err, worker.ErrConfig):
 		if errors.Is(err, worker.ErrConfig) {
-			fmt.Fprintln(stderr, "dcworker:", err)
+			fmt.Fprintln(stderr, "dcworker:", termtext.Line(err.Error()))
 		}
 		return 2
 	}
-	fmt.Fprintln(stderr, "dcworker:", err)
+	fmt.Fprintln(stderr, "dcworker:", termtext.Line(err.Error()))
 	return 1
 }

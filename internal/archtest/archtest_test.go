@@ -1,5 +1,5 @@
-// Package archtest guards the dependency rules of DESIGN.md ("Layout and
-// dependency direction"): which packages each package may import outside
+// Package archtest guards the dependency rules of docs/DESIGN.md ("Layout and
+// dependencies"): which packages each package may import outside
 // tests.
 package archtest
 

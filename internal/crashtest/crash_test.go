@@ -87,7 +87,7 @@ var (
 	}
 	registerPoints = []string{"after-journal:register", "after-send:register"}
 	byePoints      = []string{"after-journal:bye", "after-send:bye"}
-	// designPoints are the points DESIGN.md "Testing" names; each must
+	// designPoints are the points docs/DESIGN.md "Testing" names; each must
 	// have been reached at least once.
 	designPoints = []string{"after-journal:complete", "after-send:complete", "mid-job"}
 )
@@ -255,6 +255,68 @@ func (s *scheduler) requeue(p plan) {
 	}
 }
 
+// shortfall says what the run has not reached yet that it must reach before
+// the work may end: the random kills it wants and a kill at each design
+// point ("" when all is reached). Plans still running count as not reached.
+func (r *crashRun) shortfall() string {
+	r.fig.mu.Lock()
+	defer r.fig.mu.Unlock()
+	var miss []string
+	if r.fig.RandomKills < r.cfg.MinRandom {
+		miss = append(miss, fmt.Sprintf("%d of %d random kills", r.fig.RandomKills, r.cfg.MinRandom))
+	}
+	for _, p := range designPoints {
+		if r.cfg.NamedEach > 0 && r.fig.PointKills[p] == 0 {
+			miss = append(miss, "no kill at "+p)
+		}
+	}
+	return strings.Join(miss, ", ")
+}
+
+// extend adds n jobs to the pipeline (numbered after the first `have`), and
+// enough kill plans that the quota can still be reached: random ones for the
+// kills missing, and named ones again for each design point not reached
+// (their earlier plans may have been dropped as unreachable while the work
+// ran out).
+func (r *crashRun) extend(n, have int) []any {
+	r.rngMu.Lock()
+	jobs := make([]any, n)
+	for i := range jobs {
+		jobs[i] = fmt.Sprintf("job-%04d-%08x", have+i+1, r.rng.Uint32())
+	}
+	r.rngMu.Unlock()
+	r.srv.Tracker.AddJobs(jobs...)
+
+	s := r.sched
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r.fig.mu.Lock()
+	missing := r.cfg.MinRandom - r.fig.RandomKills
+	var points []string
+	for _, p := range designPoints {
+		if r.cfg.NamedEach > 0 && r.fig.PointKills[p] == 0 {
+			points = append(points, p)
+		}
+	}
+	r.fig.mu.Unlock()
+	s.total += 2 * n
+	random := 0
+	for _, p := range s.plans {
+		if p.Random != 0 {
+			random++
+		}
+	}
+	for i := random; i < missing+5; i++ {
+		s.plans = append(s.plans, plan{Random: -1})
+	}
+	for _, p := range points {
+		q := plan{Point: p, N: 1, Fallback: 3 * time.Second}
+		s.plans = append([]plan{q}, s.plans...)
+	}
+	s.planned = max(s.planned, len(s.plans))
+	return jobs
+}
+
 // crashRun is one multi-process crash run.
 type crashRun struct {
 	t         *testing.T
@@ -377,6 +439,8 @@ func runCrash(t *testing.T, cfg crashConfig) {
 	// the work from ever being done) and the watcher.
 	mainCtx, stop := context.WithCancelCause(ctx)
 	watchDone := make(chan struct{})
+	const maxExtensions = 20
+	extra, extended := max(cfg.Jobs/4, 10), 0
 	go func() {
 		defer close(watchDone)
 		tick := time.NewTicker(20 * time.Millisecond)
@@ -388,6 +452,18 @@ func runCrash(t *testing.T, cfg crashConfig) {
 			case <-tick.C:
 			}
 			if allClosed(srv.Tracker) {
+				// A fast machine may close every job before the kill quota
+				// and the named points are reached: feed more work then,
+				// instead of failing on the machine's speed.
+				if short := r.shortfall(); short != "" {
+					if extended >= maxExtensions {
+						stop(fmt.Errorf("after %d extensions of %d jobs, still %s", extended, extra, short))
+						return
+					}
+					extended++
+					inputs = append(inputs, r.extend(extra, len(inputs))...)
+					continue
+				}
 				r.sched.mu.Lock()
 				r.sched.done.Store(true)
 				fig.mu.Lock()
@@ -467,7 +543,7 @@ func runCrash(t *testing.T, cfg crashConfig) {
 	defer fig.mu.Unlock()
 	for _, p := range designPoints {
 		if cfg.NamedEach > 0 && fig.PointKills[p] == 0 {
-			t.Errorf("no kill at %s, a point DESIGN.md names", p)
+			t.Errorf("no kill at %s, a point docs/DESIGN.md names", p)
 		}
 	}
 	named := 0
@@ -475,7 +551,7 @@ func runCrash(t *testing.T, cfg crashConfig) {
 		named += v
 	}
 	if fig.RandomKills < cfg.MinRandom {
-		t.Errorf("%d random kills, want at least %d (the work ran out first; %d plans unused)", fig.RandomKills, cfg.MinRandom, fig.Unused)
+		t.Errorf("%d random kills, want at least %d (%d plans unused, %d extensions of the work): the test's feeding is wrong", fig.RandomKills, cfg.MinRandom, fig.Unused, extended)
 	}
 	t.Logf("lives=%d kills=%d (random=%d named=%d fallback=%v) points=%v not-reached=%v dropped=%v worker-gone=%d episodes=%d unused-plans=%d journals-verified-after-kill=%d (in %s)",
 		fig.Lives, fig.kills(), fig.RandomKills, named, fig.Fallback, sortedMap(fig.PointKills), fig.NotReached, fig.Dropped, fig.WorkerGone, r.episodes.Load(), fig.Unused, r.verified.Load(), time.Duration(r.checkTime.Load()).Round(time.Millisecond))
@@ -501,8 +577,8 @@ func runCrash(t *testing.T, cfg crashConfig) {
 		chaos = fmt.Sprintf(" requests=%d dropped-request=%d dropped-answer=%d 502=%d completeJob-403=%d",
 			fc.Requests, fc.DroppedRequest, fc.DroppedAnswer, fc.Status502, stats["completeJob"].Status[403])
 	}
-	line := fmt.Sprintf("crashtest: %s jobs=%d stages=2 workers=%d kills=%d random=%d named=%d resubmitted=%d applied-earlier=%d orphans=%d orphans-resubmitted=%d episodes=%d%s main=%s elapsed=%s seed=%d",
-		cfg.Name, cfg.Jobs, nWorkers, fig.kills(), fig.RandomKills, named, rf.Resubmitted, max(jf.Completions["applied-earlier"], rf.AppliedEarlier),
+	line := fmt.Sprintf("crashtest: %s jobs=%d extra-jobs=%d stages=2 workers=%d kills=%d random=%d named=%d resubmitted=%d applied-earlier=%d orphans=%d orphans-resubmitted=%d episodes=%d%s main=%s elapsed=%s seed=%d",
+		cfg.Name, cfg.Jobs, len(inputs)-cfg.Jobs, nWorkers, fig.kills(), fig.RandomKills, named, rf.Resubmitted, max(jf.Completions["applied-earlier"], rf.AppliedEarlier),
 		jf.Orphans+jf.resolved(), jf.OrphansResolved["resubmitted"], r.episodes.Load(), chaos,
 		mainElapsed.Round(time.Millisecond), elapsed.Round(time.Millisecond), sd)
 	t.Log(line)

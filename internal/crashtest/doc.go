@@ -1,6 +1,6 @@
 // Package crashtest proves that the client loses nothing (issue 4): it runs
 // workers against an in-memory tracker (trackertest), kills them with SIGKILL
-// at the named points of DESIGN.md "Testing" and at random moments, restarts
+// at the named points of docs/DESIGN.md "Testing" and at random moments, restarts
 // each on its own journal, and checks the tracker's side:
 //
 //   - every job is closed, and no job is held by anyone;

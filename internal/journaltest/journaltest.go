@@ -5,6 +5,7 @@ package journaltest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand"
 	"path/filepath"
@@ -32,7 +33,7 @@ func MustOpenPath(tb testing.TB, path string, opts *journal.Options) *journal.DB
 	}
 	tb.Cleanup(func() {
 		for _, err := range db.Verify() {
-			if !errorsIsClosed(err) {
+			if !errors.Is(err, journal.ErrClosed) {
 				tb.Errorf("journal.Verify after test: %v", err)
 			}
 		}
@@ -41,20 +42,6 @@ func MustOpenPath(tb testing.TB, path string, opts *journal.Options) *journal.DB
 		}
 	})
 	return db
-}
-
-func errorsIsClosed(err error) bool {
-	for e := err; e != nil; {
-		if e == journal.ErrClosed {
-			return true
-		}
-		u, ok := e.(interface{ Unwrap() error })
-		if !ok {
-			return false
-		}
-		e = u.Unwrap()
-	}
-	return false
 }
 
 // Model is what a journal should hold, computed by folding the events

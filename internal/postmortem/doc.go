@@ -43,7 +43,9 @@
 //	    "completion_pending": {"job": 41, "stage": "a", "since": "...", "output_kind": "json", "output_bytes": 512, "seq": 40},
 //	    "flag_pending": false, "bye_pending": false,
 //	    "last_seq": 57, "last_event": "...",
-//	    "last_report": {"time": "...", "report": { ... }}   // the last "replayed" event, as written by recovery
+//	    "last_report": {"time": "...", "report": { ... }},  // the last "replayed" event, as written by recovery
+//	    "refused": [{"job": 4, "time": "...", "action": "flagged" | "released", "reason": "..."}]
+//	                                               // jobs refused at a claim (undecodable, over the size limit)
 //	  }],
 //	  "orphans": [{                                  // orphaned outputs not yet resolved
 //	    "seq": 33, "slot": "0", "stage": "a", "job": 40, "time": "...", "reason": "...",

@@ -3,7 +3,7 @@
 package postmortem
 
 import (
-	"os"
+	"math"
 	"path/filepath"
 	"strings"
 	"unsafe"
@@ -42,9 +42,8 @@ type rmProcessInfo struct {
 	Restartable      int32
 }
 
-// holders asks the Restart Manager for the processes that have path open.
-// It cannot tell a lock from an open handle, so Locked stays false.
-func holders(path string) []Process {
+// openers asks the Restart Manager for the processes that have path open.
+func openers(path string) []int {
 	abs, err := filepath.Abs(path)
 	if err != nil || rstrtmgr.Load() != nil {
 		return nil
@@ -74,24 +73,23 @@ func holders(path string) []Process {
 	if n > uint32(len(infos)) {
 		n = uint32(len(infos))
 	}
-	self := os.Getpid()
-	var out []Process
+	var pids []int
 	for _, info := range infos[:n] {
-		pid := int(info.PID)
-		if pid <= 0 || pid == self {
-			continue
-		}
-		cmd := imageName(info.PID)
-		if cmd == "" {
-			cmd = windows.UTF16ToString(info.AppName[:])
-		}
-		out = append(out, Process{PID: pid, Command: cmd})
+		pids = append(pids, int(info.PID))
 	}
-	return out
+	return pids
 }
 
-// imageName is the base name of a process's executable without ".exe"
+// commandName is the base name of a process's executable without ".exe"
 // ("dcworker"), like Linux's /proc/PID/comm; "" if it cannot be read.
+func commandName(pid int) string {
+	if pid <= 0 || pid > math.MaxUint32 {
+		return ""
+	}
+	return imageName(uint32(pid))
+}
+
+// imageName is commandName for a Windows process ID.
 func imageName(pid uint32) string {
 	h, err := windows.OpenProcess(windows.PROCESS_QUERY_LIMITED_INFORMATION, false, pid)
 	if err != nil {

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
 
+	"github.com/distcompute/distcompute-go/internal/termtext"
 	"github.com/distcompute/distcompute-go/journal"
 )
 
@@ -124,7 +124,7 @@ func (p *printer) warnings(ws []string) {
 	if len(ws) == 0 {
 		return
 	}
-	p.heading("%s", p.paint(ansiRed, "The journal is damaged: this is what could be read"))
+	p.headingWith(p.paint(ansiRed, "The journal is damaged: this is what could be read"), "")
 	for _, w := range ws {
 		p.printf("  - %s\n", oneLine(w))
 	}
@@ -229,13 +229,26 @@ func (p *printer) paint(code, s string) string {
 	return code + s + ansiReset
 }
 
-// heading starts a section, after a blank line unless it is the first.
+// heading starts a section, after a blank line unless it is the first. Its
+// string arguments are made inert (oneLine): a worker's name comes from the
+// tracker.
 func (p *printer) heading(format string, args ...any) {
+	p.headingWith("", format, args...)
+}
+
+// headingWith is heading followed by suffix, which is written as it is (a
+// painted note of ours).
+func (p *printer) headingWith(suffix, format string, args ...any) {
 	if !p.first {
 		p.printf("\n")
 	}
 	p.first = false
-	p.printf("%s\n", p.paint(ansiBold, fmt.Sprintf(format, args...)))
+	for i, a := range args {
+		if s, ok := a.(string); ok {
+			args[i] = oneLine(s)
+		}
+	}
+	p.printf("%s%s\n", p.paint(ansiBold, fmt.Sprintf(format, args...)), suffix)
 }
 
 // table writes rows aligned in columns; cells must not hold tabs or colours.
@@ -338,7 +351,7 @@ func (p *printer) slots(s *Summary) {
 	}
 
 	if len(s.Orphans) > 0 {
-		p.heading("%s", p.paint(ansiYellow, fmt.Sprintf("Orphaned outputs (%d): finished work the tracker no longer takes from this worker", len(s.Orphans))))
+		p.headingWith(p.paint(ansiYellow, fmt.Sprintf("Orphaned outputs (%d): finished work the tracker no longer takes from this worker", len(s.Orphans))), "")
 		rows = [][]string{{"SEQ", "SLOT", "STAGE", "JOB", "ORPHANED", "OUTPUT", "REASON"}}
 		for _, o := range s.Orphans {
 			rows = append(rows, []string{fmt.Sprint(o.Seq), o.Slot, orDash(o.Stage), fmt.Sprint(o.Job), fmtTime(o.Time),
@@ -366,11 +379,11 @@ func pendingList(sl SlotSummary) []string {
 }
 
 func (p *printer) slot(sl SlotSummary) {
-	title := fmt.Sprintf("Slot %s: %s", sl.Slot, orDash(sl.Worker))
+	suffix := ""
 	if sl.Session == SessionLost {
-		title += " " + p.paint(ansiRed, "(session lost)")
+		suffix = " " + p.paint(ansiRed, "(session lost)")
 	}
-	p.heading("%s", title)
+	p.headingWith(suffix, "Slot %s: %s", sl.Slot, orDash(sl.Worker))
 	var rows [][]string
 	switch sl.Session {
 	case SessionOpen:
@@ -413,6 +426,11 @@ func (p *printer) slot(sl SlotSummary) {
 	}
 	if sl.ByePending {
 		rows = append(rows, []string{"pending", "bye, answer never recorded"})
+	}
+	if n := len(sl.Refused); n > 0 {
+		r := sl.Refused[n-1]
+		rows = append(rows, []string{"refused", fmt.Sprintf("%d job%s at claims (--timeline lists them); last: job %d %s at %s: %s",
+			n, plural(n), r.Job, r.Action, fmtTime(r.Time), r.Reason)})
 	}
 	if r := sl.LastReport; r != nil {
 		rows = append(rows, []string{"last recovery", fmt.Sprintf("%s: %s", fmtTime(r.Time), reportLine(r.Report))})
@@ -522,27 +540,7 @@ func (p *printer) events(evs []EventSummary) {
 
 // oneLine keeps a table cell on one line, free of tabs and of control characters
 // (text from the tracker or the worker must not drive the terminal).
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		switch {
-		case r == '\t' || r == '\n' || r == '\r':
-			return ' '
-		case unicode.IsControl(r):
-			return '\uFFFD'
-		}
-		return r
-	}, s)
-}
-
-// printable keeps newlines and tabs but replaces other control characters.
-func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r != '\n' && r != '\t' && unicode.IsControl(r) {
-			return '\uFFFD'
-		}
-		return r
-	}, s)
-}
+func oneLine(s string) string { return termtext.Line(s) }
 
 func (p *printer) job(n int, s *Summary) {
 	p.heading("Job %d", n)
@@ -585,7 +583,7 @@ func (p *printer) payload(wire *string) {
 			text = b.String()
 		}
 	}
-	for _, line := range strings.Split(strings.TrimRight(printable(text), "\n"), "\n") {
-		p.printf("  %s\n", line)
+	for _, line := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		p.printf("  %s\n", oneLine(line))
 	}
 }

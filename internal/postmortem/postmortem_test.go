@@ -12,6 +12,7 @@ import (
 	"github.com/distcompute/distcompute-go/internal/postmortem"
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/replay"
+	bolt "go.etcd.io/bbolt"
 )
 
 // mustOpen makes a journal with one slot holding a job and one whose pending
@@ -140,5 +141,81 @@ func TestPrintReplay(t *testing.T) {
 		"slot-1  nothing to do\n"
 	if b.String() != want {
 		t.Errorf("PrintReplay:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
+// A stored state that differs from its events, in the token among other fields:
+// Verify names the slot and the fields, and quotes neither token.
+func TestVerifyQuotesNoToken(t *testing.T) {
+	const token, forged = "secret-token-0123456789", "forged-token-5555555555"
+	path := filepath.Join(t.TempDir(), "journal.db")
+	db, err := journal.Open(path, &journal.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := "x"
+	for _, e := range []journal.Event{
+		{Slot: "0", Kind: journal.KindRegistered, URL: "http://t", Stage: "a", Token: token},
+		{Slot: "0", Kind: journal.KindClaimed, Job: 1, Input: &in},
+	} {
+		if _, err := db.Append(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	bdb, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = bdb.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("states")) // slot -> State (journal/doc.go)
+		st, err := journal.DecodeState(b.Get([]byte("0")))
+		if err != nil {
+			return err
+		}
+		st.Session.Token, st.Job = forged, nil
+		data, err := json.Marshal(st)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("0"), data)
+	})
+	if cerr := bdb.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ro, err := journal.Open(path, &journal.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	var b bytes.Buffer
+	problems, err := postmortem.Verify(&b, ro)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(problems) == 0 {
+		t.Fatalf("Verify found nothing wrong:\n%s", b.String())
+	}
+	var damage *journal.CorruptError
+	if !errors.As(problems[0], &damage) || damage.Slot != "0" {
+		t.Errorf("problem %v: want a *journal.CorruptError of slot \"0\"", problems[0])
+	}
+	if want := `  - slot "0": the stored state differs from the fold of its events in job, session.token`; !strings.Contains(b.String(), want+"\n") {
+		t.Errorf("Verify wrote:\n%s\nwant the line %q", b.String(), want)
+	}
+	texts := b.String()
+	for _, p := range problems {
+		texts += p.Error()
+	}
+	for _, secret := range []string{token, forged, token[:8], forged[:8]} {
+		if strings.Contains(texts, secret) {
+			t.Errorf("Verify quotes %q:\n%s", secret, texts)
+		}
 	}
 }

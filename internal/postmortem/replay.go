@@ -60,7 +60,7 @@ func PrintReplay(w io.Writer, reports []replay.Report) error {
 			if i == 0 {
 				label = r.Slot
 			}
-			fmt.Fprintf(tw, "%s\t%s\n", label, line)
+			fmt.Fprintf(tw, "%s\t%s\n", oneLine(label), oneLine(line))
 		}
 	}
 	return tw.Flush()

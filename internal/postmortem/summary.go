@@ -81,6 +81,24 @@ type SlotSummary struct {
 	LastSeq           uint64             `json:"last_seq,omitempty"`
 	LastEvent         *time.Time         `json:"last_event,omitempty"`
 	LastReport        *ReportSummary     `json:"last_report,omitempty"`
+	// Refused lists the jobs the worker could not take when it claimed
+	// them (data that cannot be decoded, an answer over its size limit),
+	// and what it did with each, oldest first.
+	Refused []RefusedSummary `json:"refused,omitempty"`
+}
+
+// Actions of a RefusedSummary.
+const (
+	RefusedFlagged  = "flagged"  // flagged as invalid data
+	RefusedReleased = "released" // handed back unread, or after the tracker refused the flag
+)
+
+// RefusedSummary is a job a worker refused at a claim.
+type RefusedSummary struct {
+	Job    int        `json:"job"` // 0: the number could not be read from the tracker's answer
+	Time   *time.Time `json:"time"`
+	Action string     `json:"action"`
+	Reason string     `json:"reason"`
 }
 
 // JobSummary is the job a slot held.
@@ -148,6 +166,7 @@ type slotScan struct {
 	progressTime   time.Time
 	checkpointTime map[int]time.Time
 	reportTime     time.Time
+	refused        []RefusedSummary
 }
 
 // Summarize builds the [Summary] of db. It reads the whole event history once. Tokens
@@ -196,6 +215,16 @@ func Summarize(db *journal.DB, showSecrets bool) (*Summary, error) {
 			sc.progressTime = e.Time
 		case journal.KindCheckpoint:
 			sc.checkpointTime[e.Job] = e.Time
+		case journal.KindRefused:
+			sc.refused = append(sc.refused, RefusedSummary{Job: e.Job, Time: timePtr(e.Time), Action: RefusedReleased, Reason: e.Reason})
+		case journal.KindFlagPending:
+			if e.Reason != "" { // the client flagged data it could not decode
+				sc.refused = append(sc.refused, RefusedSummary{Job: e.Job, Time: timePtr(e.Time), Action: RefusedFlagged, Reason: e.Reason})
+			}
+		case journal.KindReleased:
+			if strings.Contains(e.Reason, "refused the flag") {
+				sc.refused = append(sc.refused, RefusedSummary{Job: e.Job, Time: timePtr(e.Time), Action: RefusedReleased, Reason: e.Reason})
+			}
 		case journal.KindReplayed:
 			sc.reportTime = e.Time
 		}
@@ -247,13 +276,18 @@ func Summarize(db *journal.DB, showSecrets bool) (*Summary, error) {
 	return s, errors.Join(damage...)
 }
 
-// errText is a journal error without the file name the journal puts first.
+// errText is a journal error without the file name and operation the journal puts
+// first, and for damage without "journal is corrupt": what is damaged.
 func errText(err error) string {
-	msg := err.Error()
-	if i := strings.LastIndex(msg, journal.ErrCorrupt.Error()+": "); i >= 0 {
-		return msg[i+len(journal.ErrCorrupt.Error())+2:]
+	var damage *journal.CorruptError
+	if errors.As(err, &damage) {
+		return damage.Text()
 	}
-	return msg
+	var je *journal.Error
+	if errors.As(err, &je) {
+		return je.Err.Error()
+	}
+	return err.Error()
 }
 
 func slotSummary(st journal.State, sc *slotScan, showSecrets bool) SlotSummary {
@@ -264,6 +298,7 @@ func slotSummary(st journal.State, sc *slotScan, showSecrets bool) SlotSummary {
 		ByePending:  st.ByePending,
 		LastSeq:     st.LastSeq,
 		LastEvent:   timePtr(st.LastTime),
+		Refused:     sc.refused,
 	}
 	switch {
 	case st.Session != nil:

@@ -3,8 +3,6 @@ package postmortem
 import (
 	"fmt"
 	"io"
-	"regexp"
-	"strings"
 
 	"github.com/distcompute/distcompute-go/journal"
 )
@@ -29,24 +27,16 @@ func Verify(w io.Writer, db *journal.DB) (problems []error, err error) {
 		return problems, err
 	}
 	for _, p := range problems {
-		if _, err := fmt.Fprintf(w, "  - %s\n", problemText(p, db.Path())); err != nil {
+		if _, err := fmt.Fprintf(w, "  - %s\n", oneLine(problemText(p))); err != nil {
 			return problems, err
 		}
 	}
 	return problems, nil
 }
 
-// problemText drops the "journal: PATH: journal is corrupt: " every problem starts with.
-// Tokens inside records quoted in a problem are redacted like everywhere else.
-func problemText(err error, path string) string {
-	s := strings.TrimPrefix(err.Error(), "journal: "+path+": ")
-	s = strings.TrimPrefix(s, journal.ErrCorrupt.Error()+": ")
-	s = tokenInJSON.ReplaceAllStringFunc(s, func(m string) string {
-		tok := tokenInJSON.FindStringSubmatch(m)[1]
-		return `"token":"` + journal.RedactToken(tok) + `"`
-	})
-	return oneLine(s)
+// problemText is what a problem says is damaged, without the file name, operation
+// and "journal is corrupt" every problem starts with. Problems never quote records,
+// so they hold no token.
+func problemText(err error) string {
+	return oneLine(errText(err))
 }
-
-// tokenInJSON finds a token field in the JSON of a record.
-var tokenInJSON = regexp.MustCompile(`"token":\s*"([^"]*)"`)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -27,9 +28,9 @@ const maxProgressLine = 4 << 10
 type spec struct {
 	argv           []string
 	env            []string // full environment
-	stdin          []byte
-	checkpointPath string // pre-filled by the caller
-	progressPath   string // created empty by the caller
+	stdin          string   // the job's input, handed to the command without a copy
+	checkpointPath string   // pre-filled by the caller
+	progressPath   string   // created empty by the caller
 	maxOutput      int64
 	poll           time.Duration
 	stderr         io.Writer // also receives the command's stderr; may be nil
@@ -90,7 +91,7 @@ func start(ctx context.Context, s spec) (*proc, error) {
 	cmd := exec.CommandContext(ctx, s.argv[0], s.argv[1:]...)
 	p := &proc{cmd: cmd, done: make(chan struct{})}
 	cmd.Env = s.env
-	cmd.Stdin = bytes.NewReader(s.stdin)
+	cmd.Stdin = strings.NewReader(s.stdin)
 	p.prepare()
 	cmd.Cancel = p.kill
 	cmd.WaitDelay = s.waitDelay

@@ -70,7 +70,7 @@ func TestRunOutputStdinExit(t *testing.T) {
 		{"empty stdin", `wc -c | tr -d ' '`, "", "0\n", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res, _ := runScript(t, tc.script, func(s *spec) { s.stdin = []byte(tc.stdin) })
+			res, _ := runScript(t, tc.script, func(s *spec) { s.stdin = tc.stdin })
 			if res.err != nil || res.exitCode != tc.wantCode || string(res.output) != tc.wantOut {
 				t.Errorf("got code %d out %q err %v; want code %d out %q", res.exitCode, res.output, res.err, tc.wantCode, tc.wantOut)
 			}
@@ -200,7 +200,7 @@ func TestTailBuffer(t *testing.T) {
 
 // TestRunUnreadStdin: a command that ignores a large input still succeeds.
 func TestRunUnreadStdin(t *testing.T) {
-	res, _ := runScript(t, `echo ok`, func(s *spec) { s.stdin = bytes.Repeat([]byte("x"), 4<<20) })
+	res, _ := runScript(t, `echo ok`, func(s *spec) { s.stdin = strings.Repeat("x", 4<<20) })
 	if !res.ok() || string(res.output) != "ok\n" {
 		t.Errorf("ok=%v output %q: %s", res.ok(), res.output, res.describe())
 	}

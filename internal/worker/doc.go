@@ -12,6 +12,14 @@
 // Exit status 0 completes the job; Config.InvalidExitCode (default 65,
 // EX_DATAERR) flags its input as invalid; any other failure is retried
 // Config.Retries times, then the job is released and the failure journaled.
+// A job the client cannot take (data that cannot be decoded, an answer over
+// the size limit) never reaches the command: the client flags or releases
+// it within the claim (see client.Client.RefusedJobs), and it is counted
+// in dcworker_jobs_refused_total.
+//
+// Config.StatusAddr serves /status and /metrics, which hold no secret, and
+// with Config.StatusJournal a snapshot of the journal at /journal, which
+// holds them all.
 //
 // On the first stop signal (or a cloud preemption notice) the engine stops
 // claiming, passes the signal to the running commands' process groups, waits

@@ -14,6 +14,7 @@ import (
 
 	"github.com/distcompute/distcompute-go/client"
 	"github.com/distcompute/distcompute-go/internal/preempt"
+	"github.com/distcompute/distcompute-go/internal/termtext"
 	"github.com/lmittmann/tint"
 )
 
@@ -60,7 +61,8 @@ func ParseRunArgs(args []string, stderr io.Writer) (Config, *RunFlags, error) {
 	notice := fs.String("preemption-notice", "", "watch the cloud's preemption notice: aws, gcp or azure")
 	fs.StringVar(&cfg.MetadataAddr, "metadata-addr", "", "metadata service address (default "+preempt.DefaultAddr+")")
 	fs.DurationVar(&cfg.MetadataInterval, "metadata-interval", preempt.DefaultInterval, "preemption notice poll interval")
-	fs.StringVar(&cfg.StatusAddr, "status-addr", "", "serve GET /status, /metrics, /journal on this `addr` (e.g. 127.0.0.1:9090)")
+	fs.StringVar(&cfg.StatusAddr, "status-addr", "", "serve GET /status and /metrics on this `addr` (e.g. 127.0.0.1:9090; :9090 listens on every interface)")
+	fs.BoolVar(&cfg.StatusJournal, "status-journal", false, "also serve GET /journal on --status-addr, for dcjournal inspect --live: the whole journal, WITH the worker tokens and the tracker's password")
 	fs.DurationVar(&rf.Heartbeat, "heartbeat", 0, "heartbeat interval (default: the client's, 15m)")
 	fs.DurationVar(&rf.IdleTimeout, "idle-timeout", 0, "the tracker's idle timeout (default 7200s)")
 	fs.DurationVar(&rf.WaitMax, "wait-max", 0, "longest pause between claims on an empty queue (default: the client's, 30s)")
@@ -175,7 +177,7 @@ func Command(ctx context.Context, args []string, sigs <-chan os.Signal, stdout, 
 	if rf.JSONLog {
 		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	} else {
-		cfg.Logger = slog.New(tint.NewHandler(stderr, &tint.Options{Level: level, TimeFormat: time.TimeOnly, NoColor: !isTerminal(stderr)}))
+		cfg.Logger = slog.New(termtext.Handler(tint.NewHandler(stderr, &tint.Options{Level: level, TimeFormat: time.TimeOnly, NoColor: !isTerminal(stderr)})))
 	}
 	cfg.Stderr = stderr
 	cfg.Signals = sigs

@@ -7,7 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,7 +83,8 @@ type SlotStatus struct {
 	Progress    string    `json:"progress,omitempty"`
 }
 
-// Status is the JSON document served at GET /status.
+// Status is the JSON document served at GET /status. It holds no secret:
+// the tracker URL's password is redacted, and no token is in it.
 type Status struct {
 	Tracker  string           `json:"tracker"`
 	Stage    string           `json:"stage"`
@@ -96,10 +97,11 @@ type Status struct {
 func (e *engine) counters() map[string]int64 {
 	// Resubmissions: those of the start-up replay, plus orphaned outputs the
 	// clients submitted when they claimed the same job again.
-	resubmitted, lost := e.m.resubmitted.Load(), int64(0)
+	resubmitted, lost, refused := e.m.resubmitted.Load(), int64(0), int64(0)
 	for _, c := range e.clients {
 		resubmitted += int64(len(c.Resubmitted()))
 		lost += int64(c.SessionsLost())
+		refused += int64(c.Refusals())
 	}
 	return map[string]int64{
 		"completed":          e.m.completed.Load(),
@@ -108,6 +110,7 @@ func (e *engine) counters() map[string]int64 {
 		"resubmitted":        resubmitted,
 		"sessions_lost":      lost,
 		"orphaned":           e.m.orphaned.Load(),
+		"refused":            refused,
 		"heartbeat_failures": e.m.heartbeatFailures.Load(),
 		"command_failures":   e.m.commandFailures.Load(),
 		"command_runs":       e.m.runs.Load(),
@@ -116,8 +119,11 @@ func (e *engine) counters() map[string]int64 {
 	}
 }
 
+// status returns the worker's status, safe to expose: every page of the
+// status server (JSON, metrics, HTML) is built from it or from counters,
+// never from the configuration or the journal directly.
 func (e *engine) status() Status {
-	st := Status{Tracker: e.cfg.TrackerURL, Stage: e.cfg.Stage, Journal: e.cfg.Journal, Draining: e.isDraining(), Counters: e.counters()}
+	st := Status{Tracker: redactURL(e.cfg.TrackerURL), Stage: e.cfg.Stage, Journal: e.cfg.Journal, Draining: e.isDraining(), Counters: e.counters()}
 	for i, s := range e.slots {
 		s.mu.Lock()
 		st.Slots = append(st.Slots, SlotStatus{Slot: s.index, JournalSlot: e.clients[i].Slot(), DisplayName: s.name, State: s.state, Since: s.since, Job: s.job, Progress: s.progress})
@@ -154,6 +160,7 @@ func (e *engine) writeMetrics(w io.Writer) {
 	counter("dcworker_jobs_failed_total", "Jobs released after the command failed on every attempt.", c["failed"])
 	counter("dcworker_jobs_flagged_total", "Jobs whose input was flagged invalid.", c["flagged"])
 	counter("dcworker_jobs_resubmitted_total", "Completions resubmitted from the journal (on start, or orphaned output on a new claim).", c["resubmitted"])
+	counter("dcworker_jobs_refused_total", "Jobs refused at a claim (data that cannot be decoded: flagged; an answer over the size limit, a refused flag, a job refused before: released).", c["refused"])
 	counter("dcworker_jobs_orphaned_total", "Completions orphaned: the worker had timed out (found on start, or answered on completion).", c["orphaned"])
 	counter("dcworker_sessions_lost_total", "Times the tracker lost a worker identity (timed out) and the client registered afresh.", c["sessions_lost"])
 	counter("dcworker_heartbeat_failures_total", "Progress/heartbeat requests that failed.", c["heartbeat_failures"])
@@ -196,26 +203,64 @@ func (e *engine) statusHandler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		e.writeMetrics(w)
 	})
-	mux.HandleFunc("GET /journal", func(w http.ResponseWriter, r *http.Request) {
-		// Snapshot to a temporary file first, so that the answer has a
-		// Content-Length (a cut transfer is detectable) and a failed
-		// snapshot is a 500, not a truncated 200.
-		f, err := os.CreateTemp(e.workDir, "snapshot-*.db")
-		if err != nil {
-			http.Error(w, "journal snapshot failed: "+err.Error(), http.StatusInternalServerError)
-			return
-		}
-		defer os.Remove(f.Name())
-		defer f.Close()
-		if _, err := e.db.WriteSnapshot(f); err != nil {
-			http.Error(w, "journal snapshot failed: "+err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Header().Set("Content-Disposition", `attachment; filename="journal.db"`)
-		http.ServeContent(w, r, "", time.Time{}, f)
-	})
+	mux.HandleFunc("GET /journal", e.serveJournal)
 	return mux
+}
+
+// Limits of GET /journal.
+const (
+	// maxSnapshots is how many journal snapshots are served at once; more
+	// are answered 503. Each holds a bbolt read transaction, which keeps the
+	// journal from growing its memory map until it ends.
+	maxSnapshots = 2
+	// snapshotWriteTimeout bounds the time a snapshot may take to send, so
+	// that a slow reader cannot hold its read transaction for long.
+	snapshotWriteTimeout = 30 * time.Second
+)
+
+// serveJournal streams a consistent snapshot of the journal (a bbolt read
+// transaction written straight to the answer: no temporary file) when
+// Config.StatusJournal allows it. The body is chunked: a cut transfer, or
+// a snapshot that fails midway (the connection is aborted), lacks the
+// final chunk, which the reader sees.
+func (e *engine) serveJournal(w http.ResponseWriter, r *http.Request) {
+	if !e.cfg.StatusJournal {
+		http.Error(w, "the journal is not served here: it holds the worker tokens and the tracker's password; start dcworker with --status-journal to serve it", http.StatusNotFound)
+		return
+	}
+	select {
+	case e.snapshots <- struct{}{}:
+		defer func() { <-e.snapshots }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "too many journal snapshots in progress; try again", http.StatusServiceUnavailable)
+		return
+	}
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(snapshotWriteTimeout))
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", `attachment; filename="journal.db"`)
+	w.Header().Set("Cache-Control", "no-store")
+	cw := &countWriter{w: w}
+	if _, err := e.db.WriteSnapshot(cw); err != nil {
+		if cw.n == 0 {
+			w.Header().Del("Content-Disposition")
+			http.Error(w, "journal snapshot failed: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		e.log.Warn("journal snapshot cut short", "remote", r.RemoteAddr, "bytes", cw.n, "err", err)
+		panic(http.ErrAbortHandler) // no final chunk: the reader sees the cut
+	}
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // serveStatus starts the status server; the returned func stops it.
@@ -227,14 +272,49 @@ func (e *engine) serveStatus() (func(), error) {
 	if e.cfg.StatusListening != nil {
 		e.cfg.StatusListening(ln.Addr())
 	}
-	e.log.Info("status server listening", "addr", ln.Addr().String())
-	srv := &http.Server{Handler: e.statusHandler(), ReadHeaderTimeout: 5 * time.Second}
+	e.snapshots = make(chan struct{}, maxSnapshots)
+	addr := ln.Addr().String()
+	paths := "/status, /metrics"
+	if e.cfg.StatusJournal {
+		paths += ", /journal (holds the worker tokens and the tracker's password)"
+	}
+	if everyInterface(ln.Addr()) {
+		e.log.Warn("status server listening on every interface: anyone who can reach this machine can read it", "addr", addr, "serves", paths)
+	} else {
+		e.log.Info("status server listening", "addr", addr, "serves", paths)
+	}
+	srv := &http.Server{
+		Handler:           e.statusHandler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    16 << 10,
+	}
 	go func() { _ = srv.Serve(ln) }()
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_ = srv.Shutdown(ctx)
+		if srv.Shutdown(ctx) != nil {
+			srv.Close() // a snapshot still streaming to a slow reader
+		}
 	}, nil
+}
+
+// everyInterface reports whether a listens on every interface (":PORT",
+// "0.0.0.0:PORT", "[::]:PORT").
+func everyInterface(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && tcp.IP.IsUnspecified()
+}
+
+// redactURL returns the tracker URL with its password, if any, replaced by
+// "xxxxx", as the logs and dcjournal show it.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unreadable URL)"
+	}
+	return u.Redacted()
 }
 
 // countingTransport counts failed heartbeats (updateProgress requests).

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/distcompute/distcompute-go/client"
+	"github.com/distcompute/distcompute-go/internal/hooks"
 	"github.com/distcompute/distcompute-go/internal/preempt"
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/session"
@@ -79,6 +80,7 @@ type Config struct {
 	MaxOutput       int64         // stdout size limit; default DefaultMaxOutput
 	Grace           time.Duration // time given to commands after a stop signal; default DefaultGrace
 	ReleaseOnExit   bool          // release held jobs on a drain instead of leaving them resumable
+	Hook            hooks.Func    // crash-test hook of every slot's client (the quick start's kill)
 	ExitWhenEmpty   bool          // return when the stage has no open job and no slot is busy
 	EmptyPoll       time.Duration // poll interval for ExitWhenEmpty; default DefaultEmptyPoll
 
@@ -92,8 +94,14 @@ type Config struct {
 	// MetadataInterval is the notice poll interval; 0 means preempt.DefaultInterval.
 	MetadataInterval time.Duration
 
-	// StatusAddr, when set, serves GET /status, /metrics and /journal there.
+	// StatusAddr, when set, serves GET /status and /metrics there (and
+	// /journal with StatusJournal). They hold no secret; ":PORT" listens on
+	// every interface, which is logged as a warning.
 	StatusAddr string
+	// StatusJournal serves GET /journal on StatusAddr: a snapshot of the
+	// whole journal, which holds the worker tokens and the tracker URL with
+	// its password. Only for an address that only trusted people reach.
+	StatusJournal bool
 	// StatusListening, if set, is told the status server's actual address.
 	StatusListening func(net.Addr)
 
@@ -114,7 +122,7 @@ type Config struct {
 	Verbose    bool
 
 	// ClientOptions are passed to client.OpenPool after the engine's own
-	// (tests and the quick start add client.WithHook, WithHeartbeat...).
+	// (tests add WithHeartbeat, WithRetry...).
 	ClientOptions []client.Option
 }
 
@@ -189,6 +197,8 @@ type engine struct {
 
 	stderrMu sync.Mutex // serialises the commands' stderr lines
 
+	snapshots chan struct{} // GET /journal in progress (at most maxSnapshots)
+
 	mu    sync.Mutex
 	busy  int   // slots holding a job
 	fatal error // first error that stopped a slot for good
@@ -256,12 +266,6 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(filepath.Dir(jpath), 0o700); err != nil {
 		return fmt.Errorf("worker: journal directory: %w", err)
 	}
-	db, err := journal.Open(jpath, nil)
-	if err != nil {
-		return fmt.Errorf("worker: %w", err)
-	}
-	defer db.Close()
-	e.db = db
 	e.cfg.Journal = jpath
 
 	// Watch for a preemption notice from the start: the replay in OpenPool
@@ -277,6 +281,9 @@ func Run(ctx context.Context, cfg Config) error {
 	// loses nothing (the next start takes over).
 	opts := e.clientOptions()
 	openCtx, openCancel := e.netCtx()
+	if cfg.Hook != nil {
+		openCtx = hooks.With(openCtx, cfg.Hook)
+	}
 	pool, err := client.OpenPool(openCtx, cfg.TrackerURL, cfg.Stage, cfg.Slots, opts...)
 	openCancel()
 	if err != nil {
@@ -290,6 +297,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	e.pool = pool
+	e.db = pool.Journal() // read only: the status page's snapshot
 	e.clients = pool.Clients()
 	e.slots = make([]*slotState, len(e.clients))
 	for i, c := range e.clients {
@@ -343,7 +351,7 @@ func (e *engine) clientOptions() []client.Option {
 	if e.cfg.Nickname != "" {
 		opts = append(opts, client.WithNickname(e.cfg.Nickname))
 	}
-	opts = append(opts, client.WithJournalDB(e.db))
+	opts = append(opts, client.WithJournal(e.cfg.Journal))
 	hc := e.cfg.HTTPClient
 	if hc == nil {
 		hc = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -453,12 +461,16 @@ func (e *engine) runSlot(i int) {
 	st := e.slots[i]
 	defer st.set(e.m, stateStopped, 0)
 	// Only a job handed back by the journal's replay is run without a claim
-	// first. After that every job is claimed: a job still held after an
-	// unconfirmed flag or a failed release is settled or released by the
-	// client's next claim, never run again here.
+	// first. A job still held after runJob is one this slot gave up on (a
+	// flag the tracker refused, a release or flag not confirmed): it is
+	// released before the next claim, never run again here (NewJob would
+	// hand it back).
 	needClaim := !c.HasJob()
 	for e.runCtx.Err() == nil && !e.isDraining() {
 		if needClaim {
+			if c.HasJob() && !e.giveBack(i) {
+				return
+			}
 			st.set(e.m, stateWaiting, 0)
 			if !e.claim(i) {
 				return
@@ -472,6 +484,32 @@ func (e *engine) runSlot(i int) {
 			return
 		}
 	}
+}
+
+// giveBack releases the job slot i still holds, trying again with growing
+// pauses while the tracker cannot be reached. It returns false when the slot
+// should stop (draining, hard stop).
+func (e *engine) giveBack(i int) bool {
+	c := e.clients[i]
+	pause := time.Second
+	for e.runCtx.Err() == nil && !e.isDraining() {
+		e.slots[i].set(e.m, stateReleasing, c.JobID())
+		ctx, cancel := e.netCtx()
+		err := releaseJob(ctx, c)
+		cancel()
+		if err == nil {
+			return true
+		}
+		e.log.Warn("releasing a job given up failed; trying again", "slot", c.Slot(), "err", err, "pause", pause)
+		ctx, cancel = e.claimCtx()
+		ok := sleepCtx(ctx, pause)
+		cancel()
+		if !ok {
+			return false
+		}
+		pause = min(2*pause, time.Minute)
+	}
+	return false
 }
 
 // claim gets slot i a job. It returns false when the slot should stop:
@@ -508,6 +546,12 @@ func (e *engine) claim(i int) bool {
 				n, err := c.JobCount(ctx)
 				if err == nil && n == 0 {
 					e.log.Info("no open jobs and no slot busy: stopping", "slot", c.Slot())
+					return false
+				}
+				if refused := e.refusedJobs(); err == nil && n <= refused {
+					// Jobs this worker cannot take (refused at a claim:
+					// flagged or released) stay open for others.
+					e.log.Info("the open jobs are ones this worker refused and no slot is busy: stopping", "slot", c.Slot(), "open", n, "refused", refused)
 					return false
 				}
 			}
@@ -616,9 +660,9 @@ func (e *engine) runJob(i int, resumed bool) bool {
 			err := c.FlagInvalidData(ctx)
 			cancel()
 			if err != nil {
-				// Unconfirmed flags are resent before the next claim; a
-				// refused one (the upstream 5th-flag bug) leaves the job
-				// held, and the next claim releases it.
+				// An unconfirmed flag is resent before the job is released;
+				// a refused one (the upstream 5th-flag bug) leaves the job
+				// held: runSlot releases it before the next claim.
 				log.Error("flagging the job's data failed", "err", err)
 				return !drained
 			}
@@ -647,14 +691,14 @@ func (e *engine) runJob(i int, resumed bool) bool {
 		st.set(e.m, stateReleasing, num)
 		e.m.failed.Add(1)
 		tail := res.stderrTail
-		if err := e.recordFailure(i, num, reason, tail); err != nil {
+		if err := e.recordFailure(i, reason, tail); err != nil {
 			log.Error("journaling the failure failed", "err", err)
 		}
 		ctx, cancel := e.netCtx()
-		err := releaseJob(ctx, c, "command failed: "+reason)
+		err := releaseJob(ctx, c)
 		cancel()
 		if err != nil {
-			// The next claim releases it (newJob hands back a held job).
+			// runSlot tries again before the next claim.
 			log.Error("releasing the failed job failed", "err", err)
 			return !drained
 		}
@@ -696,7 +740,7 @@ func (e *engine) runOnce(i int, c *client.Client, job session.Payload, num int, 
 	s := spec{
 		argv:           e.cfg.Command,
 		env:            env,
-		stdin:          []byte(job.Text()),
+		stdin:          job.Text(),
 		checkpointPath: cpPath,
 		progressPath:   progPath,
 		maxOutput:      e.cfg.MaxOutput,
@@ -753,7 +797,7 @@ func (e *engine) releaseAll() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(e.runCtx, 10*time.Second)
-		err := releaseJob(ctx, c, "released on exit")
+		err := c.Bye(ctx) // re-opens the held job; no fresh worker on exit
 		cancel()
 		if err != nil {
 			e.log.Error("releasing the job on exit failed", "slot", c.Slot(), "err", err)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -197,7 +198,7 @@ printf 'step 42' > "$DC_CHECKPOINT_FILE"
 touch `+dir+`/checkpointed
 sleep 30`)
 	status := freeAddr(t)
-	cmd, out := workerProcess(t, "--tracker", srv.URL, "--journal", jpath, "--status-addr", status, "--", "/bin/sh", sh)
+	cmd, out := workerProcess(t, "--tracker", srv.URL, "--journal", jpath, "--status-addr", status, "--status-journal", "--", "/bin/sh", sh)
 	waitFor(t, 15*time.Second, "the command's checkpoint", func() bool {
 		_, err := os.Stat(filepath.Join(dir, "checkpointed"))
 		return err == nil
@@ -467,6 +468,7 @@ func TestStatusServer(t *testing.T) {
 	cfg := config(t, srv.URL, script(t, `if [ -f `+dir+`/one ]; then touch `+dir+`/two; while [ ! -f `+dir+`/go ]; do sleep 0.02; done; fi; touch `+dir+`/one; echo ok`))
 	cfg.Slots = 1
 	cfg.StatusAddr = "127.0.0.1:0"
+	cfg.StatusJournal = true
 	addrCh := make(chan net.Addr, 1)
 	cfg.StatusListening = func(a net.Addr) { addrCh <- a }
 	done := start(t, context.Background(), cfg)
@@ -591,31 +593,33 @@ func TestHeartbeatFailuresCounted(t *testing.T) {
 // output in the journal, keeps trying, and finishes every job exactly once.
 func TestTrackerOutage(t *testing.T) {
 	srv := startTracker(t, "one", "two", "three")
-	dir := t.TempDir()
-	var down atomic.Bool
+	// The outage starts with the first completion (so it meets one for
+	// sure, however fast the machine) and ends after a number of refused
+	// requests, not after a time: it outlasts the client's retry budget
+	// (MaxElapsedTime below) on any machine, so the worker must keep the
+	// output and settle it after the outage.
+	const outageAnswers = 12
+	var mu sync.Mutex
+	down, refused := false, 0
 	srv.Tracker.SetFault(func(r *http.Request, endpoint string) (trackertest.Fault, time.Duration) {
-		if down.Load() {
-			return trackertest.Fault503, 0
+		mu.Lock()
+		defer mu.Unlock()
+		if endpoint == "completeJob" && refused == 0 {
+			down = true
 		}
-		return trackertest.FaultNone, 0
+		if !down {
+			return trackertest.FaultNone, 0
+		}
+		if refused++; refused >= outageAnswers {
+			down = false
+		}
+		return trackertest.Fault503, 0
 	})
-	// The first command takes the tracker down as it finishes.
-	cfg := config(t, srv.URL, script(t, `if [ ! -f `+dir+`/first ]; then touch `+dir+`/first; fi; cat`))
+	cfg := config(t, srv.URL, script(t, `cat`))
 	cfg.ClientOptions = append(cfg.ClientOptions, client.WithRetry(session.RetryPolicy{
 		InitialInterval: 20 * time.Millisecond, MaxInterval: 50 * time.Millisecond, Multiplier: 1.5,
 		MaxElapsedTime: 200 * time.Millisecond, AttemptTimeout: time.Second,
 	}))
-	go func() {
-		for {
-			if _, err := os.Stat(filepath.Join(dir, "first")); err == nil {
-				break
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		down.Store(true)
-		time.Sleep(1500 * time.Millisecond)
-		down.Store(false)
-	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := worker.Run(ctx, cfg); err != nil {

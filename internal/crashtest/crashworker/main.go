@@ -56,6 +56,7 @@ import (
 	"github.com/distcompute/distcompute-go/client"
 	"github.com/distcompute/distcompute-go/internal/crashtest"
 	"github.com/distcompute/distcompute-go/internal/faultnet"
+	"github.com/distcompute/distcompute-go/internal/hooks"
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/session"
 )
@@ -110,7 +111,7 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 
 	// The hook may be called from the client's goroutines, so count atomically.
 	var seen atomic.Int64
-	hook := func(p client.Point, op string) {
+	hook := func(p hooks.Point, op string) {
 		if point != "" && string(p)+":"+op == point && seen.Add(1) == int64(killAt) {
 			die()
 		}
@@ -149,7 +150,6 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		client.WithLogger(logger),
 		client.WithRetry(retry),
 		client.WithHeartbeat(heartbeat),
-		client.WithHook(hook),
 	}
 	var chaos *faultnet.Transport
 	if v := getenv("CRASH_CHAOS_SEED"); v != "" {
@@ -170,7 +170,7 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		}
 		opts = append(opts, client.WithJournalOptions(&journal.Options{Retention: n}))
 	}
-	c, err := client.Init(ctx, getenv("CRASH_URL"), stage, opts...)
+	c, err := client.Init(hooks.With(ctx, hook), getenv("CRASH_URL"), stage, opts...)
 	if err != nil {
 		return fmt.Errorf("init: %w", err)
 	}

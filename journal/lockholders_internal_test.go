@@ -1,4 +1,6 @@
-package postmortem
+//go:build linux
+
+package journal
 
 import (
 	"os"

@@ -1,0 +1,17 @@
+package client
+
+import (
+	"github.com/distcompute/distcompute-go/internal/hooks"
+	"github.com/distcompute/distcompute-go/journal"
+)
+
+// WithHook installs fn as the client's crash-test hook (outside this
+// package's tests a hook travels in Init's context: internal/hooks).
+func WithHook(fn hooks.Func) Option { return func(o *options) { o.hook = fn } }
+
+// WithJournalDB makes the client use an open journal, which Close leaves
+// open (two clients of different stages in one journal).
+func WithJournalDB(db *journal.DB) Option { return func(o *options) { o.db = db } }
+
+// Journal returns the client's journal.
+func (c *Client) Journal() *journal.DB { return c.db }

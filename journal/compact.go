@@ -1,0 +1,114 @@
+package journal
+
+import (
+	"os"
+	"path/filepath"
+	"runtime/debug"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Automatic compaction: the background flusher compacts the file when both
+// hold.
+const (
+	// CompactMinSize is the file size under which automatic compaction is
+	// never attempted.
+	CompactMinSize = 8 << 20
+	// CompactFreeRatio triggers automatic compaction when free pages make up
+	// more than this part of the file.
+	CompactFreeRatio = 0.5
+)
+
+// needsCompact reports whether free pages make up more than
+// CompactFreeRatio of a file larger than CompactMinSize.
+func (db *DB) needsCompact() bool {
+	if err := db.acquire("compact"); err != nil {
+		return false
+	}
+	defer db.release()
+	fi, err := os.Stat(db.path)
+	if err != nil || fi.Size() < CompactMinSize {
+		return false
+	}
+	st := db.bolt.Stats()
+	free := int64(st.FreePageN+st.PendingPageN) * int64(db.bolt.Info().PageSize)
+	return float64(free) > CompactFreeRatio*float64(fi.Size())
+}
+
+// Compact rewrites the journal into a new file with bbolt's Compact helper
+// and atomically renames it over the old one, so that the file shrinks to
+// what it holds (bbolt never shrinks a file in place). The file lock is held
+// throughout (the new file is locked before it replaces the old one);
+// appends wait meanwhile. It returns the file sizes before and after. The
+// background flusher calls it when free pages pass CompactFreeRatio.
+func (db *DB) Compact() (before, after int64, err error) {
+	if db.opts.ReadOnly {
+		return 0, 0, db.wrap("compact", ErrReadOnly)
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.closed.Load() {
+		return 0, 0, db.wrap("compact", ErrClosed)
+	}
+	if err := db.flushLocked("compact"); err != nil {
+		return 0, 0, err
+	}
+	fi, err := os.Stat(db.path)
+	if err != nil {
+		return 0, 0, db.wrap("compact", err)
+	}
+	before = fi.Size()
+	tmp := db.path + ".compact"
+	_ = os.Remove(tmp)
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: DefaultTimeout, NoSync: true})
+	if err != nil {
+		return before, before, db.wrap("compact", err)
+	}
+	fail := func(err error) (int64, int64, error) {
+		dst.Close()
+		os.Remove(tmp)
+		return before, before, db.wrap("compact", err)
+	}
+	if err := compactGuarded(dst, db.bolt); err != nil {
+		return fail(err)
+	}
+	if !db.opts.NoSync {
+		if err := dst.Sync(); err != nil {
+			return fail(err)
+		}
+	}
+	if err := os.Rename(tmp, db.path); err != nil {
+		return fail(err)
+	}
+	if !db.opts.NoSync {
+		if d, err := os.Open(filepath.Dir(db.path)); err == nil {
+			_ = d.Sync()
+			d.Close()
+		}
+	}
+	dst.NoSync = db.opts.NoSync
+	old := db.bolt
+	db.bolt = dst
+	_ = old.Close()
+	// The new file numbers its transactions afresh: published states are
+	// dated by the old file's numbers, so they are dropped (the states
+	// themselves did not change; the next read or commit publishes them).
+	db.dmu.Lock()
+	db.pub = nil
+	db.dmu.Unlock()
+	if fi, err := os.Stat(db.path); err == nil {
+		after = fi.Size()
+	}
+	return before, after, nil
+}
+
+func compactGuarded(dst, src *bolt.DB) (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			err = corrupt("", 0, "%v", r)
+		}
+	}()
+	return bolt.Compact(dst, src, 4<<20)
+}

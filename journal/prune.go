@@ -1,0 +1,102 @@
+package journal
+
+import (
+	"bytes"
+)
+
+// Pruning bounds each slot's history.
+const (
+	// EventsPerJob bounds a slot's history independently of jobs: a slot
+	// keeps at most Retention*EventsPerJob events, so that a slot that never
+	// claims (or one job that checkpoints forever) stays bounded too.
+	EventsPerJob = 50
+	// PruneBudget is how many old events of a slot one pruning pass (every
+	// 16 appends to the slot) folds into its base state and deletes;
+	// pruning is incremental so that appends stay cheap.
+	PruneBudget = 128
+)
+
+// pruneEvery is how many appends to a slot pass between its pruning passes:
+// pruning in chunks touches the pages at the head of the slot's history
+// once per chunk rather than on every append.
+const pruneEvery = 16
+
+// prune, every pruneEvery appends to the slot, folds at most PruneBudget of
+// its oldest events into its base state and deletes them, if they are older
+// than the claim of the Retention-th most recent job, or if the slot holds
+// more than Retention*EventsPerJob events.
+func (w *txWriter) prune(s *slotTx) error {
+	m := &s.meta
+	if m.sincePrune++; m.sincePrune < pruneEvery {
+		return nil
+	}
+	m.sincePrune = 0
+	retention := uint64(w.db.retention)
+	prefix := slotPrefix(s.name)
+	if m.claims > retention {
+		claims, err := w.bucket(&w.claims, bucketClaims)
+		if err != nil {
+			return err
+		}
+		c := claims.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && m.claims > retention; k, _ = c.Seek(prefix) {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			m.claims--
+		}
+		if k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
+			m.pruneTo = be(k[len(k)-8:])
+		}
+	}
+	maxEvents := retention * EventsPerJob
+	idx, err := w.bucket(&w.slotIdx, bucketSlotIdx)
+	if err != nil {
+		return err
+	}
+	c := idx.Cursor()
+	k, _ := c.Seek(prefix)
+	due := func(k []byte) bool {
+		return k != nil && bytes.HasPrefix(k, prefix) && (be(k[len(k)-8:]) < m.pruneTo || m.n > maxEvents)
+	}
+	if !due(k) {
+		return nil
+	}
+	bases, err := w.bucket(&w.bases, bucketBases)
+	if err != nil {
+		return err
+	}
+	var base State
+	if v := bases.Get([]byte(s.name)); v != nil {
+		b, err := DecodeState(v)
+		if err != nil {
+			return inRecord(err, s.name, "base ")
+		}
+		base = b
+	}
+	for pruned := 0; due(k) && pruned < PruneBudget; pruned++ {
+		key := k[len(k)-8:]
+		v := w.getEvent(key)
+		if v == nil {
+			return corrupt(s.name, 0, "the slot index names missing event %d", be(key))
+		}
+		e, err := DecodeEvent(v)
+		if err != nil {
+			return at(err, s.name, be(key))
+		}
+		base = Fold(base, e)
+		if err := w.deleteEvent(key, e.Kind, e.Job); err != nil {
+			return err
+		}
+		if err := c.Delete(); err != nil {
+			return err
+		}
+		m.n--
+		k, _ = c.Seek(prefix)
+	}
+	data, err := encodeState(base)
+	if err != nil {
+		return err
+	}
+	return bases.Put([]byte(s.name), data)
+}
