@@ -125,7 +125,8 @@ job="$(winpath "$e2e/job.bat")"
 hold="$e2e/hold"
 
 fail() { echo "wine-test.sh: dcworker e2e: $*" >&2; for f in "$e2e"/*.log; do echo "== $f"; tail -n 30 "$f"; done >&2; exit 1; }
-# waitfor DESC SECONDS CMD...: polls CMD every 0.2 s until it succeeds.
+# waitfor DESC SECONDS CMD...: polls CMD every 0.2 s until it succeeds. The
+# limits are far above what a loaded machine needs: only a failure meets them.
 waitfor() {
 	local desc=$1 secs=$2
 	shift 2
@@ -138,7 +139,7 @@ waitfor() {
 
 "$e2e/dctracker" --addr 127.0.0.1:0 --stages CPU,GPU --brace 'shard-{1..4}' >"$e2e/tracker.out" 2>"$e2e/tracker.log" &
 pids+=($!)
-waitfor "the tracker's URL" 30 test -s "$e2e/tracker.out"
+waitfor "the tracker's URL" 180 test -s "$e2e/tracker.out"
 url=$(head -n 1 "$e2e/tracker.out")
 jobcount() { curl -fsS "$url/api/jobCount?stage=$1"; }
 
@@ -148,13 +149,13 @@ HOLD="$(winpath "$hold")" "$wine" "$e2e/dcworker.exe" run --tracker "$url" --sta
 	--status-addr 127.0.0.1:0 -- cmd.exe /c "$job" >"$e2e/run1.out" 2>"$e2e/run1.log" &
 w1=$!
 pids+=($w1)
-waitfor "job.bat to hold a job" 60 test ! -e "$hold"
+waitfor "job.bat to hold a job" 180 test ! -e "$hold"
 held=$(tr -dc 0-9 <"$hold.job")
 status() { grep -o 'status server listening addr=[0-9.:]*' "$e2e/run1.log" | sed 's/.*addr=//'; }
-waitfor "the status address" 30 eval 'status >/dev/null'
+waitfor "the status address" 180 eval 'status >/dev/null'
 addr=$(status)
 checkpointed() { "$e2e/dcjournal" inspect --live "http://$addr" --json 2>/dev/null | grep -Eq '"checkpoint_bytes": *[1-9]'; }
-waitfor "the checkpoint of job $held in the journal" 30 checkpointed
+waitfor "the checkpoint of job $held in the journal" 180 checkpointed
 # dcjournal.exe meets the lock: exit 4. (It cannot name the holder here:
 # Wine's Restart Manager is a stub that finds no process.)
 rc=0
@@ -165,7 +166,7 @@ kill -9 "$w1"
 { wait "$w1"; } 2>/dev/null || true
 # The job object dies with dcworker: cmd.exe and its ping go too.
 gone() { ! pgrep -f "${work##*/}.e2e.job\.bat" >/dev/null; }
-waitfor "job.bat to end with the killed dcworker (job object)" 30 gone
+waitfor "job.bat to end with the killed dcworker (job object)" 180 gone
 echo "run 1: dcworker.exe killed (SIGKILL) holding job $held with a checkpoint; its command ended with it"
 "$e2e/dcjournal" inspect "$e2e/j.db" --json >"$e2e/after-kill.json" || fail "dcjournal inspect after the kill failed"
 grep -Eq "\"number\": *$held," "$e2e/after-kill.json" || fail "the journal does not show job $held held"
@@ -189,21 +190,21 @@ echo "run 2: restarted on the same journal, resumed job $held from its checkpoin
 # period ends with the job object's kill; the job stays held, resumable.
 "$e2e/dctracker" --addr 127.0.0.1:0 --brace 'late-{1..2}' >"$e2e/tracker2.out" 2>"$e2e/tracker2.log" &
 pids+=($!)
-waitfor "the second tracker's URL" 30 test -s "$e2e/tracker2.out"
+waitfor "the second tracker's URL" 180 test -s "$e2e/tracker2.out"
 url2=$(head -n 1 "$e2e/tracker2.out")
 touch "$hold"
 HOLD="$(winpath "$hold")" "$wine" "$e2e/dcworker.exe" run --tracker "$url2" --stage a --journal "$(winpath "$e2e/j3.db")" \
 	--grace 2s -- cmd.exe /c "$job" >"$e2e/run3.out" 2>"$e2e/run3.log" &
 w3=$!
 pids+=($w3)
-waitfor "job.bat to hold a job" 60 test ! -e "$hold"
+waitfor "job.bat to hold a job" 180 test ! -e "$hold"
 kill -INT "$w3"
 rc=0
 wait "$w3" || rc=$?
 [ "$rc" = 0 ] || fail "dcworker.exe exited $rc after Ctrl-C, want 0 (drained)"
 grep -q "stop signal: draining" "$e2e/run3.log" || fail "run 3 did not drain on Ctrl-C"
 grep -q "job left resumable" "$e2e/run3.log" || fail "run 3 did not leave its job resumable"
-waitfor "job.bat to end after the drain" 30 gone
+waitfor "job.bat to end after the drain" 180 gone
 echo "run 3: Ctrl-C drained dcworker.exe (exit 0), the command was ended at the grace period, its job left resumable"
 
 echo "wine-test.sh: $(( $(date +%s) - start ))s in all"
