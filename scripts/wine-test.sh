@@ -36,11 +36,15 @@ export CGO_ENABLED=0
 #   the Unix mode bits.
 # session: TestImports runs `go list`: the Linux go command cannot be
 #   started from a Windows program.
+# replay: TestSettleTable gives every request, the registration included, a
+#   100 ms attempt timeout: under Wine on a busy machine the registration
+#   misses it now and then ("session: new: attempt timed out after 100ms").
+#   A timing-dependent test, to be fixed in the test.
 declare -A SKIP=(
 	[journal]='^(TestCrash|TestConcurrentSlots|TestSnapshotAndCompact|TestCompactWhileAnotherWaits|TestAutoCompact|TestModesAndLock|TestOwnerOnlyACL)$'
 	[session]='^TestImports$'
 	[client]=''
-	[replay]=''
+	[replay]='^TestSettleTable$'
 )
 packages=(journal session client replay)
 
@@ -108,7 +112,7 @@ for p in "${packages[@]}"; do
 		echo "ok   $p (windows/amd64 under wine) $(( $(date +%s) - t0 ))s: $passed tests passed, $skipped skipped by themselves${skip:+; not run: $skip}"
 	else
 		echo "FAIL $p (windows/amd64 under wine):"
-		grep -v -e '^=== ' -e '^--- PASS' "$work/$p.log" | tail -n 60
+		grep -v -E '^ *(=== |--- PASS)' "$work/$p.log" | tail -n 60
 		failed+=("$p")
 	fi
 done
@@ -146,7 +150,7 @@ jobcount() { curl -fsS "$url/api/jobCount?stage=$1"; }
 # Run 1: holds a job, is killed.
 touch "$hold"
 HOLD="$(winpath "$hold")" "$wine" "$e2e/dcworker.exe" run --tracker "$url" --stage a --journal "$journal" \
-	--status-addr 127.0.0.1:0 -- cmd.exe /c "$job" >"$e2e/run1.out" 2>"$e2e/run1.log" &
+	--status-addr 127.0.0.1:0 --status-journal -- cmd.exe /c "$job" >"$e2e/run1.out" 2>"$e2e/run1.log" &
 w1=$!
 pids+=($w1)
 waitfor "job.bat to hold a job" 180 test ! -e "$hold"
