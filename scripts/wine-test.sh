@@ -36,13 +36,16 @@ export CGO_ENABLED=0
 #   the Unix mode bits.
 # session: TestImports runs `go list`: the Linux go command cannot be
 #   started from a Windows program.
+# session: TestMaxElapsedTime wants 3 attempts inside a 200 ms
+#   MaxElapsedTime; under Wine on a busy machine the first attempt alone can
+#   take that long ("attempts = 1, want several"). Timing-dependent.
 # replay: TestSettleTable gives every request, the registration included, a
 #   100 ms attempt timeout: under Wine on a busy machine the registration
 #   misses it now and then ("session: new: attempt timed out after 100ms").
 #   A timing-dependent test, to be fixed in the test.
 declare -A SKIP=(
 	[journal]='^(TestCrash|TestConcurrentSlots|TestSnapshotAndCompact|TestCompactWhileAnotherWaits|TestAutoCompact|TestModesAndLock|TestOwnerOnlyACL)$'
-	[session]='^TestImports$'
+	[session]='^(TestImports|TestMaxElapsedTime)$'
 	[client]=''
 	[replay]='^TestSettleTable$'
 )
