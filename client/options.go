@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/distcompute/distcompute-go/internal/hooks"
+	"github.com/distcompute/distcompute-go/internal/term"
 	"github.com/distcompute/distcompute-go/internal/termtext"
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/session"
@@ -165,7 +166,8 @@ func (o *options) check() error {
 	}
 	if o.logger == nil {
 		if o.verbose {
-			o.logger = slog.New(termtext.Handler(tint.NewHandler(os.Stderr, &tint.Options{Level: slog.LevelInfo, TimeFormat: time.TimeOnly})))
+			// Colour only on a terminal and without NO_COLOR: a log file gets plain text.
+			o.logger = slog.New(termtext.Handler(tint.NewHandler(os.Stderr, &tint.Options{Level: slog.LevelInfo, TimeFormat: time.TimeOnly, NoColor: !term.Color(os.Stderr, os.Getenv)})))
 		} else {
 			o.logger = slog.New(slog.DiscardHandler)
 		}

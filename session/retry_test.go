@@ -36,7 +36,10 @@ func TestFailureModes(t *testing.T) {
 		handler  func(t *testing.T, ep endpoint) handler
 		adjust   func(*session.Options)
 		wantHits int32
-		check    func(t *testing.T, err error)
+		// atLeast: wantHits is a floor, not a count (an attempt that
+		// answers late on a loaded machine times out too, and is retried).
+		atLeast bool
+		check   func(t *testing.T, err error)
 	}{
 		{
 			name: "200",
@@ -242,7 +245,7 @@ func TestFailureModes(t *testing.T) {
 						_, _ = io.ReadAll(r.Body) // so that the server notices the client hanging up
 						select {
 						case <-r.Context().Done():
-						case <-time.After(5 * time.Second):
+						case <-time.After(30 * time.Second):
 						}
 						return
 					}
@@ -251,6 +254,7 @@ func TestFailureModes(t *testing.T) {
 			},
 			adjust:   func(o *session.Options) { o.Retry.AttemptTimeout = 300 * time.Millisecond },
 			wantHits: 2,
+			atLeast:  true,
 		},
 	}
 	for _, m := range modes {
@@ -260,7 +264,7 @@ func TestFailureModes(t *testing.T) {
 				srv, hits := server(t, m.handler(t, ep))
 				c, _ := newConn(t, srv.URL, m.adjust)
 				err := ep.call(context.Background(), c)
-				if got := hits.Load(); got != m.wantHits {
+				if got := hits.Load(); got != m.wantHits && !(m.atLeast && got > m.wantHits) {
 					t.Errorf("attempts = %d, want %d", got, m.wantHits)
 				}
 				if m.check == nil {

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/distcompute/distcompute-go/internal/term"
 	"github.com/distcompute/distcompute-go/internal/version"
 )
 
@@ -37,6 +38,6 @@ func main() {
 	case errors.Is(err, errUsage):
 		os.Exit(2)
 	}
-	fmt.Fprintln(os.Stderr, "dcdemo:", err)
+	fmt.Fprintln(os.Stderr, "dcdemo:", term.ErrorLine("dcdemo", err))
 	os.Exit(1)
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/distcompute/distcompute-go/internal/hooks"
+	"github.com/distcompute/distcompute-go/internal/term"
 	"github.com/distcompute/distcompute-go/internal/worker"
 )
 
@@ -54,8 +55,12 @@ func workerMain(ctx context.Context, sigs <-chan os.Signal, args []string, stdou
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, worker.ErrUsage), errors.Is(err, worker.ErrConfig):
+		fmt.Fprintln(stderr, "dcworker:", term.ErrorLine("dcworker", err))
 		return 2
+	case errors.Is(err, worker.ErrFailing):
+		fmt.Fprintln(stderr, "dcworker:", term.ErrorLine("dcworker", err))
+		return 3
 	}
-	fmt.Fprintln(stderr, "dcworker:", err)
+	fmt.Fprintln(stderr, "dcworker:", term.ErrorLine("dcworker", err))
 	return 1
 }

@@ -17,12 +17,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/distcompute/distcompute-go/internal/termtext"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/distcompute/distcompute-go/internal/term"
 	"github.com/distcompute/distcompute-go/internal/version"
 )
 
@@ -68,7 +68,7 @@ func report(ctx context.Context, err error, stderr io.Writer) int {
 		code = exitInterrupted
 	}
 	if !errors.Is(err, errSilent) {
-		fmt.Fprintf(stderr, "dcjournal: %s\n", termtext.Line(err.Error()))
+		fmt.Fprintf(stderr, "dcjournal: %s\n", term.ErrorLine("dcjournal", err))
 	}
 	return code
 }

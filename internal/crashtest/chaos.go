@@ -9,10 +9,10 @@ import (
 	"github.com/distcompute/distcompute-go/internal/faultnet"
 )
 
-// ChaosFaults returns the network chaos of issue 4 as faultnet probabilities,
-// seeded with seed. The issue asks for effective rates per request: 20%
-// dropped before sending, 20% applied by the tracker and the answer dropped,
-// 5% answered 502. faultnet draws the three in that order, each only when the
+// ChaosFaults returns the network chaos (docs/DESIGN.md, "Fault model") as
+// faultnet probabilities, seeded with seed. The effective rates per request:
+// 20% dropped before sending, 20% applied by the tracker and the answer
+// dropped, 5% answered 502. faultnet draws the three in that order, each only when the
 // previous did not happen, so the configured probabilities are the
 // conditional ones: 0.20, 0.20/0.80 and 0.05/0.60.
 func ChaosFaults(seed int64) faultnet.Config {
@@ -61,7 +61,7 @@ func (j *Jitter) RoundTrip(r *http.Request) (*http.Response, error) {
 	return j.inner.RoundTrip(r)
 }
 
-// ChaosTransport returns a faultnet.Transport with the chaos of issue 4
+// ChaosTransport returns a faultnet.Transport with the network chaos
 // (ChaosFaults) over a Jitter over a fresh clone of http.DefaultTransport.
 func ChaosTransport(seed int64) *faultnet.Transport {
 	return faultnet.New(NewJitter(nil, ^seed), ChaosFaults(seed))

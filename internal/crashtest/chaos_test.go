@@ -33,7 +33,7 @@ type chaosConfig struct {
 
 // chaosSize: 1,000 jobs, or 200 under -race (the race detector slows the
 // in-process client, HTTP stack and tracker about six times; the 1,000 jobs
-// of issue 4 run under -race in TestChaosPipeline, with worker processes).
+// run under -race in TestChaosPipeline, with worker processes).
 func chaosSize() chaosConfig {
 	c := chaosConfig{Jobs: 1000, WorkersPerStage: 4, Lone: os.Getenv("CRASHTEST_CHAOS_LONE") != "", Timeout: 150 * time.Second}
 	if raceEnabled {
@@ -217,6 +217,5 @@ func TestChaosInProcess(t *testing.T) {
 		map[bool]string{true: "lone", false: "pool+lone"}[cfg.Lone], cfg.Jobs, 2*cfg.WorkersPerStage, fc.Requests, fc.DroppedRequest, fc.DroppedAnswer, fc.Status502,
 		rf.Resubmitted, jf.Completions["applied-earlier"], stats["completeJob"].Status[403], jf.Completions["orphaned"],
 		elapsed.Round(time.Millisecond), sd)
-	t.Log(line)
-	fmt.Println(line)
+	printFigures(t, line)
 }

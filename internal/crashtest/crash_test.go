@@ -45,7 +45,7 @@ type crashConfig struct {
 	Name      string // names the run in its figures
 	PerStage  int    // worker processes per stage (at most 4: see crashtest.FlagSet)
 	Quirks    bool   // the tracker reproduces the upstream bugs
-	Chaos     bool   // the workers' requests go through the chaos of issue 4
+	Chaos     bool   // the workers' requests go through the network chaos
 	ByePhase  bool   // end with kills at the bye points
 	Retention int    // the workers' journal.Options.Retention (-1: keep all, for exact figures)
 }
@@ -348,7 +348,7 @@ type workerProc struct {
 	life    int
 }
 
-// TestCrashPipeline is the crash suite of issue 4 against a tracker that
+// TestCrashPipeline is the crash suite against a tracker that
 // keeps the documented contract (stage b gets stage a's output).
 func TestCrashPipeline(t *testing.T) {
 	runCrash(t, crashSize())
@@ -368,7 +368,7 @@ func TestCrashPipelineQuirks(t *testing.T) {
 	runCrash(t, cfg)
 }
 
-// TestChaosPipeline runs the 1,000 jobs of issue 4 through 8 worker processes
+// TestChaosPipeline runs 1,000 jobs through 8 worker processes
 // (4 per stage) whose every request goes through the network chaos of issue
 // 4 (crashtest.ChaosTransport), and checks the same invariants.
 // CRASHTEST_FULL=1 adds 200 random kills to the chaos.
@@ -581,8 +581,7 @@ func runCrash(t *testing.T, cfg crashConfig) {
 		cfg.Name, cfg.Jobs, len(inputs)-cfg.Jobs, nWorkers, fig.kills(), fig.RandomKills, named, rf.Resubmitted, max(jf.Completions["applied-earlier"], rf.AppliedEarlier),
 		jf.Orphans+jf.resolved(), jf.OrphansResolved["resubmitted"], r.episodes.Load(), chaos,
 		mainElapsed.Round(time.Millisecond), elapsed.Round(time.Millisecond), sd)
-	t.Log(line)
-	fmt.Println(line)
+	printFigures(t, line)
 }
 
 // lifeReport is a line of reports.jsonl: the replay report of one start.

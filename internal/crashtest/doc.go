@@ -1,4 +1,4 @@
-// Package crashtest proves that the client loses nothing (issue 4): it runs
+// Package crashtest proves that the client loses nothing: it runs
 // workers against an in-memory tracker (trackertest), kills them with SIGKILL
 // at the named points of docs/DESIGN.md "Testing" and at random moments, restarts
 // each on its own journal, and checks the tracker's side:
@@ -27,7 +27,7 @@
 //   - TestCrashPipelineQuirks: the same, smaller, against the upstream bugs
 //     (stage b served null) and with journals pruned to 3 jobs of history.
 //   - TestChaosPipeline: 1,000 jobs through 8 worker processes whose every
-//     request goes through the network chaos of issue 4 (ChaosTransport: 20%
+//     request goes through the network chaos (ChaosTransport: 20%
 //     dropped before sending, 20% answers dropped after the tracker applied
 //     them, 5% 502, 0-5 ms latency).
 //   - TestChaosInProcess: the chaos with in-process clients (a Pool at stage

@@ -70,7 +70,7 @@ func str(p *string) string {
 	return strconv.Quote(*p)
 }
 
-// checkTracker checks the tracker-side invariants of issue 4 over a pipeline
+// checkTracker checks the tracker-side invariants over a pipeline
 // of stages (in order) fed with inputs (job n has inputs[n-1]): every job
 // closed and held by no one, every stage of every job completed exactly once,
 // every output the tracker holds equal to what the pipeline computes for the

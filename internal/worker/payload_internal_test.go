@@ -48,20 +48,20 @@ func TestParseSize(t *testing.T) {
 }
 
 func TestParseRunArgsDefaults(t *testing.T) {
-	cfg, _, err := ParseRunArgs([]string{"--tracker", "http://127.0.0.1:1", "--", "cmd", "arg"}, discard{})
+	cfg, _, err := ParseRunArgs([]string{"--tracker", "http://127.0.0.1:1", "--", "sh", "arg"}, discard{}, discard{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := cfg.setDefaults(); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Grace != DefaultGrace || cfg.Retries != DefaultRetries || cfg.InvalidExitCode != 65 || cfg.MaxOutput != 16<<20 || cfg.Slots != 1 || cfg.Stage != "a" {
+	if cfg.Grace != DefaultGrace || cfg.Retries != DefaultRetries || cfg.InvalidExitCode != 65 || cfg.MaxOutput != 16<<20 || cfg.Slots != 1 || cfg.Stage != "a" || cfg.MaxFailedRuns != DefaultMaxFailedRuns {
 		t.Errorf("defaults: %+v", cfg)
 	}
-	if len(cfg.Command) != 2 || cfg.Command[0] != "cmd" {
+	if len(cfg.Command) != 2 || cfg.Command[0] != "sh" {
 		t.Errorf("command %q", cfg.Command)
 	}
-	cfg, _, err = ParseRunArgs([]string{"--tracker", "u", "--retries", "0", "--", "x"}, discard{})
+	cfg, _, err = ParseRunArgs([]string{"--tracker", "http://h", "--retries", "0", "--", "sh"}, discard{}, discard{})
 	if err != nil {
 		t.Fatal(err)
 	}

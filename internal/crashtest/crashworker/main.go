@@ -22,7 +22,7 @@
 //	CRASH_FLAG_RATE, CRASH_FLAG_FIRST   flagging (see crashtest.Config)
 //	CRASH_HEARTBEAT             client heartbeat interval
 //	CRASH_CHAOS_SEED            if set, requests go through the network chaos
-//	                            of issue 4 (crashtest.ChaosTransport), seeded;
+//	                            (crashtest.ChaosTransport), seeded;
 //	                            a clean exit appends the fault counts to
 //	                            faults.jsonl
 //	CRASH_RETENTION             journal.Options.Retention (default: default)
