@@ -183,21 +183,22 @@ func (o *options) check() error {
 }
 
 // DefaultJournalPath returns where the journal lives when WithJournal is not
-// given: $DISTCOMPUTE_JOURNAL if set, else $XDG_STATE_HOME/distcompute/journal.db
-// if XDG_STATE_HOME is set to an absolute path, else
-// ~/.local/state/distcompute/journal.db.
+// given: $DISTCOMPUTE_JOURNAL if set, else distcompute/journal.db in the
+// folder where the system keeps a user's application state:
+//   - Linux and other Unix: $XDG_STATE_HOME if set to an absolute path, else
+//     ~/.local/state;
+//   - macOS: $XDG_STATE_HOME likewise, else ~/Library/Application Support;
+//   - Windows: %LocalAppData% (the profile's ACL makes it readable by the
+//     user only, and it does not roam to other machines).
 func DefaultJournalPath() (string, error) {
 	if p := os.Getenv(EnvJournal); p != "" {
 		return p, nil
 	}
-	if x := os.Getenv("XDG_STATE_HOME"); x != "" && filepath.IsAbs(x) {
-		return filepath.Join(x, "distcompute", "journal.db"), nil
-	}
-	home, err := os.UserHomeDir()
+	dir, err := stateDir()
 	if err != nil {
 		return "", fmt.Errorf("client: no journal path: set %s or use WithJournal: %w", EnvJournal, err)
 	}
-	return filepath.Join(home, ".local", "state", "distcompute", "journal.db"), nil
+	return filepath.Join(dir, "distcompute", "journal.db"), nil
 }
 
 // openJournal opens the journal the options name, creating its directory.

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -302,8 +301,8 @@ func TestUnreachable(t *testing.T) {
 		t.Run(ep.name, func(t *testing.T) {
 			c, logs := newConn(t, closedURL(t), nil)
 			err := ep.call(context.Background(), c)
-			if !errors.Is(err, syscall.ECONNREFUSED) {
-				t.Fatalf("err = %v, want ECONNREFUSED", err)
+			if !errors.Is(err, errConnRefused) {
+				t.Fatalf("err = %v, want %v", err, errConnRefused)
 			}
 			var se *session.ServerError
 			if errors.As(err, &se) {
@@ -367,7 +366,7 @@ func TestCancelledContext(t *testing.T) {
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("err = %v, want context.DeadlineExceeded", err)
 		}
-		if !strings.Contains(err.Error(), "connection refused") {
+		if !strings.Contains(err.Error(), errConnRefused.Error()) {
 			t.Errorf("err = %q, want it to mention the last failure", err)
 		}
 	})

@@ -15,9 +15,14 @@ import (
 	"syscall"
 
 	"github.com/distcompute/distcompute-go/internal/term"
+	"github.com/distcompute/distcompute-go/internal/version"
 )
 
 func main() {
+	if version.Requested(os.Args[1:]) {
+		fmt.Println(version.String("dcdemo"))
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == workerCommand {
 		// The hidden worker mode: dcworker's engine, re-executed by the demo.
 		sigs := make(chan os.Signal, 2)

@@ -9,7 +9,6 @@ import (
 	"os"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/distcompute/distcompute-go/internal/hooks"
 	"github.com/distcompute/distcompute-go/internal/term"
@@ -43,7 +42,9 @@ func workerMain(ctx context.Context, sigs <-chan os.Signal, args []string, stdou
 			c.Hook = func(p hooks.Point, op string) {
 				if p == hooks.AfterJournal && op == "complete" && completions.Add(1) == int64(n) {
 					fmt.Fprintf(stderr, "dcdemo worker: completion %d journaled, not sent: SIGKILL now\n", n)
-					_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+					if self, err := os.FindProcess(os.Getpid()); err == nil {
+						_ = self.Kill() // SIGKILL on Unix, TerminateProcess on Windows
+					}
 					select {} // the signal is on its way
 				}
 			}

@@ -23,6 +23,7 @@ import (
 	"syscall"
 
 	"github.com/distcompute/distcompute-go/internal/term"
+	"github.com/distcompute/distcompute-go/internal/version"
 )
 
 // Exit codes, documented in the package comment and in "dcjournal help".
@@ -43,6 +44,10 @@ func main() {
 // mainExit is main without os.Exit: the tests register it as the "dcjournal"
 // command of their scripts.
 func mainExit() int {
+	if version.Requested(os.Args[1:]) {
+		fmt.Fprintln(os.Stdout, version.String("dcjournal"))
+		return exitOK
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)

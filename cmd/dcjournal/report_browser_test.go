@@ -46,7 +46,9 @@ func fleetworkerMain() {
 	ctx := context.Background()
 	pool, err := client.OpenPool(hooks.With(ctx, func(p hooks.Point, op string) {
 		if dieAt > 0 && p == hooks.AfterJournal && op == "complete" && completions.Add(1) == int64(dieAt) {
-			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			if self, err := os.FindProcess(os.Getpid()); err == nil {
+				self.Kill() // SIGKILL on Unix, TerminateProcess on Windows
+			}
 			select {}
 		}
 	}), url, "a", slots,

@@ -21,6 +21,9 @@ func TestOutputPayload(t *testing.T) {
 		{"broken json is a string", "[1, 2\n", session.KindString, "[1, 2"},
 		{"scalar json is a string", "42\n", session.KindString, "42"},
 		{"quoted string stays a string", "\"x\"\n", session.KindString, `"x"`},
+		{"CRLF trimmed like LF", "done:shard-1\r\n", session.KindString, "done:shard-1"},
+		{"only one CRLF trimmed", "a\r\n\r\n", session.KindString, "a\r\n"},
+		{"lone CR kept", "a\r", session.KindString, "a\r"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := outputPayload([]byte(tc.out))

@@ -900,9 +900,12 @@ func (e *engine) releaseAll() {
 }
 
 // outputPayload turns a command's stdout into the job's output: one trailing
-// newline trimmed; a JSON array or object as JSON, anything else as a string.
+// newline (LF or CRLF) trimmed; a JSON array or object as JSON, anything else as a string.
 func outputPayload(out []byte) session.Payload {
-	s := strings.TrimSuffix(string(out), "\n")
+	s, lf := strings.CutSuffix(string(out), "\n")
+	if lf {
+		s = strings.TrimSuffix(s, "\r") // CRLF, as Windows programs end lines
+	}
 	t := strings.TrimSpace(s)
 	if strings.HasPrefix(t, "[") || strings.HasPrefix(t, "{") {
 		if p, err := session.RawJSON([]byte(t)); err == nil {
