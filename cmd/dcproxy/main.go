@@ -5,12 +5,19 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/distcompute/distcompute-go/internal/version"
 )
 
 func main() {
+	if version.Requested(os.Args[1:]) {
+		fmt.Println(version.String("dcproxy"))
+		return
+	}
 	// Stop signals go to the proxy on a channel rather than as a context
 	// cancellation: the first drains, the second stops at once.
 	sigs := make(chan os.Signal, 2)

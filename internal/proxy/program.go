@@ -117,7 +117,7 @@ func (p *Proxy) signalPrograms(sig syscall.Signal) {
 		pid := pr.pid
 		pr.mu.Unlock()
 		if pid > 0 {
-			_ = syscall.Kill(-pid, sig)
+			signalGroup(pid, sig)
 		}
 	}
 }

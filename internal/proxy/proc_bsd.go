@@ -1,4 +1,4 @@
-//go:build !linux
+//go:build !linux && !windows
 
 package proxy
 
@@ -11,3 +11,6 @@ import (
 func setProcAttr(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 }
+
+// signalGroup sends sig to the process group the program leads.
+func signalGroup(pid int, sig syscall.Signal) { _ = syscall.Kill(-pid, sig) }
