@@ -26,7 +26,8 @@ func TestMain(m *testing.M) {
 }
 
 // TestQuickStart runs the whole demo: it must end by itself, successfully,
-// with every job closed, one completion resubmitted and nothing lost.
+// with every job closed, the killed worker's unsent completion resubmitted
+// and nothing lost.
 func TestQuickStart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -41,7 +42,6 @@ func TestQuickStart(t *testing.T) {
 	for _, want := range []string{
 		"worker A was SIGKILLed",
 		"done through both stages (checked):   12",
-		"resubmitted from the journal:         1 ",
 		"lost:                                 0",
 		"result: OK",
 		"dcjournal inspect",
@@ -52,6 +52,12 @@ func TestQuickStart(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)
 		}
+	}
+	// The kill comes after a completion is journaled and before it is sent:
+	// at least that one is resubmitted (the other slot may have journaled
+	// one in the same instant).
+	if !regexp.MustCompile(`resubmitted from the journal: +[1-9][0-9]* `).MatchString(out.String()) {
+		t.Errorf("output does not show a completion resubmitted from the journal")
 	}
 	// Every path the demo printed exists: it kept them.
 	for _, p := range regexp.MustCompile(`/[^\s:']*dcdemo-[^\s:']*`).FindAllString(out.String(), -1) {
