@@ -2,7 +2,6 @@ package journal
 
 import (
 	"os"
-	"path/filepath"
 	"runtime/debug"
 
 	bolt "go.etcd.io/bbolt"
@@ -77,19 +76,9 @@ func (db *DB) Compact() (before, after int64, err error) {
 			return fail(err)
 		}
 	}
-	if err := os.Rename(tmp, db.path); err != nil {
+	if err := db.swapIn(dst, tmp); err != nil {
 		return fail(err)
 	}
-	if !db.opts.NoSync {
-		if d, err := os.Open(filepath.Dir(db.path)); err == nil {
-			_ = d.Sync()
-			d.Close()
-		}
-	}
-	dst.NoSync = db.opts.NoSync
-	old := db.bolt
-	db.bolt = dst
-	_ = old.Close()
 	// The new file numbers its transactions afresh: published states are
 	// dated by the old file's numbers, so they are dropped (the states
 	// themselves did not change; the next read or commit publishes them).
