@@ -63,6 +63,7 @@ const (
 
 	flagBranch   = 0x01
 	flagLeaf     = 0x02
+	flagMeta     = 0x04
 	flagFreelist = 0x10
 	leafBucket   = 0x01
 
@@ -115,8 +116,18 @@ func checkStructure(f readerAt, size int64) error {
 	}
 	c := &structCheck{f: f, ps: int64(m.pageSize), hwm: m.hwm}
 	c.seen = make([]uint64, (m.hwm+63)/64)
-	c.mark(0)
-	c.mark(1)
+	// bbolt asserts the headers of both meta pages whenever it checks the
+	// file (tx.Check), even of one whose contents it does not use.
+	for id := uint64(0); id < 2; id++ {
+		hdr := make([]byte, pageHeaderSize)
+		if _, err := f.ReadAt(hdr, int64(id)*c.ps); err != nil {
+			return corrupt("", 0, "bbolt meta page %d cannot be read: %v", id, err)
+		}
+		if hid, flags := binary.LittleEndian.Uint64(hdr), binary.LittleEndian.Uint16(hdr[8:]); hid != id || flags != flagMeta {
+			return corrupt("", 0, "the header of bbolt meta page %d is damaged", id)
+		}
+		c.mark(id)
+	}
 	if m.freelist != noFreelistPage {
 		if err := c.freelist(m.freelist); err != nil {
 			return err
@@ -124,6 +135,15 @@ func checkStructure(f readerAt, size int64) error {
 	}
 	if err := c.bucket(m.root, 0); err != nil {
 		return err
+	}
+	if m.freelist != noFreelistPage {
+		// With a written freelist every page is in use or free; without
+		// one, bbolt takes every page it does not reach as free.
+		for id := uint64(2); id < m.hwm; id++ {
+			if c.seen[id/64]&(1<<(id%64)) == 0 {
+				return corrupt("", 0, "bbolt page %d is neither reached nor free (a lost part of the tree)", id)
+			}
+		}
 	}
 	return nil
 }

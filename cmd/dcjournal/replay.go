@@ -35,8 +35,13 @@ It prints what it did, and records it in the journal (inspect shows it as the la
 recovery). It writes to the journal, so it needs the lock: stop the worker first.
 It never claims a job. What it could not settle stays pending; run it again.
 
+It first verifies the journal (as "dcjournal verify") and refuses one that does not
+verify (exit 3): a damaged state could resend a wrong output or release the wrong
+job. --force replays anyway.
+
 Exit status 0 when every slot was settled; 5 when the tracker could not be reached
-within --timeout; 1 for any other failure.
+within --timeout; 3 when the journal cannot be opened or does not verify; 1 for
+any other failure.
 `
 
 func runReplay(env *cmdEnv, args []string) error {
@@ -49,6 +54,7 @@ func runReplay(env *cmdEnv, args []string) error {
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up on an unreachable tracker after this long (retries with backoff until then)")
 	jsonOut := fs.Bool("json", false, "write the reports as a JSON array (replay.Report objects) instead of text")
 	verbose := fs.Bool("v", false, "log each step to stderr")
+	force := fs.Bool("force", false, "replay a journal that does not verify (a damaged state may resend a wrong output or release the wrong job)")
 	path, err := fs.parseJournal(env, args)
 	if err != nil {
 		return err
@@ -83,6 +89,9 @@ func runReplay(env *cmdEnv, args []string) error {
 		return err
 	}
 	defer db.Close()
+	if err := refuseDamaged(env, db, path, "replay", "acts on damaged states: it may resend a wrong output or release the wrong job", *force); err != nil {
+		return err
+	}
 
 	ctx, cancel := context.WithCancel(env.ctx)
 	defer cancel()
