@@ -87,8 +87,8 @@ Usage:
   dcjournal inspect --live http://ADDR      the snapshot of a running dcworker (--status-addr, --status-journal)
   dcjournal verify  JOURNAL
   dcjournal export  JOURNAL (--orphans | --all) --out DIR [--ack]
-  dcjournal replay  JOURNAL [--tracker URL] [--release | --resume]
-  dcjournal compact JOURNAL
+  dcjournal replay  JOURNAL [--tracker URL] [--release | --resume] [--force]
+  dcjournal compact JOURNAL [--force]
 
 inspect, verify and export open the journal read-only and leave its bytes unchanged;
 replay, compact and export --ack write to it. None waits more than --lock-wait for a
@@ -100,7 +100,8 @@ Exit codes:
   0  ok
   1  verify found problems, or the command failed
   2  usage error
-  3  the journal cannot be opened: missing, not a journal, corrupt, or of another format version
+  3  the journal cannot be opened: missing, empty, not a journal, damaged, or of another
+     format version; or it does not verify (inspect, compact and replay refuse it)
   4  the journal is locked by a running process
   5  the tracker is unreachable (replay)
   130 interrupted

@@ -1,0 +1,220 @@
+package journal_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/distcompute/distcompute-go/journal"
+	bolt "go.etcd.io/bbolt"
+)
+
+// writeCycles writes a journal of one slot and n job cycles (claim,
+// completion, settle) at path, outputs of outBytes bytes.
+func writeCycles(tb testing.TB, path string, n, outBytes int) {
+	tb.Helper()
+	db, err := journal.Open(path, &journal.Options{NoSync: true, NoAutoCompact: true, Retention: -1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Append(journal.Event{Slot: "s", Kind: journal.KindRegistered, Token: "0123456789abcdef", Stage: "a"}); err != nil {
+		tb.Fatal(err)
+	}
+	in := "input"
+	out := strings.Repeat("o", outBytes)
+	for j := 1; j <= n; j++ {
+		for _, e := range []journal.Event{
+			{Slot: "s", Kind: journal.KindClaimed, Job: j, Input: &in},
+			{Slot: "s", Kind: journal.KindCompletionPending, Output: &out},
+			{Slot: "s", Kind: journal.KindCompletionSettled, Outcome: journal.OutcomeAccepted},
+		} {
+			if _, err := db.Append(e); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+}
+
+// withFreelist rewrites the journal at path with one bbolt commit that writes
+// its freelist page, as a journal over FreelistSyncSize has one.
+func withFreelist(tb testing.TB, path string) {
+	tb.Helper()
+	bdb, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	err = bdb.Update(func(tx *bolt.Tx) error {
+		m := tx.Bucket([]byte("meta"))
+		return m.Put([]byte("format"), append([]byte(nil), m.Get([]byte("format"))...))
+	})
+	if cerr := bdb.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// TestOpenRefusesDamagedStructure: damage bbolt would walk into (and, in a
+// writable Open, panic on in a goroutine of its own) is refused by Open,
+// read-only and writable, with a one-line *CorruptError.
+func TestOpenRefusesDamagedStructure(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.db")
+	writeCycles(t, good, 60, 3000)
+	data, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ps = 4096
+	le := binary.LittleEndian
+	root := le.Uint64(data[16+16:]) // meta 0's root; both metas name the same root after Close
+	if t1 := le.Uint64(data[ps+16+48:]); t1 > le.Uint64(data[16+48:]) {
+		root = le.Uint64(data[ps+16+16:])
+	}
+	cases := map[string]func(d []byte){
+		"root overflow 0x7F000000": func(d []byte) { le.PutUint32(d[int(root)*ps+12:], 0x7F000000) },
+		"root flags":               func(d []byte) { le.PutUint16(d[int(root)*ps+8:], 0x10) },
+		"root names another page":  func(d []byte) { le.PutUint64(d[int(root)*ps:], root+1) },
+		"meta 1 header zeroed":     func(d []byte) { clear(d[ps : ps+16]) },
+		"first key after the last": func(d []byte) {
+			// The root is a leaf of bucket entries: make its first key sort last.
+			e := int(root)*ps + 16
+			pos := int(le.Uint32(d[e+4:]))
+			d[e+pos] = 0xFF
+		},
+	}
+	for name, damage := range cases {
+		t.Run(name, func(t *testing.T) {
+			d := append([]byte(nil), data...)
+			damage(d)
+			path := filepath.Join(t.TempDir(), "j.db")
+			if err := os.WriteFile(path, d, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			for _, ro := range []bool{true, false} {
+				db, err := journal.Open(path, &journal.Options{ReadOnly: ro, NoSync: true})
+				if err == nil {
+					db.Close()
+					t.Fatalf("read-only %v: Open accepted the damaged file", ro)
+				}
+				var ce *journal.CorruptError
+				if !errors.As(err, &ce) || !errors.Is(err, journal.ErrCorrupt) {
+					t.Fatalf("read-only %v: got %v, want a *CorruptError", ro, err)
+				}
+				if strings.Contains(err.Error(), "\n") {
+					t.Fatalf("error of more than one line: %q", err)
+				}
+			}
+		})
+	}
+	// The intact file passes, read-only and writable, and verifies.
+	db, err := journal.Open(good, &journal.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := db.Verify(); errs != nil {
+		t.Fatal(errs)
+	}
+	db.Close()
+}
+
+// FuzzOpen: Open on any file bytes never panics (in any goroutine: bbolt's
+// would kill the fuzzing process), read-only or writable, and what it
+// refuses it refuses with one of the documented errors, on one line; what it
+// opens, Verify and a read of the events handle.
+func FuzzOpen(f *testing.F) {
+	dir := f.TempDir()
+	for i, fl := range []bool{false, true} {
+		path := filepath.Join(dir, fmt.Sprintf("seed%d.db", i))
+		writeCycles(f, path, 3, 5000)
+		if fl {
+			withFreelist(f, path)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+		f.Add(data[:len(data)/2])
+	}
+	f.Add([]byte{})
+	f.Add([]byte("not a journal"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "j.db")
+		for _, ro := range []bool{true, false} {
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			db, err := journal.Open(path, &journal.Options{ReadOnly: ro, NoSync: true, NoAutoCompact: true, Timeout: -1})
+			if err != nil {
+				switch {
+				case errors.Is(err, journal.ErrCorrupt), errors.Is(err, journal.ErrNotJournal),
+					errors.Is(err, journal.ErrNewerFormat), errors.Is(err, journal.ErrOldFormat):
+				default:
+					t.Fatalf("read-only %v: undocumented error %v", ro, err)
+				}
+				if strings.Contains(err.Error(), "\n") {
+					t.Fatalf("error of more than one line: %q", err)
+				}
+				continue
+			}
+			_ = db.Verify()
+			_ = db.Events(journal.Filter{}, func(journal.Event) error { return nil })
+			_, _ = db.States()
+			db.Close()
+		}
+	})
+}
+
+// BenchmarkPrecheck: the cost of Open's structural check on journals of
+// about 1, 16 and 64 MiB (MB/s is MiB of journal checked per second), alone
+// and within a read-only and a writable Open (under FreelistSyncSize a
+// writable Open also has bbolt walk every page to rebuild its freelist).
+func BenchmarkPrecheck(b *testing.B) {
+	for _, mib := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("%dMiB", mib), func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "j.db")
+			// About 10 KiB per cycle (an output over two pages).
+			writeCycles(b, path, mib*100, 9000)
+			fi, err := os.Stat(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Logf("%d bytes", fi.Size())
+			b.Run("check", func(b *testing.B) {
+				b.SetBytes(fi.Size())
+				for i := 0; i < b.N; i++ {
+					if err := journal.Precheck(path); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("open-readonly", func(b *testing.B) {
+				b.SetBytes(fi.Size())
+				for i := 0; i < b.N; i++ {
+					db, err := journal.Open(path, &journal.Options{ReadOnly: true})
+					if err != nil {
+						b.Fatal(err)
+					}
+					db.Close()
+				}
+			})
+			b.Run("open-writable", func(b *testing.B) {
+				b.SetBytes(fi.Size())
+				for i := 0; i < b.N; i++ {
+					db, err := journal.Open(path, &journal.Options{NoSync: true, NoAutoCompact: true})
+					if err != nil {
+						b.Fatal(err)
+					}
+					db.Close()
+				}
+			})
+		})
+	}
+}
