@@ -40,14 +40,23 @@ import (
 //
 // Why a check of our own rather than persisting bbolt's freelist
 // (NoFreelistSync=false) for every file: a persisted freelist removes the
-// walk at a writable Open, but not the ones of a read-only tx.Check, a
-// cursor or bolt.Compact on a damaged page, and not the files written by
-// earlier versions; it also costs a page write per commit. The check covers
-// every open. Its cost is a read of every reachable page, about what the
-// walk of bbolt that it guards costs (BENCHMARKS.md: BenchmarkPrecheck, per
-// MiB of journal); under FreelistSyncSize that walk runs anyway at every
-// writable Open, so the check at most doubles the open time of a file the
-// worker opens once per run.
+// walk at a writable Open, but not the one of tx.Check (Verify loads the
+// freelist the same way when it is not written), not the files written by
+// earlier versions, and not the reads themselves: a cursor follows branch
+// pages by recursion, and a branch that points at itself makes it recurse
+// until the stack limit, a fatal error no recover catches (the corruption
+// corpus test has such a file). Persisting it also costs a page write per
+// commit, a few percent of a durable append. So the freelist stays unwritten
+// under FreelistSyncSize as before, and the check walks the whole tree at
+// every Open, whatever the file's size.
+//
+// Cost: a read of every page of the tree, once: about 0.4 to 1 ms per MiB
+// of journal on the development VM (journal/BENCHMARKS.md,
+// BenchmarkPrecheck), so Open's time now grows with the file's size. Under
+// FreelistSyncSize a writable Open had bbolt walk every page anyway, so the
+// check at most doubles it; a journal of default retention stays far under
+// that size. A journal of hundreds of MiB (kept history, Retention < 0)
+// pays a few hundred milliseconds per Open that it did not before.
 
 // Page layout of bbolt v1.4 (go.etcd.io/bbolt/internal/common), native
 // little-endian: a 16-byte header (id uint64, flags uint16, count uint16,
