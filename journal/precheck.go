@@ -50,13 +50,16 @@ import (
 // under FreelistSyncSize as before, and the check walks the whole tree at
 // every Open, whatever the file's size.
 //
-// Cost: a read of every page of the tree, once: about 0.4 to 1 ms per MiB
-// of journal on the development VM (journal/BENCHMARKS.md,
-// BenchmarkPrecheck), so Open's time now grows with the file's size. Under
-// FreelistSyncSize a writable Open had bbolt walk every page anyway, so the
-// check at most doubles it; a journal of default retention stays far under
-// that size. A journal of hundreds of MiB (kept history, Retention < 0)
-// pays a few hundred milliseconds per Open that it did not before.
+// Cost: a read of every page of the tree, once, one read call per page (or
+// per page and its overflow), into a buffer per tree level: about 0.2 to 1
+// ms per MiB of journal on the development VM, the more the smaller its
+// records (journal/BENCHMARKS.md: BenchmarkPrecheck, BenchmarkOpenStates1M),
+// and memory of one bit per page. So Open's time now grows with the file's
+// size. Under FreelistSyncSize a writable Open had bbolt walk every page
+// anyway, so the check at most doubles it; a journal of default retention
+// stays far under that size. A journal of hundreds of MiB (kept history,
+// Retention < 0) pays about a third of a second per Open that it did not
+// before (1M events, 346 MB: 0.35 ms before, 330 ms after).
 
 // Page layout of bbolt v1.4 (go.etcd.io/bbolt/internal/common), native
 // little-endian: a 16-byte header (id uint64, flags uint16, count uint16,
@@ -269,6 +272,7 @@ type structCheck struct {
 	ps   int64
 	hwm  uint64
 	seen []uint64
+	bufs [][]byte // a page buffer per tree level (see page)
 }
 
 func (c *structCheck) mark(id uint64) bool {
@@ -282,17 +286,22 @@ func (c *structCheck) mark(id uint64) bool {
 
 // page reads page id (with its overflow pages) after checking it is inside
 // the file, names itself, has one of the flags in want, and that neither it
-// nor its overflow pages were reached before.
-func (c *structCheck) page(id uint64, want uint16) ([]byte, error) {
+// nor its overflow pages were reached before. The page is read into the
+// buffer of the given tree level, reused by the next page read at that
+// level: a walk keeps the pages of its current path, never the whole file.
+func (c *structCheck) page(id uint64, want uint16, level int) ([]byte, error) {
 	if id < 2 || id >= c.hwm {
 		return nil, corrupt("", 0, "bbolt page %d is outside pages 2 to %d", id, c.hwm-1)
 	}
-	hdr := make([]byte, pageHeaderSize)
-	if _, err := c.f.ReadAt(hdr, int64(id)*c.ps); err != nil {
+	for len(c.bufs) <= level {
+		c.bufs = append(c.bufs, make([]byte, c.ps))
+	}
+	buf := c.bufs[level][:c.ps]
+	if _, err := c.f.ReadAt(buf, int64(id)*c.ps); err != nil {
 		return nil, corrupt("", 0, "bbolt page %d cannot be read: %v", id, err)
 	}
 	le := binary.LittleEndian
-	hid, flags, overflow := le.Uint64(hdr), le.Uint16(hdr[8:]), uint64(le.Uint32(hdr[12:]))
+	hid, flags, overflow := le.Uint64(buf), le.Uint16(buf[8:]), uint64(le.Uint32(buf[12:]))
 	switch {
 	case hid != id:
 		return nil, corrupt("", 0, "bbolt page %d says it is page %d", id, hid)
@@ -306,9 +315,16 @@ func (c *structCheck) page(id uint64, want uint16) ([]byte, error) {
 			return nil, corrupt("", 0, "bbolt page %d is reached twice (a loop, or a page shared or also free)", id+i)
 		}
 	}
-	buf := make([]byte, int64(overflow+1)*c.ps)
-	if _, err := c.f.ReadAt(buf, int64(id)*c.ps); err != nil {
-		return nil, corrupt("", 0, "bbolt page %d cannot be read: %v", id, err)
+	if overflow > 0 {
+		n := int64(overflow+1) * c.ps
+		if int64(cap(buf)) < n {
+			buf = append(buf[:c.ps], make([]byte, n-c.ps)...)
+			c.bufs[level] = buf
+		}
+		buf = buf[:n]
+		if _, err := c.f.ReadAt(buf[c.ps:], int64(id)*c.ps+c.ps); err != nil {
+			return nil, corrupt("", 0, "bbolt page %d cannot be read: %v", id, err)
+		}
 	}
 	return buf, nil
 }
@@ -317,7 +333,7 @@ func (c *structCheck) page(id uint64, want uint16) ([]byte, error) {
 // meta pages, each listed once; they are marked so that the tree may not
 // reach them.
 func (c *structCheck) freelist(id uint64) error {
-	p, err := c.page(id, flagFreelist)
+	p, err := c.page(id, flagFreelist, 0)
 	if err != nil {
 		return err
 	}
@@ -365,7 +381,7 @@ func (c *structCheck) tree(id uint64, min, max []byte, depth int, buckets *[]uin
 	if depth > maxTreeDepth {
 		return nil, corrupt("", 0, "bbolt pages nest deeper than %d levels", maxTreeDepth)
 	}
-	p, err := c.page(id, flagBranch|flagLeaf)
+	p, err := c.page(id, flagBranch|flagLeaf, depth)
 	if err != nil {
 		return nil, err
 	}
