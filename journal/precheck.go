@@ -51,15 +51,15 @@ import (
 // every Open, whatever the file's size.
 //
 // Cost: a read of every page of the tree, once, one read call per page (or
-// per page and its overflow), into a buffer per tree level: about 0.2 to 1
-// ms per MiB of journal on the development VM, the more the smaller its
+// per page and its overflow), into a buffer per tree level: about 0.2 to
+// 0.6 ms per MiB of journal on the development VM, the more the smaller its
 // records (journal/BENCHMARKS.md: BenchmarkPrecheck, BenchmarkOpenStates1M),
 // and memory of one bit per page. So Open's time now grows with the file's
 // size. Under FreelistSyncSize a writable Open had bbolt walk every page
 // anyway, so the check at most doubles it; a journal of default retention
 // stays far under that size. A journal of hundreds of MiB (kept history,
 // Retention < 0) pays about a third of a second per Open that it did not
-// before (1M events, 346 MB: 0.35 ms before, 330 ms after).
+// before (1M events, 346 MB: 0.2-0.3 ms before, 170-200 ms after).
 
 // Page layout of bbolt v1.4 (go.etcd.io/bbolt/internal/common), native
 // little-endian: a 16-byte header (id uint64, flags uint16, count uint16,
