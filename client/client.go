@@ -862,6 +862,15 @@ func (c *Client) RecordFailure(reason string) error {
 	return c.append(journal.Event{Kind: journal.KindFailed, Job: n, Reason: reason})
 }
 
+// RecordDrain records in the journal that the worker stops claiming on
+// purpose, and why (a signal, a cloud preemption notice), so that a
+// post-mortem tells a clean stop from a crash. It sends nothing, changes
+// nothing else, and may be called while an action runs. Errors: journal
+// errors.
+func (c *Client) RecordDrain(reason string) error {
+	return c.append(journal.Event{Kind: journal.KindDrained, Reason: reason})
+}
+
 // Checkpoint records data as the held job's resume data, durably. If the
 // process stops before the job is completed, the next Init resumes the job
 // and LastCheckpoint returns the last data recorded. Nothing is sent to the

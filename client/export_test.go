@@ -9,9 +9,5 @@ import (
 // package's tests a hook travels in Init's context: internal/hooks).
 func WithHook(fn hooks.Func) Option { return func(o *options) { o.hook = fn } }
 
-// WithJournalDB makes the client use an open journal, which Close leaves
-// open (two clients of different stages in one journal).
-func WithJournalDB(db *journal.DB) Option { return func(o *options) { o.db = db } }
-
 // Journal returns the client's journal.
 func (c *Client) Journal() *journal.DB { return c.db }

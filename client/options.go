@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/distcompute/distcompute-go/internal/hooks"
+	"github.com/distcompute/distcompute-go/internal/term"
 	"github.com/distcompute/distcompute-go/internal/termtext"
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/session"
@@ -99,6 +100,13 @@ func WithJournal(path string) Option { return func(o *options) { o.journalPath =
 // WithJournalOptions sets the options the journal is opened with.
 func WithJournalOptions(jo *journal.Options) Option { return func(o *options) { o.journalOpts = jo } }
 
+// WithJournalDB makes the client use a journal the caller opened, for a
+// program that runs a changing number of workers in one journal (one slot
+// each: see WithSlot), such as a proxy that gives each local program its
+// own worker. The journal stays the caller's: Close leaves it open. For a
+// fixed number of workers, use OpenPool.
+func WithJournalDB(db *journal.DB) Option { return func(o *options) { o.db = db } }
+
 // WithRetry sets the retry policy of requests (default
 // session.DefaultRetryPolicy: it gives up after 10 minutes).
 func WithRetry(p session.RetryPolicy) Option { return func(o *options) { o.retry = &p } }
@@ -165,7 +173,8 @@ func (o *options) check() error {
 	}
 	if o.logger == nil {
 		if o.verbose {
-			o.logger = slog.New(termtext.Handler(tint.NewHandler(os.Stderr, &tint.Options{Level: slog.LevelInfo, TimeFormat: time.TimeOnly})))
+			// Colour only on a terminal and without NO_COLOR: a log file gets plain text.
+			o.logger = slog.New(termtext.Handler(tint.NewHandler(os.Stderr, &tint.Options{Level: slog.LevelInfo, TimeFormat: time.TimeOnly, NoColor: !term.Color(os.Stderr, os.Getenv)})))
 		} else {
 			o.logger = slog.New(slog.DiscardHandler)
 		}
@@ -174,21 +183,22 @@ func (o *options) check() error {
 }
 
 // DefaultJournalPath returns where the journal lives when WithJournal is not
-// given: $DISTCOMPUTE_JOURNAL if set, else $XDG_STATE_HOME/distcompute/journal.db
-// if XDG_STATE_HOME is set to an absolute path, else
-// ~/.local/state/distcompute/journal.db.
+// given: $DISTCOMPUTE_JOURNAL if set, else distcompute/journal.db in the
+// folder where the system keeps a user's application state:
+//   - Linux and other Unix: $XDG_STATE_HOME if set to an absolute path, else
+//     ~/.local/state;
+//   - macOS: $XDG_STATE_HOME likewise, else ~/Library/Application Support;
+//   - Windows: %LocalAppData% (the profile's ACL makes it readable by the
+//     user only, and it does not roam to other machines).
 func DefaultJournalPath() (string, error) {
 	if p := os.Getenv(EnvJournal); p != "" {
 		return p, nil
 	}
-	if x := os.Getenv("XDG_STATE_HOME"); x != "" && filepath.IsAbs(x) {
-		return filepath.Join(x, "distcompute", "journal.db"), nil
-	}
-	home, err := os.UserHomeDir()
+	dir, err := stateDir()
 	if err != nil {
 		return "", fmt.Errorf("client: no journal path: set %s or use WithJournal: %w", EnvJournal, err)
 	}
-	return filepath.Join(home, ".local", "state", "distcompute", "journal.db"), nil
+	return filepath.Join(dir, "distcompute", "journal.db"), nil
 }
 
 // openJournal opens the journal the options name, creating its directory.

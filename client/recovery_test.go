@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -649,14 +650,25 @@ func TestPool(t *testing.T) {
 
 func TestDefaultJournalPath(t *testing.T) {
 	t.Setenv(client.EnvJournal, "")
-	t.Setenv("XDG_STATE_HOME", "/state")
-	if p, _ := client.DefaultJournalPath(); p != "/state/distcompute/journal.db" {
-		t.Errorf("XDG: %s", p)
-	}
-	t.Setenv("XDG_STATE_HOME", "")
-	t.Setenv("HOME", "/home/u")
-	if p, _ := client.DefaultJournalPath(); p != "/home/u/.local/state/distcompute/journal.db" {
-		t.Errorf("home: %s", p)
+	if runtime.GOOS == "windows" {
+		t.Setenv("LocalAppData", `C:\Users\u\AppData\Local`)
+		if p, _ := client.DefaultJournalPath(); p != `C:\Users\u\AppData\Local\distcompute\journal.db` {
+			t.Errorf("LocalAppData: %s", p)
+		}
+	} else {
+		t.Setenv("XDG_STATE_HOME", "/state")
+		if p, _ := client.DefaultJournalPath(); p != "/state/distcompute/journal.db" {
+			t.Errorf("XDG: %s", p)
+		}
+		t.Setenv("XDG_STATE_HOME", "")
+		t.Setenv("HOME", "/home/u")
+		want := "/home/u/.local/state/distcompute/journal.db"
+		if runtime.GOOS == "darwin" {
+			want = "/home/u/Library/Application Support/distcompute/journal.db"
+		}
+		if p, _ := client.DefaultJournalPath(); p != want {
+			t.Errorf("home: %s, want %s", p, want)
+		}
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sub", "j.db")

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -76,7 +75,7 @@ func BenchmarkRawWriteFdatasync(b *testing.B) {
 		if _, err := f.Write(got); err != nil {
 			b.Fatal(err)
 		}
-		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+		if err := fdatasync(f); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -373,7 +372,7 @@ func BenchmarkDurableVsRaw(b *testing.B) {
 		if _, err := f.Write(rec); err != nil {
 			b.Fatal(err)
 		}
-		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+		if err := fdatasync(f); err != nil {
 			b.Fatal(err)
 		}
 		t2 := time.Now()

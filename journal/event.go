@@ -37,6 +37,7 @@ const (
 	KindOrphanResolved    Kind = "orphan-resolved"    // OrphanSeq, Outcome ("resubmitted","exported","acknowledged")
 	KindFailed            Kind = "failed"             // Job, Reason (a worker command failed; informational)
 	KindRefused           Kind = "refused"            // Job (0 = not known), Reason: a job assigned at a claim that the client could not take, handed back without being held (informational)
+	KindDrained           Kind = "drained"            // Reason (why the worker stopped claiming: "SIGTERM", a cloud notice...; informational)
 )
 
 // Outcomes of settle events (KindCompletionSettled, KindFlagSettled) and of
@@ -58,7 +59,7 @@ func KnownKind(k Kind) bool {
 	case KindRegistered, KindClaimed, KindProgress, KindCheckpoint,
 		KindCompletionPending, KindCompletionSettled, KindFlagPending,
 		KindFlagSettled, KindReleased, KindByePending, KindClosed,
-		KindSessionLost, KindReplayed, KindOrphanResolved, KindFailed, KindRefused:
+		KindSessionLost, KindReplayed, KindOrphanResolved, KindFailed, KindRefused, KindDrained:
 		return true
 	}
 	return false

@@ -78,7 +78,7 @@ func decodeSlotMeta(b []byte) (slotMeta, bool) {
 var kindCodes = []Kind{KindRegistered, KindClaimed, KindProgress, KindCheckpoint,
 	KindCompletionPending, KindCompletionSettled, KindFlagPending,
 	KindFlagSettled, KindReleased, KindByePending, KindClosed,
-	KindSessionLost, KindReplayed, KindOrphanResolved, KindFailed, KindRefused}
+	KindSessionLost, KindReplayed, KindOrphanResolved, KindFailed, KindRefused, KindDrained}
 
 func kindCode(k string) byte {
 	for i, c := range kindCodes {

@@ -207,7 +207,7 @@ func openBolt(path string, o Options) (bdb *bolt.DB, file *os.File, err error) {
 		NoSync:         o.NoSync,
 		NoFreelistSync: noFreelistSync(path),
 		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
-			f, err := os.OpenFile(name, flag, perm)
+			f, err := openFile(name, flag, perm) // per OS: owner-only ACL on Windows
 			file = f
 			return f, err
 		},

@@ -153,7 +153,7 @@ func Fold(s State, e Event) State {
 		s.ByePending = false
 	case KindReplayed:
 		s.LastReport = bytes.Clone(e.Report)
-	case KindOrphanResolved, KindFailed, KindRefused:
+	case KindOrphanResolved, KindFailed, KindRefused, KindDrained:
 		// Informational for the slot's state.
 	}
 	return s
@@ -325,6 +325,7 @@ func checkEvent(s State, e *Event) string {
 		if e.Reason == "" {
 			return "no reason"
 		}
+	case KindDrained:
 	}
 	return ""
 }

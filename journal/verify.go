@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"maps"
 	"os"
 	"runtime/debug"
@@ -346,9 +347,14 @@ func inRecord(err error, slot, prefix string) error {
 	return &c
 }
 
-// checkStructure runs the structural pre-check on the open file.
+// checkStructure runs the structural pre-check on the file again. A file
+// removed since Open (a temporary snapshot) is not checked again: Open
+// checked it, and nothing can write to it by its name any more.
 func (db *DB) checkStructure() error {
 	f, err := os.Open(db.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}

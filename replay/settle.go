@@ -193,52 +193,39 @@ func record(db *journal.DB, slot string, st journal.State, res Settled) error {
 		_, err := db.Append(e)
 		return err
 	}
-	reason := ""
-	if res.Err != nil {
-		reason = res.Err.Error()
-	}
-	lost := func() error {
-		return add(journal.Event{Kind: journal.KindSessionLost, Reason: op404(res.Op)})
-	}
-	switch res.Op {
-	case OpComplete:
-		switch res.Outcome {
-		case Accepted:
-			return add(journal.Event{Kind: journal.KindCompletionSettled, Job: res.Job, Outcome: journal.OutcomeAccepted})
-		case AppliedEarlier:
-			return add(journal.Event{Kind: journal.KindCompletionSettled, Job: res.Job, Outcome: journal.OutcomeAppliedEarlier,
-				Reason: "the tracker refused a resend: an earlier attempt was applied"})
-		case Orphaned:
-			return add(journal.Event{Kind: journal.KindCompletionSettled, Job: res.Job, Outcome: journal.OutcomeOrphaned, Reason: reason})
-		case WorkerGone:
-			return lost()
-		}
-	case OpFlag:
-		switch res.Outcome {
-		case Accepted:
-			return add(journal.Event{Kind: journal.KindFlagSettled, Job: res.Job, Outcome: journal.OutcomeAccepted})
-		case AppliedEarlier:
-			return add(journal.Event{Kind: journal.KindFlagSettled, Job: res.Job, Outcome: journal.OutcomeAppliedEarlier,
-				Reason: "the tracker refused a resend: an earlier attempt was applied"})
-		case Orphaned:
-			return add(journal.Event{Kind: journal.KindFlagSettled, Job: res.Job, Outcome: journal.OutcomeOrphaned, Reason: reason})
-		case Refused:
-			return add(journal.Event{Kind: journal.KindFlagSettled, Job: res.Job, Outcome: journal.OutcomeFailed, Reason: reason})
-		case WorkerGone:
-			return lost()
-		}
-	case OpBye:
-		if !res.Outcome.Settled() {
-			return nil
-		}
+	switch o := res.Outcome; {
+	case o == Unsettled:
+		return nil
+	case res.Op == OpBye:
 		if st.Job != nil && !st.FlagPending {
 			if err := add(journal.Event{Kind: journal.KindReleased, Job: st.Job.Number, Reason: "bye"}); err != nil {
 				return err
 			}
 		}
 		return add(journal.Event{Kind: journal.KindClosed})
+	case o == WorkerGone:
+		return add(journal.Event{Kind: journal.KindSessionLost, Reason: op404(res.Op)})
 	}
-	return nil
+	kind := journal.KindCompletionSettled
+	if res.Op == OpFlag {
+		kind = journal.KindFlagSettled
+	}
+	e := journal.Event{Kind: kind, Job: res.Job, Outcome: journalOutcome[res.Outcome]}
+	switch res.Outcome {
+	case AppliedEarlier:
+		e.Reason = "the tracker refused a resend: an earlier attempt was applied"
+	case Orphaned, Refused:
+		e.Reason = res.Err.Error()
+	}
+	return add(e)
+}
+
+// journalOutcome names a settled outcome in the journal's settle events.
+var journalOutcome = map[Outcome]string{
+	Accepted:       journal.OutcomeAccepted,
+	AppliedEarlier: journal.OutcomeAppliedEarlier,
+	Orphaned:       journal.OutcomeOrphaned,
+	Refused:        journal.OutcomeFailed,
 }
 
 func op404(op Op) string {

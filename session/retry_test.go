@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -37,7 +36,10 @@ func TestFailureModes(t *testing.T) {
 		handler  func(t *testing.T, ep endpoint) handler
 		adjust   func(*session.Options)
 		wantHits int32
-		check    func(t *testing.T, err error)
+		// atLeast: wantHits is a floor, not a count (an attempt that
+		// answers late on a loaded machine times out too, and is retried).
+		atLeast bool
+		check   func(t *testing.T, err error)
 	}{
 		{
 			name: "200",
@@ -243,7 +245,7 @@ func TestFailureModes(t *testing.T) {
 						_, _ = io.ReadAll(r.Body) // so that the server notices the client hanging up
 						select {
 						case <-r.Context().Done():
-						case <-time.After(5 * time.Second):
+						case <-time.After(30 * time.Second):
 						}
 						return
 					}
@@ -252,6 +254,7 @@ func TestFailureModes(t *testing.T) {
 			},
 			adjust:   func(o *session.Options) { o.Retry.AttemptTimeout = 300 * time.Millisecond },
 			wantHits: 2,
+			atLeast:  true,
 		},
 	}
 	for _, m := range modes {
@@ -261,7 +264,7 @@ func TestFailureModes(t *testing.T) {
 				srv, hits := server(t, m.handler(t, ep))
 				c, _ := newConn(t, srv.URL, m.adjust)
 				err := ep.call(context.Background(), c)
-				if got := hits.Load(); got != m.wantHits {
+				if got := hits.Load(); got != m.wantHits && !(m.atLeast && got > m.wantHits) {
 					t.Errorf("attempts = %d, want %d", got, m.wantHits)
 				}
 				if m.check == nil {
@@ -298,8 +301,8 @@ func TestUnreachable(t *testing.T) {
 		t.Run(ep.name, func(t *testing.T) {
 			c, logs := newConn(t, closedURL(t), nil)
 			err := ep.call(context.Background(), c)
-			if !errors.Is(err, syscall.ECONNREFUSED) {
-				t.Fatalf("err = %v, want ECONNREFUSED", err)
+			if !errors.Is(err, errConnRefused) {
+				t.Fatalf("err = %v, want %v", err, errConnRefused)
 			}
 			var se *session.ServerError
 			if errors.As(err, &se) {
@@ -363,7 +366,7 @@ func TestCancelledContext(t *testing.T) {
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("err = %v, want context.DeadlineExceeded", err)
 		}
-		if !strings.Contains(err.Error(), "connection refused") {
+		if !strings.Contains(err.Error(), errConnRefused.Error()) {
 			t.Errorf("err = %q, want it to mention the last failure", err)
 		}
 	})
@@ -440,16 +443,19 @@ func TestMaxElapsedTime(t *testing.T) {
 		o.Retry.MaxRetries = 0
 		o.Retry.InitialInterval = 10 * time.Millisecond
 		o.Retry.MaxInterval = 20 * time.Millisecond
-		o.Retry.MaxElapsedTime = 200 * time.Millisecond
+		o.Retry.MaxElapsedTime = time.Second
 	})
 	start := time.Now()
 	err := c.Bye(context.Background(), testToken)
-	if elapsed := time.Since(start); elapsed > 5*time.Second {
-		t.Errorf("gave up after %v, want about 200ms", elapsed)
+	// The budget bounds the retries; how many fit in it depends on the
+	// machine (a loaded one answers slowly), but more than one does: each
+	// attempt on loopback takes milliseconds and the waits 10 to 20 ms.
+	if elapsed := time.Since(start); elapsed > 10*time.Second {
+		t.Errorf("gave up after %v, want about 1s", elapsed)
 	}
 	wantServerError(t, err, 502)
-	if hits.Load() < 3 {
-		t.Errorf("attempts = %d, want several", hits.Load())
+	if hits.Load() < 2 {
+		t.Errorf("attempts = %d, want a retry within the budget", hits.Load())
 	}
 }
 

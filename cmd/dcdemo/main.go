@@ -13,9 +13,16 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/distcompute/distcompute-go/internal/term"
+	"github.com/distcompute/distcompute-go/internal/version"
 )
 
 func main() {
+	if version.Requested(os.Args[1:]) {
+		fmt.Println(version.String("dcdemo"))
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == workerCommand {
 		// The hidden worker mode: dcworker's engine, re-executed by the demo.
 		sigs := make(chan os.Signal, 2)
@@ -31,6 +38,6 @@ func main() {
 	case errors.Is(err, errUsage):
 		os.Exit(2)
 	}
-	fmt.Fprintln(os.Stderr, "dcdemo:", err)
+	fmt.Fprintln(os.Stderr, "dcdemo:", term.ErrorLine("dcdemo", err))
 	os.Exit(1)
 }

@@ -81,19 +81,35 @@ var sentences = []string{
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dcdemo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	keep := fs.Bool("keep", false, "keep the temporary directory (journals, worker logs, the job script)")
 	timeout := fs.Duration("timeout", 50*time.Second, "give up after this long")
 	nJobs := fs.Int("jobs", 24, "number of jobs (at most 24)")
 	crashAfter := fs.Int("crash-after", 3, "SIGKILL the stage-a worker at its Nth completion")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, "usage: dcdemo [flags]\n\nRuns the quick start: a tracker, two journaled workers, a SIGKILL mid-completion,\nthe recovery, and the post-mortem. Ends by itself; exit 0 only if nothing was lost.\n\nflags:\n")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
 			return err
 		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		fmt.Fprintf(stderr, "dcdemo: %v (see dcdemo -h)\n", err)
+		return errUsage
 	}
-	if fs.NArg() > 0 || *nJobs < 4 || *nJobs > len(sentences) || *crashAfter < 1 || *crashAfter > *nJobs/2 {
-		fmt.Fprintln(stderr, "dcdemo: bad arguments (see -h)")
+	bad := ""
+	switch {
+	case fs.NArg() > 0:
+		bad = fmt.Sprintf("unexpected argument %q: dcdemo takes flags only", fs.Arg(0))
+	case *nJobs < 4 || *nJobs > len(sentences):
+		bad = fmt.Sprintf("--jobs %d: give 4 to %d (the demo has %d sentences)", *nJobs, len(sentences), len(sentences))
+	case *crashAfter < 1 || *crashAfter > *nJobs/2:
+		bad = fmt.Sprintf("--crash-after %d: give 1 to %d (half of --jobs, so that the crash comes mid-run)", *crashAfter, *nJobs/2)
+	case *timeout <= 0:
+		bad = fmt.Sprintf("--timeout %v: must be positive", *timeout)
+	}
+	if bad != "" {
+		fmt.Fprintf(stderr, "dcdemo: %s (see dcdemo -h)\n", bad)
 		return errUsage
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -105,7 +121,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *keep {
-		defer fmt.Fprintf(stdout, "\nkept %s (journals a.db and b.db, worker logs, job.sh)\n", dir)
+		defer fmt.Fprintf(stdout, "\nkept %s: journals a.db and b.db, a-killed.db (a.db as the kill left it), report.html, worker logs, job.sh\n", dir)
 	} else {
 		defer os.RemoveAll(dir)
 	}
@@ -173,8 +189,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return d.fail(err, a1, b)
 	}
 	d.say("worker A was SIGKILLed: its journal holds the unsent output of job %v, and job(s) %v claimed mid-run", pending, held)
+	// What the kill left, kept aside (a copy: the restart replays a.db).
+	killed := filepath.Join(dir, "a-killed.db")
+	if err := copyFile(aJournal, killed); err != nil {
+		return d.fail(err, a1, b)
+	}
 	var postMortem strings.Builder
-	if err := inspect(&postMortem, aJournal); err != nil {
+	if err := inspect(&postMortem, killed, !*keep); err != nil {
 		return d.fail(err, a1, b)
 	}
 
@@ -223,7 +244,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "\n== Summary (%.1fs) ==\n%s", time.Since(d.start).Seconds(), sum.text())
 
-	fmt.Fprintf(stdout, "\n== dcjournal inspect %s: the killed worker's journal, right after the SIGKILL ==\n%s", aJournal, postMortem.String())
+	fmt.Fprintf(stdout, "\n== dcjournal inspect %s: the killed worker's journal, right after the SIGKILL ==\n%s", killed, postMortem.String())
+	if *keep {
+		page := filepath.Join(dir, "report.html")
+		if err := writeReport(page, aJournal, bJournal); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "\nThe whole run as a timeline (both workers, the kill, the recovery): open %s in a browser\n", page)
+	} else {
+		fmt.Fprintln(stdout, "\n(run with --keep to keep the journals and an HTML timeline of this run: the temporary directory is deleted now)")
+	}
 	if !sum.ok() {
 		return errors.New("some jobs were not closed with the expected output")
 	}
@@ -434,14 +464,45 @@ func deref(p *string) string {
 	return *p
 }
 
-// inspect writes `dcjournal inspect` of the journal at path.
-func inspect(w io.Writer, path string) error {
+// inspect writes `dcjournal inspect` of the journal at path; noNextSteps leaves
+// out the commands that would point at it (it is about to be deleted).
+func inspect(w io.Writer, path string, noNextSteps bool) error {
 	db, err := journal.Open(path, &journal.Options{ReadOnly: true})
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	return postmortem.Inspect(w, db, postmortem.InspectOptions{Command: "go run ./cmd/dcjournal"})
+	return postmortem.Inspect(w, db, postmortem.InspectOptions{Command: "go run ./cmd/dcjournal", NoNextSteps: noNextSteps})
+}
+
+// writeReport writes `dcjournal report` of the journals to page.
+func writeReport(page string, paths ...string) error {
+	var js []postmortem.ReportJournal
+	for _, p := range paths {
+		db, err := journal.Open(p, &journal.Options{ReadOnly: true})
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		js = append(js, postmortem.ReportJournal{DB: db})
+	}
+	f, err := os.Create(page)
+	if err != nil {
+		return err
+	}
+	if _, err := postmortem.Report(f, js, postmortem.ReportOptions{Title: "dcdemo: worker A killed mid-completion, restarted; worker B drained"}); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o600)
 }
 
 func tail(path string, n int) []string {

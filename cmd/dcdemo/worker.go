@@ -9,9 +9,9 @@ import (
 	"os"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/distcompute/distcompute-go/internal/hooks"
+	"github.com/distcompute/distcompute-go/internal/term"
 	"github.com/distcompute/distcompute-go/internal/worker"
 )
 
@@ -42,7 +42,9 @@ func workerMain(ctx context.Context, sigs <-chan os.Signal, args []string, stdou
 			c.Hook = func(p hooks.Point, op string) {
 				if p == hooks.AfterJournal && op == "complete" && completions.Add(1) == int64(n) {
 					fmt.Fprintf(stderr, "dcdemo worker: completion %d journaled, not sent: SIGKILL now\n", n)
-					_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+					if self, err := os.FindProcess(os.Getpid()); err == nil {
+						_ = self.Kill() // SIGKILL on Unix, TerminateProcess on Windows
+					}
 					select {} // the signal is on its way
 				}
 			}
@@ -53,8 +55,12 @@ func workerMain(ctx context.Context, sigs <-chan os.Signal, args []string, stdou
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, worker.ErrUsage), errors.Is(err, worker.ErrConfig):
+		fmt.Fprintln(stderr, "dcworker:", term.ErrorLine("dcworker", err))
 		return 2
+	case errors.Is(err, worker.ErrFailing):
+		fmt.Fprintln(stderr, "dcworker:", term.ErrorLine("dcworker", err))
+		return 3
 	}
-	fmt.Fprintln(stderr, "dcworker:", err)
+	fmt.Fprintln(stderr, "dcworker:", term.ErrorLine("dcworker", err))
 	return 1
 }

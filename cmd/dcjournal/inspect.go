@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/distcompute/distcompute-go/internal/postmortem"
+	"github.com/distcompute/distcompute-go/internal/term"
 )
 
 const inspectHelp = `Usage: dcjournal inspect JOURNAL [flags]
@@ -44,7 +45,8 @@ Fields are only added within a schema_version; times are RFC 3339, UTC:
                "completion_pending": {"job", "stage", "since", "output_kind",
                                       "output_bytes", "seq"},
                "flag_pending", "bye_pending", "last_seq", "last_event",
-               "last_report": {"time", "report": {...as recovery wrote it}}}],
+               "last_report": {"time", "report": {...as recovery wrote it}},
+               "drained": {"time", "reason"}}],
     "orphans": [{"seq", "slot", "stage", "job", "time", "reason",
                  "output_kind", "output_bytes"}],
     "events": [{"seq", "time", "slot", "kind", "job", "detail",
@@ -90,25 +92,26 @@ func runInspect(env *cmdEnv, args []string) error {
 		return err
 	}
 	db, err := fs.open(path, false)
+	if *live != "" {
+		// The copy holds whole tokens: unlink it as soon as it is open (the open
+		// journal keeps reading it), so that nothing is left behind even when a
+		// closed pipe (inspect --live URL | head -1) kills the process.
+		os.RemoveAll(filepath.Dir(path))
+	}
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	if opts.Slot != "" {
+		if known, err := db.Slots(); err == nil {
+			opts.Slot = resolveSlot(known, opts.Slot)
+		}
+	}
 	return readError(path, postmortem.Inspect(env.stdout, db, opts))
 }
 
-// colorOK reports whether w is a terminal and NO_COLOR is unset (https://no-color.org).
-func colorOK(w io.Writer) bool {
-	if os.Getenv("NO_COLOR") != "" {
-		return false
-	}
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
+// colorOK reports whether w may be coloured (see package term).
+func colorOK(w io.Writer) bool { return term.Color(w, os.Getenv) }
 
 // snapshotTimeout bounds fetching a live snapshot.
 const snapshotTimeout = 30 * time.Second

@@ -18,11 +18,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/distcompute/distcompute-go/internal/termtext"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/distcompute/distcompute-go/internal/term"
+	"github.com/distcompute/distcompute-go/internal/version"
 )
 
 // Exit codes, documented in the package comment and in "dcjournal help".
@@ -43,6 +45,10 @@ func main() {
 // mainExit is main without os.Exit: the tests register it as the "dcjournal"
 // command of their scripts.
 func mainExit() int {
+	if version.Requested(os.Args[1:]) {
+		fmt.Fprintln(os.Stdout, version.String("dcjournal"))
+		return exitOK
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -63,7 +69,7 @@ func report(ctx context.Context, err error, stderr io.Writer) int {
 		code = exitInterrupted
 	}
 	if !errors.Is(err, errSilent) {
-		fmt.Fprintf(stderr, "dcjournal: %s\n", termtext.Line(err.Error()))
+		fmt.Fprintf(stderr, "dcjournal: %s\n", term.ErrorLine("dcjournal", err))
 	}
 	return code
 }

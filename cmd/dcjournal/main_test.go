@@ -36,6 +36,7 @@ func TestMain(m *testing.M) {
 		"tracker":       trackerMain,
 		"trackerctl":    trackerctlMain,
 		"crashworker":   crashworkerMain,
+		"fleetworker":   fleetworkerMain,
 	})
 }
 

@@ -9,7 +9,6 @@ import (
 	"os"
 	"sort"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/distcompute/distcompute-go/client"
@@ -104,7 +103,9 @@ func crashworkerMain() {
 	}
 	url, path, scenario := os.Args[1], os.Args[2], os.Args[3]
 	die := func() {
-		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		if self, err := os.FindProcess(os.Getpid()); err == nil {
+			self.Kill() // SIGKILL on Unix, TerminateProcess on Windows
+		}
 		select {}
 	}
 	ctx := hooks.With(context.Background(), func(p hooks.Point, op string) {

@@ -4,16 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/distcompute/distcompute-go/internal/postmortem"
-	"github.com/distcompute/distcompute-go/internal/termtext"
+	"github.com/distcompute/distcompute-go/internal/term"
+	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/replay"
 	"github.com/distcompute/distcompute-go/session"
-	"github.com/lmittmann/tint"
 )
 
 const replayHelp = `Usage: dcjournal replay JOURNAL [--tracker URL] [--release | --resume] [flags]
@@ -34,6 +37,9 @@ with an open session or a pending completion:
 It prints what it did, and records it in the journal (inspect shows it as the last
 recovery). It writes to the journal, so it needs the lock: stop the worker first.
 It never claims a job. What it could not settle stays pending; run it again.
+
+The slots are replayed at once; --timeout bounds the whole replay, and stderr says
+what each slot did as it finishes (and every 10 s which are still waiting).
 
 It first verifies the journal (as "dcjournal verify") and refuses one that does not
 verify (exit 3): a damaged state could resend a wrong output or release the wrong
@@ -81,7 +87,7 @@ func runReplay(env *cmdEnv, args []string) error {
 	}
 	opts.Retry = &policy
 	if *verbose {
-		opts.Logger = slog.New(termtext.Handler(tint.NewHandler(env.stderr, &tint.Options{TimeFormat: time.TimeOnly, NoColor: !colorOK(env.stderr)})))
+		opts.Logger = slog.New(term.Handler(env.stderr, slog.LevelInfo, os.Getenv))
 	}
 
 	db, err := fs.open(path, true)
@@ -93,25 +99,92 @@ func runReplay(env *cmdEnv, args []string) error {
 		return err
 	}
 
-	ctx, cancel := context.WithCancel(env.ctx)
-	defer cancel()
-	var reports []replay.Report
+	var slots []string
 	if *slot != "" {
 		known, err := db.Slots()
 		if err != nil {
-			return err
+			return readError(path, err)
 		}
-		if !contains(known, *slot) {
-			return fmt.Errorf("%w %q in %s", postmortem.ErrNoSuchSlot, *slot, path)
+		name := resolveSlot(known, *slot)
+		if !contains(known, name) {
+			return fmt.Errorf("%w %q in %s (slots: %s)", postmortem.ErrNoSuchSlot, *slot, path, strings.Join(known, ", "))
 		}
-		rep, err := replay.Slot(ctx, db, *slot, opts)
-		if err != nil || !rep.Empty() {
-			reports = []replay.Report{rep}
+		slots = []string{name}
+	} else {
+		states, err := db.States()
+		if err != nil {
+			return readError(path, err)
 		}
-		return replayDone(env, reports, err, *jsonOut, *tracker)
+		for _, st := range states {
+			if replay.NeedsReplay(st) {
+				slots = append(slots, st.Slot)
+			}
+		}
 	}
-	reports, err = replay.Run(ctx, db, opts)
+	// --timeout bounds the whole replay: the slots are replayed at once, each
+	// with its own retries, all under one deadline.
+	ctx, cancel := context.WithTimeout(env.ctx, *timeout)
+	defer cancel()
+	reports, err := replaySlots(ctx, env.stderr, db, slots, opts, *timeout)
 	return replayDone(env, reports, err, *jsonOut, *tracker)
+}
+
+// replaySlots replays the slots in parallel and says on progress what each did
+// as it finishes, and every 10 s how many are still waiting for the tracker.
+// Reports come back in the slots' order; empty ones (nothing to do) are left out.
+func replaySlots(ctx context.Context, progress io.Writer, db *journal.DB, slots []string, opts replay.Options, timeout time.Duration) ([]replay.Report, error) {
+	if len(slots) == 0 {
+		return nil, nil
+	}
+	start := time.Now()
+	fmt.Fprintf(progress, "replaying %d slot(s) (giving up after %s)\n", len(slots), timeout)
+	type result struct {
+		i   int
+		rep replay.Report
+		err error
+	}
+	results := make(chan result, len(slots))
+	for i, s := range slots {
+		go func() {
+			rep, err := replay.Slot(ctx, db, s, opts)
+			results <- result{i, rep, err}
+		}()
+	}
+	reps := make([]replay.Report, len(slots))
+	errs := make([]error, len(slots))
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for done := 0; done < len(slots); {
+		select {
+		case r := <-results:
+			done++
+			reps[r.i], errs[r.i] = r.rep, r.err
+			what := r.rep.String()
+			if r.err != nil {
+				what = "not settled: " + term.ErrorLine("dcjournal", rootCause(r.err))
+			}
+			fmt.Fprintf(progress, "  [%d/%d] slot %s: %s\n", done, len(slots), slots[r.i], what)
+		case <-tick.C:
+			fmt.Fprintf(progress, "  %d of %d slot(s) still waiting for the tracker (%s of %s)\n",
+				len(slots)-done, len(slots), time.Since(start).Round(time.Second), timeout)
+		}
+	}
+	var out []replay.Report
+	for i, rep := range reps {
+		if errs[i] != nil || !rep.Empty() {
+			out = append(out, rep)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// resolveSlot accepts a slot's number for a pool's slot name: "1" means "slot-1"
+// when the journal has no slot "1".
+func resolveSlot(known []string, s string) string {
+	if contains(known, s) || !contains(known, "slot-"+s) {
+		return s
+	}
+	return "slot-" + s
 }
 
 func replayDone(env *cmdEnv, reports []replay.Report, err error, jsonOut bool, tracker string) error {

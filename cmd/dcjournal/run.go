@@ -62,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return runReplay(env, rest)
 	case "compact":
 		return runCompact(env, rest)
+	case "report":
+		return runReport(env, rest)
 	case "help", "-h", "-help", "--help":
 		if len(rest) > 0 && rest[0] != "help" {
 			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)
@@ -89,8 +91,9 @@ Usage:
   dcjournal export  JOURNAL (--orphans | --all) --out DIR [--ack]
   dcjournal replay  JOURNAL [--tracker URL] [--release | --resume] [--force]
   dcjournal compact JOURNAL [--force]
+  dcjournal report  JOURNAL... [--out report.html]   an HTML timeline of one journal or a fleet
 
-inspect, verify and export open the journal read-only and leave its bytes unchanged;
+inspect, verify, export and report open the journal read-only and leave its bytes unchanged;
 replay, compact and export --ack write to it. None waits more than --lock-wait for a
 running worker's lock.
 

@@ -20,9 +20,15 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/distcompute/distcompute-go/internal/version"
 )
 
 func main() {
+	if version.Requested(os.Args[1:]) {
+		fmt.Println(version.String("dctracker"))
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

@@ -15,9 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lmittmann/tint"
-
-	"github.com/distcompute/distcompute-go/internal/termtext"
+	"github.com/distcompute/distcompute-go/internal/term"
 	"github.com/distcompute/distcompute-go/trackertest"
 )
 
@@ -47,6 +45,7 @@ type config struct {
 	largeBodies   int
 	readTimeout   time.Duration
 	writeTimeout  time.Duration
+	logLevel      slog.Level
 }
 
 // parseArgs turns the command line into a config, reading the jobs file if one is named.
@@ -71,6 +70,8 @@ func parseArgs(args []string, stdout io.Writer) (config, error) {
 	fs.IntVar(&c.largeBodies, "max-large-bodies", trackertest.DefaultMaxLargeBodies, "large request bodies (over 1 MiB) read at once; more are answered 503 (a chunked body may be at most 1 MiB)")
 	fs.DurationVar(&c.readTimeout, "read-timeout", trackertest.DefaultReadTimeout, "time allowed to read a request, body included")
 	fs.DurationVar(&c.writeTimeout, "write-timeout", trackertest.DefaultWriteTimeout, "time allowed to write an answer")
+	quiet := fs.Bool("quiet", false, "log only warnings and errors (not every request); same as --log-level warn")
+	level := fs.String("log-level", "info", "`level` of the log on stderr: debug, info (every request), warn or error")
 	// The flag package calls Usage on -h and on every bad flag; only -h
 	// deserves the full text, a bad flag gets its one-line error.
 	fs.Usage = func() {}
@@ -89,6 +90,12 @@ func parseArgs(args []string, stdout io.Writer) (config, error) {
 	}
 	if fs.NArg() > 0 {
 		return c, usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if err := c.logLevel.UnmarshalText([]byte(*level)); err != nil {
+		return c, usagef("--log-level %q: want debug, info, warn or error", *level)
+	}
+	if *quiet {
+		c.logLevel = max(c.logLevel, slog.LevelWarn)
 	}
 	if c.idleTimeout <= 0 || c.checkInterval <= 0 {
 		return c, usagef("--idle-timeout and --check-interval must be positive")
@@ -207,17 +214,13 @@ func txtJobs(path string) ([]any, error) {
 	return jobs, nil
 }
 
-// newLogger logs to w: tint (colours unless NO_COLOR is set) on a terminal, text otherwise.
-func newLogger(w io.Writer) *slog.Logger {
-	if f, ok := w.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			return slog.New(termtext.Handler(tint.NewHandler(w, &tint.Options{
-				TimeFormat: time.TimeOnly,
-				NoColor:    os.Getenv("NO_COLOR") != "",
-			})))
-		}
+// newLogger logs to w at level: tint's short lines on a terminal (coloured unless
+// NO_COLOR is set), slog's text format otherwise (a file, a pipe).
+func newLogger(w io.Writer, level slog.Level) *slog.Logger {
+	if term.IsTerminal(w) {
+		return slog.New(term.Handler(w, level, os.Getenv))
 	}
-	return slog.New(slog.NewTextHandler(w, nil))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
 // run is dctracker: it serves until ctx is done.
@@ -226,7 +229,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr)
+	log := newLogger(stderr, c.logLevel)
 	t := trackertest.New(trackertest.Options{
 		Project:       c.project,
 		Stages:        c.stages,

@@ -247,3 +247,28 @@ func TestRunJobSources(t *testing.T) {
 		})
 	}
 }
+
+// TestQuiet: --quiet (and --log-level warn) leave the requests out of the log; a bad
+// level is a usage error.
+func TestQuiet(t *testing.T) {
+	for _, args := range [][]string{{"--quiet"}, {"--log-level", "warn"}} {
+		url, stderr, stop := startRun(t, args...)
+		if got := get(t, url+"/api/jobCount?stage=a"); got != "200 0" {
+			t.Fatalf("jobCount: %s", got)
+		}
+		if got := get(t, url+"/"); !strings.HasPrefix(got, "200 <!DOCTYPE html>") {
+			t.Fatalf("GET /: %.60s", got)
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		if logs := stderr.String(); logs != "" {
+			t.Errorf("%v: the log is not empty:\n%s", args, logs)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"--log-level", "loud"}, &stdout, &stderr)
+	if code := exitCode(err, &stderr); code != exitUsage || !strings.Contains(stderr.String(), "--log-level") {
+		t.Errorf("--log-level loud: exit %d, %q; want a usage error", code, stderr.String())
+	}
+}

@@ -5,15 +5,20 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
 	"sort"
+	"strconv"
+	"syscall"
 	"testing"
 
+	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/trackertest"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){"dcworker": main})
+	testscript.Main(m, map[string]func(){"dcworker": main, "expectexit": expectexitMain})
 }
 
 // TestScripts runs testdata/script/*.txtar against the real command. Each
@@ -41,6 +46,16 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// events JOURNAL: one line per event: slot, kind, job, reason.
+			"events": func(ts *testscript.TestScript, neg bool, args []string) {
+				db, err := journal.Open(ts.MkAbs(args[0]), &journal.Options{ReadOnly: true})
+				ts.Check(err)
+				defer db.Close()
+				ts.Check(db.Events(journal.Filter{}, func(e journal.Event) error {
+					fmt.Fprintf(ts.Stdout(), "%s %s %d %s\n", e.Slot, e.Kind, e.Job, e.Reason)
+					return nil
+				}))
+			},
 			"jobs": func(ts *testscript.TestScript, neg bool, args []string) {
 				tr := ts.Value("tracker").(*trackertest.Tracker)
 				views := tr.Jobs()
@@ -55,6 +70,28 @@ func TestScripts(t *testing.T) {
 			},
 		},
 	})
+}
+
+// expectexitMain: expectexit N dcworker ARGS... runs dcworker and fails unless it
+// exits with N.
+func expectexitMain() {
+	if len(os.Args) < 3 || os.Args[2] != "dcworker" {
+		fmt.Fprintln(os.Stderr, "usage: expectexit N dcworker ARGS...")
+		os.Exit(2)
+	}
+	want, err := strconv.Atoi(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "expectexit:", err)
+		os.Exit(2)
+	}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	got := exitCode(run(context.Background(), sigs, os.Args[3:], os.Stdout, os.Stderr), os.Stderr)
+	if got != want {
+		fmt.Fprintf(os.Stderr, "expectexit: dcworker exited with %d, want %d\n", got, want)
+		os.Exit(1)
+	}
+	os.Exit(0)
 }
 
 func TestExitCode(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/distcompute/distcompute-go/internal/termtext"
+	"github.com/distcompute/distcompute-go/internal/term"
 	"github.com/distcompute/distcompute-go/internal/worker"
 )
 
@@ -19,7 +19,8 @@ commands:
   help    show this help, or a command's: dcworker help run
 
 exit status: 0 done (drained or, with --exit-when-empty, no jobs left);
-1 error (including a second stop signal); 2 usage.
+1 error (including a second stop signal); 2 usage, or the command cannot
+start; 3 the command failed --max-failed-runs times in a row (default 10).
 `
 
 // run dispatches the subcommand.
@@ -33,7 +34,7 @@ func run(ctx context.Context, sigs <-chan os.Signal, args []string, stdout, stde
 		return worker.Command(ctx, args[1:], sigs, stdout, stderr, nil)
 	case "help", "-h", "--help":
 		if len(args) > 1 && args[1] == "run" {
-			_, _, err := worker.ParseRunArgs([]string{"-h"}, stdout)
+			_, _, err := worker.ParseRunArgs([]string{"-h"}, stdout, stderr)
 			if errors.Is(err, flag.ErrHelp) {
 				return nil
 			}
@@ -51,12 +52,15 @@ func exitCode(err error, stderr io.Writer) int {
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.Is(err, worker.ErrFailing):
+		fmt.Fprintln(stderr, "dcworker:", term.ErrorLine("dcworker", err))
+		return 3
 	case errors.Is(err, worker.ErrUsage), errors.Is(err, worker.ErrConfig):
 		if errors.Is(err, worker.ErrConfig) {
-			fmt.Fprintln(stderr, "dcworker:", termtext.Line(err.Error()))
+			fmt.Fprintln(stderr, "dcworker:", term.ErrorLine("dcworker", err))
 		}
 		return 2
 	}
-	fmt.Fprintln(stderr, "dcworker:", termtext.Line(err.Error()))
+	fmt.Fprintln(stderr, "dcworker:", term.ErrorLine("dcworker", err))
 	return 1
 }

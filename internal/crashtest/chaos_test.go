@@ -217,6 +217,5 @@ func TestChaosInProcess(t *testing.T) {
 		map[bool]string{true: "lone", false: "pool+lone"}[cfg.Lone], cfg.Jobs, 2*cfg.WorkersPerStage, fc.Requests, fc.DroppedRequest, fc.DroppedAnswer, fc.Status502,
 		rf.Resubmitted, jf.Completions["applied-earlier"], stats["completeJob"].Status[403], jf.Completions["orphaned"],
 		elapsed.Round(time.Millisecond), sd)
-	t.Log(line)
-	fmt.Println(line)
+	printFigures(t, line)
 }

@@ -581,8 +581,7 @@ func runCrash(t *testing.T, cfg crashConfig) {
 		cfg.Name, cfg.Jobs, len(inputs)-cfg.Jobs, nWorkers, fig.kills(), fig.RandomKills, named, rf.Resubmitted, max(jf.Completions["applied-earlier"], rf.AppliedEarlier),
 		jf.Orphans+jf.resolved(), jf.OrphansResolved["resubmitted"], r.episodes.Load(), chaos,
 		mainElapsed.Round(time.Millisecond), elapsed.Round(time.Millisecond), sd)
-	t.Log(line)
-	fmt.Println(line)
+	printFigures(t, line)
 }
 
 // lifeReport is a line of reports.jsonl: the replay report of one start.

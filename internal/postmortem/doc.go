@@ -44,8 +44,9 @@
 //	    "flag_pending": false, "bye_pending": false,
 //	    "last_seq": 57, "last_event": "...",
 //	    "last_report": {"time": "...", "report": { ... }},  // the last "replayed" event, as written by recovery
-//	    "refused": [{"job": 4, "time": "...", "action": "flagged" | "released", "reason": "..."}]
+//	    "refused": [{"job": 4, "time": "...", "action": "flagged" | "released", "reason": "..."}],
 //	                                               // jobs refused at a claim (undecodable, over the size limit)
+//	    "drained": {"time": "...", "reason": "SIGTERM"}     // the slot's last life ended with a drain (a clean stop)
 //	  }],
 //	  "orphans": [{                                  // orphaned outputs not yet resolved
 //	    "seq": 33, "slot": "0", "stage": "a", "job": 40, "time": "...", "reason": "...",

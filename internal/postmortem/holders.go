@@ -3,16 +3,13 @@ package postmortem
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
 )
 
 // Process is a running process that holds a journal file open.
 type Process struct {
 	PID     int
-	Command string // its command name (/proc/PID/comm), "" if unknown
+	Command string // its command name ("dcworker"), "" if unknown
 	Locked  bool   // it holds a file lock on the journal, not only an open descriptor
 }
 
@@ -24,14 +21,19 @@ func (p Process) String() string {
 	return fmt.Sprintf("pid %d (%s)", p.PID, p.Command)
 }
 
-// Holders finds, best effort, the processes that hold path open, reading /proc/*/fd
-// (Linux; elsewhere, or without permission to look, it finds nothing), and names
+// Holders finds, best effort, the processes that hold path open, and names
 // those of locked, the PIDs of the processes holding its lock (as a
-// *journal.LockedError lists them). The calling process is left out. Lock holders
-// come first.
+// *journal.LockedError lists them). How it finds open files and names
+// processes depends on the system:
+//   - Linux reads /proc/*/fd and /proc/PID/comm (processes it may not look
+//     at are missed);
+//   - Windows asks the Restart Manager, and names a process by its
+//     executable;
+//   - elsewhere (macOS, the BSDs) it only lists locked, unnamed.
+//
+// The calling process is left out. Lock holders come first.
 func Holders(path string, locked []int) []Process {
-	fi, err := os.Stat(path)
-	if err != nil {
+	if _, err := os.Stat(path); err != nil {
 		return nil
 	}
 	self := os.Getpid()
@@ -42,7 +44,7 @@ func Holders(path string, locked []int) []Process {
 		}
 		p := found[pid]
 		if p == nil {
-			p = &Process{PID: pid, Command: commOf(pid)}
+			p = &Process{PID: pid, Command: commandName(pid)}
 			found[pid] = p
 		}
 		p.Locked = p.Locked || locked
@@ -50,23 +52,8 @@ func Holders(path string, locked []int) []Process {
 	for _, pid := range locked {
 		add(pid, true)
 	}
-	procs, _ := filepath.Glob("/proc/[0-9]*/fd")
-	for _, fdDir := range procs {
-		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(fdDir)))
-		if err != nil || pid == self {
-			continue
-		}
-		fds, err := os.ReadDir(fdDir)
-		if err != nil {
-			continue // not ours to look at
-		}
-		for _, fd := range fds {
-			ofi, err := os.Stat(filepath.Join(fdDir, fd.Name()))
-			if err == nil && os.SameFile(fi, ofi) {
-				add(pid, false)
-				break
-			}
-		}
+	for _, pid := range openers(path) {
+		add(pid, false)
 	}
 	out := make([]Process, 0, len(found))
 	for _, p := range found {
@@ -79,12 +66,4 @@ func Holders(path string, locked []int) []Process {
 		return out[i].PID < out[k].PID
 	})
 	return out
-}
-
-func commOf(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
 }

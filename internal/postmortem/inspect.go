@@ -39,6 +39,9 @@ type InspectOptions struct {
 	// (and written as journal.path in JSON) instead of the temporary file's path, and
 	// the "next steps" are left out, since the worker still runs.
 	Source string
+	// NoNextSteps leaves the "next steps" out: the journal is a copy about to be
+	// deleted, and commands pointing at it would not work.
+	NoNextSteps bool
 }
 
 // TimeLayout is how times are written for people: UTC, to the second.
@@ -359,7 +362,7 @@ func (p *printer) slots(s *Summary) {
 		}
 		p.table("  ", rows)
 	}
-	if p.opts.Source == "" {
+	if p.opts.Source == "" && !p.opts.NoNextSteps {
 		p.nextSteps(s)
 	}
 }
@@ -434,6 +437,9 @@ func (p *printer) slot(sl SlotSummary) {
 	}
 	if r := sl.LastReport; r != nil {
 		rows = append(rows, []string{"last recovery", fmt.Sprintf("%s: %s", fmtTime(r.Time), reportLine(r.Report))})
+	}
+	if d := sl.Drained; d != nil {
+		rows = append(rows, []string{"drained", fmt.Sprintf("%s: %s (a clean stop, not a crash)", fmtTime(d.Time), orDash(d.Reason))})
 	}
 	rows = append(rows, []string{"last event", fmt.Sprintf("seq %d at %s", sl.LastSeq, fmtTime(sl.LastEvent))})
 	p.table("  ", rows)

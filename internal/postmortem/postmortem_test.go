@@ -219,3 +219,56 @@ func TestVerifyQuotesNoToken(t *testing.T) {
 		}
 	}
 }
+
+// TestSummarizeLifeEnds: progress is not shown next to a job claimed after it, a
+// drain is shown with its reason, and an orphan whose job another slot completed
+// since is not listed.
+func TestSummarizeLifeEnds(t *testing.T) {
+	db, err := journal.Open(filepath.Join(t.TempDir(), "j.db"), &journal.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	in, out := "in", "out"
+	for _, e := range []journal.Event{
+		{Slot: "slot-0", Kind: journal.KindRegistered, URL: "http://t", Stage: "a", Token: "tok-0-0123456789", DisplayName: "w0"},
+		{Slot: "slot-0", Kind: journal.KindClaimed, Job: 1, Input: &in},
+		{Slot: "slot-0", Kind: journal.KindProgress, Job: 1, Progress: "job 1 at 90%"},
+		{Slot: "slot-0", Kind: journal.KindCompletionPending, Job: 1, Output: &out},
+		{Slot: "slot-0", Kind: journal.KindSessionLost, Reason: "timed out"}, // job 1's output orphaned
+		{Slot: "slot-0", Kind: journal.KindRegistered, URL: "http://t", Stage: "a", Token: "tok-0-bis-0123456", DisplayName: "w0b"},
+		{Slot: "slot-0", Kind: journal.KindClaimed, Job: 2, Input: &in}, // no progress for job 2 yet
+		{Slot: "slot-1", Kind: journal.KindRegistered, URL: "http://t", Stage: "a", Token: "tok-1-0123456789", DisplayName: "w1"},
+		{Slot: "slot-1", Kind: journal.KindClaimed, Job: 1, Input: &in},
+		{Slot: "slot-1", Kind: journal.KindCompletionPending, Job: 1, Output: &out},
+		{Slot: "slot-1", Kind: journal.KindCompletionSettled, Job: 1, Outcome: journal.OutcomeAccepted},
+		{Slot: "slot-1", Kind: journal.KindDrained, Reason: "SIGTERM"},
+	} {
+		if _, err := db.Append(e); err != nil {
+			t.Fatalf("%s: %v", e.Kind, err)
+		}
+	}
+	s, err := postmortem.Summarize(db, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Slots[0].Job == nil || s.Slots[0].Job.Number != 2 || s.Slots[0].Progress != "" {
+		t.Errorf("slot-0 shows job %+v with progress %q, want job 2 and no progress (job 1's is stale)", s.Slots[0].Job, s.Slots[0].Progress)
+	}
+	if d := s.Slots[1].Drained; d == nil || d.Reason != "SIGTERM" {
+		t.Errorf("slot-1 drained = %+v, want SIGTERM", d)
+	}
+	if s.Slots[0].Drained != nil {
+		t.Errorf("slot-0 shown as drained: %+v", s.Slots[0].Drained)
+	}
+	if len(s.Orphans) != 0 {
+		t.Errorf("orphans %+v listed, want none: slot-1 completed job 1 since", s.Orphans)
+	}
+	var b bytes.Buffer
+	if err := postmortem.Inspect(&b, db, postmortem.InspectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "drained") || !strings.Contains(b.String(), "SIGTERM (a clean stop, not a crash)") {
+		t.Errorf("inspect does not show the drain:\n%s", b.String())
+	}
+}

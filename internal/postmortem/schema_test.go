@@ -29,6 +29,7 @@ func TestJSONSchemaStable(t *testing.T) {
 			FlagPending:       true, ByePending: true, LastSeq: 1, LastEvent: &now,
 			LastReport: &postmortem.ReportSummary{Time: &now, Report: json.RawMessage(`{}`)},
 			Refused:    []postmortem.RefusedSummary{{Job: 4, Time: &now, Action: postmortem.RefusedFlagged, Reason: "r"}},
+			Drained:    &postmortem.DrainSummary{Time: &now, Reason: "SIGTERM"},
 		}},
 		Orphans:  []postmortem.OrphanSummary{{Seq: 1, Slot: "0", Stage: "a", Job: 1, Time: &now, Reason: "r", OutputKind: "text", OutputBytes: 1}},
 		Events:   []postmortem.EventSummary{{Seq: 1, Time: &now, Slot: "0", Kind: "claimed", Job: 1, Detail: "d", Input: &in, Output: &out}},
@@ -56,6 +57,7 @@ func TestJSONSchemaStable(t *testing.T) {
 		slots[].flag_pending slots[].bye_pending slots[].last_seq slots[].last_event
 		slots[].last_report slots[].last_report.time slots[].last_report.report
 		slots[].refused slots[].refused[].job slots[].refused[].time slots[].refused[].action slots[].refused[].reason
+		slots[].drained slots[].drained.time slots[].drained.reason
 		orphans orphans[].seq orphans[].slot orphans[].stage orphans[].job orphans[].time orphans[].reason orphans[].output_kind orphans[].output_bytes
 		events events[].seq events[].time events[].slot events[].kind events[].job events[].detail events[].input events[].output
 		warnings`)

@@ -85,6 +85,15 @@ type SlotSummary struct {
 	// them (data that cannot be decoded, an answer over its size limit),
 	// and what it did with each, oldest first.
 	Refused []RefusedSummary `json:"refused,omitempty"`
+	// Drained is the last drain recorded (a clean stop: signal, cloud notice),
+	// absent when the slot's last life did not end with one.
+	Drained *DrainSummary `json:"drained,omitempty"`
+}
+
+// DrainSummary is a drain the worker recorded: it stopped claiming on purpose.
+type DrainSummary struct {
+	Time   *time.Time `json:"time,omitempty"`
+	Reason string     `json:"reason,omitempty"`
 }
 
 // Actions of a RefusedSummary.
@@ -164,6 +173,9 @@ type slotScan struct {
 	lost           bool
 	lostReason     string
 	progressTime   time.Time
+	progressJob    int // the job the last progress was about (0: none held)
+	drained        *journal.Event
+	claims         int // claims since the drain
 	checkpointTime map[int]time.Time
 	reportTime     time.Time
 	refused        []RefusedSummary
@@ -185,6 +197,7 @@ func Summarize(db *journal.DB, showSecrets bool) (*Summary, error) {
 	}
 
 	scans := map[string]*slotScan{}
+	var history []journal.Event
 	scan := func(slot string) *slotScan {
 		sc := scans[slot]
 		if sc == nil {
@@ -204,16 +217,25 @@ func Summarize(db *journal.DB, showSecrets bool) (*Summary, error) {
 		if j.LastEvent == nil || e.Time.After(*j.LastEvent) {
 			j.LastEvent = timePtr(e.Time)
 		}
+		if e.Kind == journal.KindRegistered || e.Kind == journal.KindCompletionSettled {
+			history = append(history, e) // what completedElsewhere needs, payloads left out
+		}
 		sc := scan(e.Slot)
 		switch e.Kind {
 		case journal.KindRegistered:
+			sc.drained = nil // a new life: the drain was not its end
 			sc.lost, sc.lostReason = false, ""
 			reg := e
 			sc.registration = &reg
 		case journal.KindSessionLost:
 			sc.lost, sc.lostReason = true, e.Reason
 		case journal.KindProgress:
-			sc.progressTime = e.Time
+			sc.progressTime, sc.progressJob = e.Time, e.Job
+		case journal.KindDrained:
+			d := e
+			sc.drained = &d
+		case journal.KindClaimed:
+			sc.drained = nil // a new life: the drain was not its end
 		case journal.KindCheckpoint:
 			sc.checkpointTime[e.Job] = e.Time
 		case journal.KindRefused:
@@ -265,7 +287,11 @@ func Summarize(db *journal.DB, showSecrets bool) (*Summary, error) {
 		damage = append(damage, fmt.Errorf("reading orphans: %w", err))
 		s.Warnings = append(s.Warnings, fmt.Sprintf("the orphaned outputs could not be read (%s)", errText(err)))
 	}
+	done := completedElsewhere(orphans, history)
 	for _, o := range orphans {
+		if done[o.Seq] {
+			continue // the same job was completed since (by another slot): nothing was lost
+		}
 		s.Orphans = append(s.Orphans, OrphanSummary{
 			Seq: o.Seq, Slot: o.Slot, Stage: o.Stage, Job: o.Job, Time: timePtr(o.Time), Reason: o.Reason,
 			OutputKind: wireKind(&o.Output), OutputBytes: len(payloadText(&o.Output)),
@@ -336,8 +362,15 @@ func slotSummary(st journal.State, sc *slotScan, showSecrets bool) SlotSummary {
 		ss.Token = redactToken(r.Token, showSecrets)
 		ss.Registered = timePtr(r.Time)
 	}
-	if st.Progress != "" {
+	// Progress is shown with the job it was about: not next to a job claimed since.
+	if st.Progress != "" && (st.Job == nil || sc.progressJob == st.Job.Number) {
+		ss.Progress = st.Progress
 		ss.ProgressTime = timePtr(sc.progressTime)
+	} else {
+		ss.Progress = ""
+	}
+	if d := sc.drained; d != nil {
+		ss.Drained = &DrainSummary{Time: timePtr(d.Time), Reason: d.Reason}
 	}
 	if j := st.Job; j != nil {
 		ss.Job = &JobSummary{

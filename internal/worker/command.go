@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -70,13 +71,16 @@ func (r result) describe() string {
 
 // proc is a started command.
 type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	res  result
+	cmd    *exec.Cmd
+	done   chan struct{}
+	res    result
+	group  procGroup   // the command and its descendants (per OS)
+	killed atomic.Bool // kill was called
 }
 
-// start launches s in its own process group. The command is SIGKILLed (the
-// whole group) when ctx ends. Wait for it with wait.
+// start launches s in its own process group (on Windows, also in a job
+// object that holds its descendants). The command is killed, with its
+// whole group, when ctx ends. Wait for it with wait.
 func start(ctx context.Context, s spec) (*proc, error) {
 	if len(s.argv) == 0 {
 		return nil, errors.New("no command")
@@ -85,10 +89,11 @@ func start(ctx context.Context, s spec) (*proc, error) {
 		s.poll = 200 * time.Millisecond
 	}
 	cmd := exec.CommandContext(ctx, s.argv[0], s.argv[1:]...)
+	p := &proc{cmd: cmd, done: make(chan struct{})}
 	cmd.Env = s.env
 	cmd.Stdin = strings.NewReader(s.stdin)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	p.prepare()
+	cmd.Cancel = p.kill
 	cmd.WaitDelay = s.waitDelay
 	if cmd.WaitDelay <= 0 {
 		cmd.WaitDelay = 5 * time.Second
@@ -102,23 +107,28 @@ func start(ctx context.Context, s spec) (*proc, error) {
 	} else {
 		cmd.Stderr = tail
 	}
-	pr, pw, err := os.Pipe()
+	pr, pw, err := progressPipe(cmd)
 	if err != nil {
 		return nil, err
 	}
-	cmd.ExtraFiles = []*os.File{pw} // fd 3
 	if err := cmd.Start(); err != nil {
-		pr.Close()
-		pw.Close()
+		closeAll(pr, pw)
 		return nil, err
 	}
-	pw.Close() // the child holds its own copy
+	closeAll(pw) // the child holds its own copy
+	if err := p.started(); err != nil {
+		_ = p.kill()
+		_ = cmd.Wait()
+		closeAll(pr)
+		return nil, err
+	}
 
-	p := &proc{cmd: cmd, done: make(chan struct{})}
 	progressDone := make(chan struct{})
 	go func() {
 		defer close(progressDone)
-		readLines(pr, s.onProgress)
+		if pr != nil {
+			readLines(pr, s.onProgress)
+		}
 	}()
 
 	watchDone := make(chan struct{})
@@ -150,7 +160,7 @@ func start(ctx context.Context, s spec) (*proc, error) {
 		case <-progressDone:
 		case <-time.After(cmd.WaitDelay):
 		}
-		pr.Close() // unblocks the progress reader if a grandchild holds fd 3
+		closeAll(pr) // unblocks the progress reader if a grandchild holds fd 3
 		<-progressDone
 		close(watchDone)
 		<-watchStopped
@@ -160,10 +170,9 @@ func start(ctx context.Context, s spec) (*proc, error) {
 		p.res.output, p.res.tooLarge = out.result()
 		if cmd.ProcessState != nil {
 			p.res.exitCode = cmd.ProcessState.ExitCode()
-			if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				p.res.signal = ws.Signal()
-			}
+			p.res.signal = p.exitSignal()
 		}
+		p.release()
 		var ee *exec.ExitError
 		if werr != nil && !errors.As(werr, &ee) && !errors.Is(werr, exec.ErrWaitDelay) {
 			p.res.err = werr
@@ -172,17 +181,19 @@ func start(ctx context.Context, s spec) (*proc, error) {
 	return p, nil
 }
 
-// signal sends sig to the command's process group.
-func (p *proc) signal(sig syscall.Signal) {
-	if p.cmd.Process != nil {
-		_ = syscall.Kill(-p.cmd.Process.Pid, sig)
-	}
-}
-
 // wait blocks until the command has exited and its output is collected.
 func (p *proc) wait() result {
 	<-p.done
 	return p.res
+}
+
+// closeAll closes the files that are not nil.
+func closeAll(files ...*os.File) {
+	for _, f := range files {
+		if f != nil {
+			f.Close()
+		}
+	}
 }
 
 // limitWriter keeps at most limit bytes (limit <= 0: no limit) and discards

@@ -14,8 +14,7 @@ import (
 
 	"github.com/distcompute/distcompute-go/client"
 	"github.com/distcompute/distcompute-go/internal/preempt"
-	"github.com/distcompute/distcompute-go/internal/termtext"
-	"github.com/lmittmann/tint"
+	"github.com/distcompute/distcompute-go/internal/term"
 )
 
 // ErrUsage reports bad command-line arguments (the usage was printed).
@@ -35,16 +34,20 @@ flags:
 `
 
 // ParseRunArgs parses the arguments of `dcworker run` (everything after
-// "run") into a Config. Usage errors print the usage to stderr and return an
-// error wrapping ErrUsage; -h returns flag.ErrHelp.
-func ParseRunArgs(args []string, stderr io.Writer) (Config, *RunFlags, error) {
+// "run") into a Config. -h prints the usage to stdout and returns
+// flag.ErrHelp; a usage error prints one line saying what is wrong to stderr
+// and returns an error wrapping ErrUsage.
+func ParseRunArgs(args []string, stdout, stderr io.Writer) (Config, *RunFlags, error) {
 	var cfg Config
 	rf := &RunFlags{}
 	fs := flag.NewFlagSet("dcworker run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, RunUsage)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	printUsage := func(w io.Writer) {
+		fmt.Fprint(w, RunUsage)
+		fs.SetOutput(w)
 		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
 	}
 	fs.StringVar(&cfg.TrackerURL, "tracker", "", "tracker base `URL` (required)")
 	fs.StringVar(&cfg.Stage, "stage", "a", "worker `stage`, a..e")
@@ -53,6 +56,7 @@ func ParseRunArgs(args []string, stderr io.Writer) (Config, *RunFlags, error) {
 	fs.IntVar(&cfg.Slots, "slots", 1, "jobs run at once, one worker identity each")
 	retries := fs.Int("retries", DefaultRetries, "retries of a failed command before the job is released")
 	fs.DurationVar(&cfg.RetryDelay, "retry-delay", DefaultRetryDelay, "pause before a retry")
+	maxFailed := fs.Int("max-failed-runs", DefaultMaxFailedRuns, "stop the worker (exit 3) after this many failed command runs in a row, across jobs; 0 never stops")
 	fs.IntVar(&cfg.InvalidExitCode, "invalid-exit-code", DefaultInvalidExitCode, "exit `code` meaning \"the job's input is invalid\" (65 = EX_DATAERR)")
 	maxOut := fs.String("max-output", "16MiB", "stdout size limit (bytes, or with KiB/MiB/GiB); over it the run fails")
 	fs.DurationVar(&cfg.Grace, "grace", DefaultGrace, "time given to running commands after SIGTERM/SIGINT or a preemption notice")
@@ -70,18 +74,18 @@ func ParseRunArgs(args []string, stderr io.Writer) (Config, *RunFlags, error) {
 	fs.BoolVar(&cfg.Verbose, "v", false, "verbose (debug) logging")
 	fs.BoolVar(&rf.JSONLog, "json-log", false, "log JSON lines instead of text")
 
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return cfg, rf, err
-		}
-		return cfg, rf, fmt.Errorf("%w: %v", ErrUsage, err)
-	}
-	cfg.Command = fs.Args()
 	usage := func(format string, a ...any) (Config, *RunFlags, error) {
-		fmt.Fprintf(stderr, "dcworker run: "+format+"\n", a...)
-		fs.Usage()
+		fmt.Fprintf(stderr, "dcworker run: "+format+" (see \"dcworker help run\")\n", a...)
 		return cfg, rf, fmt.Errorf("%w: "+format, append([]any{ErrUsage}, a...)...)
 	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stdout)
+			return cfg, rf, err
+		}
+		return usage("%v", err)
+	}
+	cfg.Command = fs.Args()
 	if cfg.TrackerURL == "" {
 		return usage("--tracker is required")
 	}
@@ -95,6 +99,13 @@ func ParseRunArgs(args []string, stderr io.Writer) (Config, *RunFlags, error) {
 		return usage("--retries must be >= 0")
 	}
 	cfg.Retries = *retries
+	if *maxFailed < 0 {
+		return usage("--max-failed-runs must be >= 0")
+	}
+	cfg.MaxFailedRuns = *maxFailed
+	if cfg.MaxFailedRuns == 0 {
+		cfg.MaxFailedRuns = -1 // Config's zero means the default
+	}
 	if cfg.Retries == 0 {
 		cfg.Retries = -1 // Config's zero means the default
 	}
@@ -166,7 +177,7 @@ func ParseSize(s string) (int64, error) {
 // if not nil, adjusts the Config before the run (the quick start adds a
 // crash hook). Errors: ErrUsage (or flag.ErrHelp), then those of Run.
 func Command(ctx context.Context, args []string, sigs <-chan os.Signal, stdout, stderr io.Writer, mod func(*Config)) error {
-	cfg, rf, err := ParseRunArgs(args, stderr)
+	cfg, rf, err := ParseRunArgs(args, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -175,9 +186,9 @@ func Command(ctx context.Context, args []string, sigs <-chan os.Signal, stdout, 
 		level = slog.LevelDebug
 	}
 	if rf.JSONLog {
-		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+		cfg.Logger = slog.New(term.Dedupe(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})))
 	} else {
-		cfg.Logger = slog.New(termtext.Handler(tint.NewHandler(stderr, &tint.Options{Level: level, TimeFormat: time.TimeOnly, NoColor: !isTerminal(stderr)})))
+		cfg.Logger = slog.New(term.Handler(stderr, level, os.Getenv))
 	}
 	cfg.Stderr = stderr
 	cfg.Signals = sigs
@@ -186,13 +197,4 @@ func Command(ctx context.Context, args []string, sigs <-chan os.Signal, stdout, 
 		mod(&cfg)
 	}
 	return Run(ctx, cfg)
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -240,7 +240,7 @@ func killGroupFrom(t testing.TB, file string) {
 		}
 		var pid int
 		if _, err := fmt.Sscan(strings.TrimSpace(string(b)), &pid); err == nil && pid > 1 {
-			syscall.Kill(-pid, syscall.SIGKILL)
+			killGroup(pid)
 		}
 	})
 }

@@ -21,6 +21,9 @@ func TestOutputPayload(t *testing.T) {
 		{"broken json is a string", "[1, 2\n", session.KindString, "[1, 2"},
 		{"scalar json is a string", "42\n", session.KindString, "42"},
 		{"quoted string stays a string", "\"x\"\n", session.KindString, `"x"`},
+		{"CRLF trimmed like LF", "done:shard-1\r\n", session.KindString, "done:shard-1"},
+		{"only one CRLF trimmed", "a\r\n\r\n", session.KindString, "a\r\n"},
+		{"lone CR kept", "a\r", session.KindString, "a\r"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := outputPayload([]byte(tc.out))
@@ -45,20 +48,20 @@ func TestParseSize(t *testing.T) {
 }
 
 func TestParseRunArgsDefaults(t *testing.T) {
-	cfg, _, err := ParseRunArgs([]string{"--tracker", "http://127.0.0.1:1", "--", "cmd", "arg"}, discard{})
+	cfg, _, err := ParseRunArgs([]string{"--tracker", "http://127.0.0.1:1", "--", "sh", "arg"}, discard{}, discard{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := cfg.setDefaults(); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Grace != DefaultGrace || cfg.Retries != DefaultRetries || cfg.InvalidExitCode != 65 || cfg.MaxOutput != 16<<20 || cfg.Slots != 1 || cfg.Stage != "a" {
+	if cfg.Grace != DefaultGrace || cfg.Retries != DefaultRetries || cfg.InvalidExitCode != 65 || cfg.MaxOutput != 16<<20 || cfg.Slots != 1 || cfg.Stage != "a" || cfg.MaxFailedRuns != DefaultMaxFailedRuns {
 		t.Errorf("defaults: %+v", cfg)
 	}
-	if len(cfg.Command) != 2 || cfg.Command[0] != "cmd" {
+	if len(cfg.Command) != 2 || cfg.Command[0] != "sh" {
 		t.Errorf("command %q", cfg.Command)
 	}
-	cfg, _, err = ParseRunArgs([]string{"--tracker", "u", "--retries", "0", "--", "x"}, discard{})
+	cfg, _, err = ParseRunArgs([]string{"--tracker", "http://h", "--retries", "0", "--", "sh"}, discard{}, discard{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ var allStates = []string{stateIdle, stateWaiting, stateRunning, stateCompleting,
 type metrics struct {
 	completed, failed, flagged, resubmitted, orphaned atomic.Int64
 	heartbeatFailures, commandFailures, runs          atomic.Int64
-	checkpoints, preemptions                          atomic.Int64
+	checkpoints, preemptions, trackerFailures         atomic.Int64
 
 	mu        sync.Mutex
 	stateTime map[string]time.Duration // closed intervals only
@@ -92,6 +92,7 @@ type Status struct {
 	Draining bool             `json:"draining"`
 	Slots    []SlotStatus     `json:"slots"`
 	Counters map[string]int64 `json:"counters"`
+	Reach
 }
 
 func (e *engine) counters() map[string]int64 {
@@ -114,6 +115,7 @@ func (e *engine) counters() map[string]int64 {
 		"heartbeat_failures": e.m.heartbeatFailures.Load(),
 		"command_failures":   e.m.commandFailures.Load(),
 		"command_runs":       e.m.runs.Load(),
+		"tracker_failures":   e.m.trackerFailures.Load(),
 		"checkpoints":        e.m.checkpoints.Load(),
 		"preemption_notices": e.m.preemptions.Load(),
 	}
@@ -123,7 +125,7 @@ func (e *engine) counters() map[string]int64 {
 // status server (JSON, metrics, HTML) is built from it or from counters,
 // never from the configuration or the journal directly.
 func (e *engine) status() Status {
-	st := Status{Tracker: redactURL(e.cfg.TrackerURL), Stage: e.cfg.Stage, Journal: e.cfg.Journal, Draining: e.isDraining(), Counters: e.counters()}
+	st := Status{Tracker: redactURL(e.cfg.TrackerURL), Stage: e.cfg.Stage, Journal: e.cfg.Journal, Draining: e.isDraining(), Counters: e.counters(), Reach: e.reach.snapshot()}
 	for i, s := range e.slots {
 		s.mu.Lock()
 		st.Slots = append(st.Slots, SlotStatus{Slot: s.index, JournalSlot: e.clients[i].Slot(), DisplayName: s.name, State: s.state, Since: s.since, Job: s.job, Progress: s.progress})
@@ -150,47 +152,6 @@ func (e *engine) stateSeconds() map[string]float64 {
 	return out
 }
 
-// writeMetrics writes the Prometheus text exposition format (version 0.0.4).
-func (e *engine) writeMetrics(w io.Writer) {
-	c := e.counters()
-	counter := func(name, help string, v int64) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)
-	}
-	counter("dcworker_jobs_completed_total", "Jobs completed (output accepted or journaled for resubmission).", c["completed"])
-	counter("dcworker_jobs_failed_total", "Jobs released after the command failed on every attempt.", c["failed"])
-	counter("dcworker_jobs_flagged_total", "Jobs whose input was flagged invalid.", c["flagged"])
-	counter("dcworker_jobs_resubmitted_total", "Completions resubmitted from the journal (on start, or orphaned output on a new claim).", c["resubmitted"])
-	counter("dcworker_jobs_refused_total", "Jobs refused at a claim (data that cannot be decoded: flagged; an answer over the size limit, a refused flag, a job refused before: released).", c["refused"])
-	counter("dcworker_jobs_orphaned_total", "Completions orphaned: the worker had timed out (found on start, or answered on completion).", c["orphaned"])
-	counter("dcworker_sessions_lost_total", "Times the tracker lost a worker identity (timed out) and the client registered afresh.", c["sessions_lost"])
-	counter("dcworker_heartbeat_failures_total", "Progress/heartbeat requests that failed.", c["heartbeat_failures"])
-	counter("dcworker_command_failures_total", "Command runs that failed (each attempt).", c["command_failures"])
-	counter("dcworker_command_runs_total", "Command runs started.", c["command_runs"])
-	counter("dcworker_checkpoints_total", "Checkpoints stored.", c["checkpoints"])
-	counter("dcworker_preemption_notices_total", "Cloud preemption notices received.", c["preemption_notices"])
-
-	secs := e.stateSeconds()
-	fmt.Fprintf(w, "# HELP dcworker_state_seconds_total Time slots spent in each state.\n# TYPE dcworker_state_seconds_total counter\n")
-	for _, s := range allStates {
-		fmt.Fprintf(w, "dcworker_state_seconds_total{state=%q} %g\n", s, secs[s])
-	}
-	busy := map[string]int{}
-	for _, s := range e.slots {
-		s.mu.Lock()
-		busy[s.state]++
-		s.mu.Unlock()
-	}
-	fmt.Fprintf(w, "# HELP dcworker_slots Slots currently in each state.\n# TYPE dcworker_slots gauge\n")
-	for _, s := range allStates {
-		fmt.Fprintf(w, "dcworker_slots{state=%q} %d\n", s, busy[s])
-	}
-	draining := 0
-	if e.isDraining() {
-		draining = 1
-	}
-	fmt.Fprintf(w, "# HELP dcworker_draining 1 while the worker drains after a stop signal or preemption notice.\n# TYPE dcworker_draining gauge\ndcworker_draining %d\n", draining)
-}
-
 func (e *engine) statusHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
@@ -199,10 +160,8 @@ func (e *engine) statusHandler() http.Handler {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(e.status())
 	})
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		e.writeMetrics(w)
-	})
+	mux.Handle("GET /metrics", e.metricsHandler())
+	e.pageRoutes(mux)
 	mux.HandleFunc("GET /journal", e.serveJournal)
 	return mux
 }
@@ -319,12 +278,16 @@ func redactURL(raw string) string {
 
 // countingTransport counts failed heartbeats (updateProgress requests).
 type countingTransport struct {
-	next http.RoundTripper
-	m    *metrics
+	next  http.RoundTripper
+	m     *metrics
+	reach *reachability
 }
 
 func (t *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(r)
+	if t.reach.observe(resp, err) {
+		t.m.trackerFailures.Add(1)
+	}
 	if len(r.URL.Path) >= len("updateProgress") && r.URL.Path[len(r.URL.Path)-len("updateProgress"):] == "updateProgress" {
 		if err != nil || resp.StatusCode != http.StatusOK {
 			t.m.heartbeatFailures.Add(1)

@@ -5,14 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,6 +36,10 @@ const (
 	DefaultPollInterval    = 200 * time.Millisecond
 	DefaultRetryDelay      = time.Second
 	DefaultEmptyPoll       = 2 * time.Second
+	// DefaultMaxFailedRuns is how many command runs in a row may fail, across
+	// jobs, before the worker stops (ErrFailing) rather than release job after
+	// job: a command that fails everything is broken, not unlucky.
+	DefaultMaxFailedRuns = 10
 )
 
 // Environment variables set for the command.
@@ -59,6 +67,13 @@ var (
 	// end of its context): running commands were killed and their jobs left
 	// held in the journal.
 	ErrStopped = errors.New("worker: stopped")
+	// ErrCommand reports a command that cannot be started (not found, not
+	// executable). Run returns it before opening the journal; it wraps
+	// ErrConfig.
+	ErrCommand = fmt.Errorf("%w: the command cannot start", ErrConfig)
+	// ErrFailing reports that Config.MaxFailedRuns command runs in a row
+	// failed: the worker drained and stopped instead of churning through jobs.
+	ErrFailing = errors.New("worker: the command keeps failing")
 )
 
 // Config configures Run. Zero numeric fields take the documented defaults.
@@ -77,6 +92,7 @@ type Config struct {
 	InvalidExitCode int           // default DefaultInvalidExitCode
 	Retries         int           // retries after the first failure; default DefaultRetries; -1 means none
 	RetryDelay      time.Duration // pause before a retry; default DefaultRetryDelay; -1 means none
+	MaxFailedRuns   int           // failed runs in a row (across jobs) that stop the worker; default DefaultMaxFailedRuns; -1 means never
 	MaxOutput       int64         // stdout size limit; default DefaultMaxOutput
 	Grace           time.Duration // time given to commands after a stop signal; default DefaultGrace
 	ReleaseOnExit   bool          // release held jobs on a drain instead of leaving them resumable
@@ -130,8 +146,17 @@ func (c *Config) setDefaults() error {
 	if c.TrackerURL == "" {
 		return fmt.Errorf("%w: no tracker URL", ErrConfig)
 	}
+	if u, err := url.Parse(c.TrackerURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%w: tracker URL %q: want http://HOST[:PORT] or https://...", ErrConfig, redactedURL(c.TrackerURL))
+	}
+	if len(c.Stage) != 1 || c.Stage[0] < 'a' || c.Stage[0] > 'e' {
+		return fmt.Errorf("%w: stage %q: the tracker's stages are a, b, c, d and e", ErrConfig, c.Stage)
+	}
 	if len(c.Command) == 0 {
 		return fmt.Errorf("%w: no command", ErrConfig)
+	}
+	if _, err := exec.LookPath(c.Command[0]); err != nil {
+		return fmt.Errorf("%w: %v", ErrCommand, err)
 	}
 	if c.Slots == 0 {
 		c.Slots = 1
@@ -160,6 +185,12 @@ func (c *Config) setDefaults() error {
 	if c.MaxOutput <= 0 {
 		c.MaxOutput = DefaultMaxOutput
 	}
+	switch {
+	case c.MaxFailedRuns == 0:
+		c.MaxFailedRuns = DefaultMaxFailedRuns
+	case c.MaxFailedRuns < 0:
+		c.MaxFailedRuns = 0 // never
+	}
 	if c.Grace <= 0 {
 		c.Grace = DefaultGrace
 	}
@@ -184,6 +215,7 @@ type engine struct {
 	clients []*client.Client
 	slots   []*slotState
 	m       *metrics
+	reach   *reachability
 	workDir string
 
 	runCtx context.Context // ends on a hard stop: commands are killed
@@ -197,7 +229,9 @@ type engine struct {
 
 	stderrMu sync.Mutex // serialises the commands' stderr lines
 
-	snapshots chan struct{} // GET /journal in progress (at most maxSnapshots)
+	snapshots  chan struct{} // GET /journal in progress (at most maxSnapshots)
+	failedRuns atomic.Int64  // command runs failed in a row, across slots and jobs
+	drainWhy   string        // why the drain started, for the journal (guarded by drainMu)
 
 	mu    sync.Mutex
 	busy  int   // slots holding a job
@@ -214,6 +248,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	e := &engine{cfg: cfg, log: cfg.Logger, drainCh: make(chan struct{}), m: newMetrics(cfg.Slots)}
+	e.reach = newReachability(cfg.TrackerURL, e.log)
 	e.runCtx, e.hard = context.WithCancel(ctx)
 	defer e.hard()
 
@@ -245,7 +280,7 @@ func Run(ctx context.Context, cfg Config) error {
 					}
 					if n == 1 {
 						e.log.Info("stop signal: draining", "signal", sig.String(), "grace", cfg.Grace)
-						e.drain(sig)
+						e.drain(sig, signalName(sig))
 					} else {
 						e.log.Warn("second stop signal: stopping at once", "signal", sig.String())
 						e.hard()
@@ -281,6 +316,13 @@ func Run(ctx context.Context, cfg Config) error {
 	// loses nothing (the next start takes over).
 	opts := e.clientOptions()
 	openCtx, openCancel := e.netCtx()
+	if !unsettled(jpath) {
+		// Nothing in the journal waits for the tracker: a stop signal while
+		// registering (say, the tracker is unreachable) has nothing to drain
+		// and stops at once.
+		openCancel()
+		openCtx, openCancel = e.claimCtx()
+	}
 	if cfg.Hook != nil {
 		openCtx = hooks.With(openCtx, cfg.Hook)
 	}
@@ -310,6 +352,11 @@ func Run(ctx context.Context, cfg Config) error {
 				"orphaned", rep.Orphaned, "resumed", rep.Resumed, "released", rep.Released)
 		}
 	}
+
+	drainRecorded := make(chan struct{})
+	stopRecording := make(chan struct{})
+	go func() { defer close(drainRecorded); e.recordDrain(stopRecording) }()
+	defer func() { close(stopRecording); <-drainRecorded }()
 
 	if cfg.StatusAddr != "" {
 		stop, err := e.serveStatus()
@@ -345,7 +392,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 func (e *engine) clientOptions() []client.Option {
 	opts := []client.Option{
-		client.WithLogger(e.log),
+		client.WithLogger(slog.New(retryQuiet{Handler: e.log.Handler(), reach: e.reach})),
 		client.WithVerbose(e.cfg.Verbose),
 	}
 	if e.cfg.Nickname != "" {
@@ -361,20 +408,52 @@ func (e *engine) clientOptions() []client.Option {
 	if next == nil {
 		next = http.DefaultTransport.(*http.Transport).Clone()
 	}
-	counted.Transport = &countingTransport{next: next, m: e.m}
+	counted.Transport = &countingTransport{next: next, m: e.m, reach: e.reach}
 	opts = append(opts, client.WithHTTPClient(&counted))
 	return append(opts, e.cfg.ClientOptions...)
 }
 
-// drain starts draining once: stop claiming, signal the running commands.
-func (e *engine) drain(sig syscall.Signal) {
+// drain starts draining once: stop claiming, signal the running commands. why
+// is recorded in the journal (see recordDrain).
+func (e *engine) drain(sig syscall.Signal, why string) {
 	e.drainOnce.Do(func() {
 		e.drainMu.Lock()
 		e.drainSig = sig
+		e.drainWhy = why
 		e.drainEnd = time.Now().Add(e.cfg.Grace)
 		e.drainMu.Unlock()
 		close(e.drainCh)
 	})
+}
+
+// recordDrain journals a drained event with its reason in every slot once the
+// drain starts, so that dcjournal tells a clean stop from a crash. It runs from
+// the moment the slots exist until done is closed.
+func (e *engine) recordDrain(done <-chan struct{}) {
+	select {
+	case <-done:
+		return
+	case <-e.drainCh:
+	}
+	e.drainMu.Lock()
+	why := e.drainWhy
+	e.drainMu.Unlock()
+	for _, c := range e.clients {
+		if err := c.RecordDrain(why); err != nil {
+			e.log.Error("journaling the drain failed", "slot", c.Slot(), "err", err)
+		}
+	}
+}
+
+// signalName is how a drain's signal is recorded: "SIGTERM", "SIGINT".
+func signalName(sig syscall.Signal) string {
+	switch sig {
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGINT:
+		return "SIGINT"
+	}
+	return sig.String()
 }
 
 func (e *engine) isDraining() bool {
@@ -439,7 +518,7 @@ func (e *engine) watchPreemption(ctx context.Context) {
 	}
 	e.log.Warn("preemption notice: draining", "provider", string(n.Provider), "action", n.Action, "time", n.Time, "grace", e.cfg.Grace)
 	e.m.preemptions.Add(1)
-	e.drain(syscall.SIGTERM)
+	e.drain(syscall.SIGTERM, fmt.Sprintf("%s preemption notice (%s)", n.Provider, n.Action))
 }
 
 func (e *engine) setBusy(delta int) {
@@ -556,7 +635,11 @@ func (e *engine) claim(i int) bool {
 				}
 			}
 		default:
-			e.log.Warn("claiming a job failed; trying again", "slot", c.Slot(), "err", err, "pause", pause)
+			lvl := slog.LevelWarn
+			if !e.reach.snapshot().Reachable {
+				lvl = slog.LevelDebug // the outage has its own line
+			}
+			e.log.Log(ctx, lvl, "claiming a job failed; trying again", "slot", c.Slot(), "err", err, "pause", pause)
 			wait = pause
 			pause = min(2*pause, time.Minute)
 		}
@@ -627,11 +710,13 @@ func (e *engine) runJob(i int, resumed bool) bool {
 		}
 		st.set(e.m, stateRunning, num)
 		res := e.runOnce(i, c, job, num, resumed, attempt, cpPath, progPath)
-		e.m.runs.Add(1)
 		drained := e.isDraining()
 		if e.runCtx.Err() != nil {
 			log.Warn("stopped at once: job left in the journal", "outcome", res.describe())
 			return false
+		}
+		if res.ok() || (res.err == nil && res.signal == 0 && !res.tooLarge && res.exitCode == e.cfg.InvalidExitCode) {
+			e.failedRuns.Store(0) // the command works
 		}
 		switch {
 		case res.ok():
@@ -676,7 +761,13 @@ func (e *engine) runJob(i int, resumed bool) bool {
 		e.m.commandFailures.Add(1)
 		reason := fmt.Sprintf("attempt %d of %d: %s", attempt, e.cfg.Retries+1, res.describe())
 		log.Warn("command failed", "attempt", attempt, "outcome", res.describe(), "stderr_tail", lastLine(res.stderrTail))
-		if attempt <= e.cfg.Retries {
+		failing := false
+		if n := e.failedRuns.Add(1); e.cfg.MaxFailedRuns > 0 && n >= int64(e.cfg.MaxFailedRuns) {
+			failing = true
+			e.fail(fmt.Errorf("%w: %d runs in a row failed, the last: %s; stopping instead of releasing job after job (--max-failed-runs)", ErrFailing, n, res.describe()))
+			e.drain(syscall.SIGTERM, fmt.Sprintf("the command failed %d runs in a row", n))
+		}
+		if attempt <= e.cfg.Retries && !failing {
 			resumed = len(c.LastCheckpoint()) > 0 || resumed
 			if e.cfg.RetryDelay > 0 {
 				ctx, cancel := e.claimCtx()
@@ -703,7 +794,7 @@ func (e *engine) runJob(i int, resumed bool) bool {
 			return !drained
 		}
 		log.Warn("job released after failures", "attempts", attempt)
-		return !drained
+		return !drained && !failing
 	}
 }
 
@@ -770,6 +861,7 @@ func (e *engine) runOnce(i int, c *client.Client, job session.Payload, num int, 
 	if err != nil {
 		return result{exitCode: -1, err: fmt.Errorf("starting %s: %w", e.cfg.Command[0], err)}
 	}
+	e.m.runs.Add(1) // started: dcworker_command_runs_total counts runs started
 	select {
 	case <-p.done:
 		return p.res
@@ -808,9 +900,12 @@ func (e *engine) releaseAll() {
 }
 
 // outputPayload turns a command's stdout into the job's output: one trailing
-// newline trimmed; a JSON array or object as JSON, anything else as a string.
+// newline (LF or CRLF) trimmed; a JSON array or object as JSON, anything else as a string.
 func outputPayload(out []byte) session.Payload {
-	s := strings.TrimSuffix(string(out), "\n")
+	s, lf := strings.CutSuffix(string(out), "\n")
+	if lf {
+		s = strings.TrimSuffix(s, "\r") // CRLF, as Windows programs end lines
+	}
 	t := strings.TrimSpace(s)
 	if strings.HasPrefix(t, "[") || strings.HasPrefix(t, "{") {
 		if p, err := session.RawJSON([]byte(t)); err == nil {
@@ -836,4 +931,28 @@ func lastLine(b []byte) string {
 		s = s[len(s)-200:]
 	}
 	return s
+}
+
+// unsettled reports whether the journal holds work that only the tracker can
+// settle: a pending completion, flag or bye (a held job can wait for the next
+// start). A journal that cannot be read counts as unsettled.
+func unsettled(path string) bool {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return false // a new journal
+	}
+	db, err := journal.Open(path, &journal.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return true // OpenPool will say what is wrong
+	}
+	defer db.Close()
+	states, err := db.States()
+	if err != nil {
+		return true
+	}
+	for _, st := range states {
+		if st.Completion != nil || st.FlagPending || st.ByePending {
+			return true
+		}
+	}
+	return false
 }

@@ -1,7 +1,6 @@
 package worker_test
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net"
@@ -23,6 +22,8 @@ import (
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/session"
 	"github.com/distcompute/distcompute-go/trackertest"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // TestCompletesStringAndJSON: string input on stdin, string and JSON output.
@@ -520,38 +521,18 @@ func TestStatusServer(t *testing.T) {
 	}
 }
 
-// checkExposition checks the Prometheus text format line by line: HELP and
-// TYPE comments, then `name{labels} value` samples of declared families.
+// checkExposition parses the text with Prometheus's own parser and checks that the
+// standard go_* and process_* families are there beside ours.
 func checkExposition(t *testing.T, text string) {
 	t.Helper()
-	types := map[string]string{}
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "# HELP ") {
-			continue
-		}
-		if f, ok := strings.CutPrefix(line, "# TYPE "); ok {
-			parts := strings.Fields(f)
-			if len(parts) != 2 || (parts[1] != "counter" && parts[1] != "gauge") {
-				t.Errorf("bad TYPE line %q", line)
-				continue
-			}
-			types[parts[0]] = parts[1]
-			continue
-		}
-		name, rest, _ := strings.Cut(line, " ")
-		if i := strings.IndexByte(name, '{'); i >= 0 {
-			if !strings.HasSuffix(name, "}") {
-				t.Errorf("bad labels in %q", line)
-			}
-			name = name[:i]
-		}
-		if _, ok := types[name]; !ok {
-			t.Errorf("sample %q before its TYPE", line)
-		}
-		if _, err := strconv.ParseFloat(rest, 64); err != nil {
-			t.Errorf("bad value in %q", line)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("/metrics is not the Prometheus text format: %v\n%s", err, text)
+	}
+	for _, want := range []string{"go_goroutines", "process_cpu_seconds_total", "dcworker_jobs_completed_total", "dcworker_tracker_reachable"} {
+		if fams[want] == nil {
+			t.Errorf("/metrics lacks the family %s", want)
 		}
 	}
 }

@@ -219,9 +219,12 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	return c.Close()
 }
 
-// die kills the process the hard way: no deferred calls, no flush, no Close.
+// die kills the process the hard way: no deferred calls, no flush, no Close
+// (SIGKILL on Unix, TerminateProcess on Windows).
 func die() {
-	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	if self, err := os.FindProcess(os.Getpid()); err == nil {
+		_ = self.Kill()
+	}
 	select {}
 }
 

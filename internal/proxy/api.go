@@ -1,0 +1,565 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/distcompute/distcompute-go/client"
+	"github.com/distcompute/distcompute-go/journal"
+	"github.com/distcompute/distcompute-go/session"
+)
+
+// maxBody bounds what the proxy reads of a request body (the tracker's limit).
+const maxBody = 16 << 20
+
+// handler routes the local server: /api/<call> and /p/<i>/api/<call> (a
+// program copy's URL); every other path is passed through to the tracker.
+func (p *Proxy) handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path, prog := r.URL.Path, -1
+		if rest, ok := strings.CutPrefix(path, "/p/"); ok {
+			num, tail, _ := strings.Cut(rest, "/")
+			if i, err := strconv.Atoi(num); err == nil && i >= 0 {
+				path, prog = "/"+tail, i
+			}
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+		if err != nil {
+			return // the program hung up
+		}
+		switch {
+		case path == "/api/new" && r.Method == http.MethodGet:
+			p.register(w, r, path, body, prog)
+		case path == "/api/jobCount" && r.Method == http.MethodGet:
+			p.jobCount(w, r, path, body)
+		case r.Method == http.MethodPost && isTokenCall(path):
+			p.tokenCall(w, r, path, body)
+		default:
+			p.m.passedThrough.Add(1)
+			p.forward(w, r, path, body, false)
+		}
+	})
+}
+
+func isTokenCall(path string) bool {
+	switch path {
+	case "/api/newJob", "/api/completeJob", "/api/updateProgress", "/api/validateWorker", "/api/flagInvalidData", "/api/bye":
+		return true
+	}
+	return false
+}
+
+// register is GET /api/new: a new local worker (or, with Command, the
+// dead worker of the same stage that this program takes over). Requests the
+// tracker would refuse are passed through for its exact answer.
+func (p *Proxy) register(w http.ResponseWriter, r *http.Request, path string, body []byte, prog int) {
+	q := r.URL.Query()
+	nick, okN := q["nickname"]
+	stage, okS := q["stage"]
+	if !okN || !okS || len(stage) == 0 || len(nick) == 0 || !validStage(stage[len(stage)-1]) ||
+		len([]rune(nick[len(nick)-1])) > session.MaxNicknameLen || strings.ContainsRune(nick[len(nick)-1], 0) {
+		p.forward(w, r, path, body, true)
+		return
+	}
+	nickname, st := nick[len(nick)-1], stage[len(stage)-1]
+	if l := p.adopt(st, prog); l != nil {
+		d, pr, sn := l.c.names()
+		writeJSON(w, http.StatusOK, registerBody(l.token, d, pr, sn))
+		return
+	}
+	p.mu.Lock()
+	slot := SlotPrefix + strconv.Itoa(p.nextSlot)
+	p.nextSlot++
+	p.mu.Unlock()
+	var c slotClient
+	err := p.retry(r.Context(), func(ctx context.Context) error {
+		var err error
+		c, err = p.openSlot(ctx, slot, st, nickname)
+		return err
+	})
+	switch {
+	case errors.Is(err, client.ErrStageDisabled):
+		writeText(w, http.StatusBadRequest, fmt.Sprintf("The worker stage '%s' is disabled.", st))
+		return
+	case err != nil:
+		p.log.Warn("registering a local worker failed", "slot", slot, "err", err)
+		p.answerError(w, r, err)
+		return
+	}
+	l := &local{slotName: slot, stage: st, nickname: nickname, c: c, prog: prog}
+	if len(p.cfg.Command) > 0 {
+		l.token = randomToken()
+	} else {
+		l.token = slotToken(p.key, slot)
+	}
+	l.touch()
+	p.mu.Lock()
+	p.workers[l.token] = l
+	p.bySlot[slot] = l
+	p.mu.Unlock()
+	p.m.registered.Add(1)
+	d, pr, sn := c.names()
+	p.log.Info("local worker registered", "slot", slot, "stage", st, "display_name", d, "program", prog)
+	writeJSON(w, http.StatusOK, registerBody(l.token, d, pr, sn))
+}
+
+func validStage(s string) bool { return len(s) == 1 && s[0] >= 'a' && s[0] <= 'e' }
+
+// adopt hands a dead program's worker at stage (preferably one holding a
+// job) to the program registering, under a new local token.
+func (p *Proxy) adopt(stage string, prog int) *local {
+	if len(p.cfg.Command) == 0 {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var pick *local
+	for _, l := range p.bySlot {
+		if !l.dead || l.stage != stage {
+			continue
+		}
+		n, _, held := l.c.job()
+		if held && p.poison[jobKey{stage, n}] {
+			continue // being released
+		}
+		if held {
+			if pick == nil || pick.slotName > l.slotName {
+				pick = l
+			}
+		} else if pick == nil {
+			pick = l
+		}
+	}
+	if pick == nil {
+		return nil
+	}
+	delete(p.workers, pick.token)
+	pick.token, pick.dead, pick.prog, pick.delivered, pick.last = randomToken(), false, prog, 0, lastAction{}
+	pick.touch()
+	p.workers[pick.token] = pick
+	p.m.adopted.Add(1)
+	n, _, held := pick.c.job()
+	p.log.Info("a dead program's worker taken over", "slot", pick.slotName, "stage", stage, "job", n, "held", held, "program", prog)
+	return pick
+}
+
+// jobCount is GET /api/jobCount, passed through (retried: it changes
+// nothing), plus the jobs dead programs hold at that stage, which the next
+// newJob there gets.
+func (p *Proxy) jobCount(w http.ResponseWriter, r *http.Request, path string, body []byte) {
+	status, hdr, out, err := p.roundTrip(r, path, body, true)
+	if err != nil {
+		hangUp(w) // the program hung up
+		return
+	}
+	if status == http.StatusOK {
+		if n, err := strconv.Atoi(string(out)); err == nil {
+			if extra := p.heldByDead(r.URL.Query().Get("stage")); extra > 0 {
+				writeText(w, status, strconv.Itoa(n+extra))
+				return
+			}
+		}
+	}
+	relay(w, status, hdr, out)
+}
+
+func (p *Proxy) heldByDead(stage string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, l := range p.bySlot {
+		if _, _, held := l.c.job(); l.dead && held && l.stage == stage {
+			n++
+		}
+	}
+	return n
+}
+
+// tokenCall serves the calls that carry a token in a JSON body. A body the
+// tracker would refuse (422) is passed through for its exact answer.
+func (p *Proxy) tokenCall(w http.ResponseWriter, r *http.Request, path string, body []byte) {
+	call := strings.TrimPrefix(path, "/api/")
+	fields := map[string][]string{
+		"newJob": {"token"}, "validateWorker": {"token"}, "flagInvalidData": {"token"}, "bye": {"token"},
+		"completeJob": {"token", "data"}, "updateProgress": {"token", "progress"},
+	}[call]
+	vals, ok := parseBody(r.Header.Get("Content-Type"), body, fields)
+	if !ok {
+		p.forward(w, r, path, body, true)
+		return
+	}
+	p.mu.Lock()
+	l := p.workers[vals[0]]
+	p.mu.Unlock()
+	if l == nil {
+		switch call {
+		case "validateWorker":
+			writeText(w, http.StatusOK, "False")
+		case "updateProgress":
+			writeText(w, http.StatusOK, msgOK)
+		default:
+			writeText(w, http.StatusNotFound, msgNoWorker)
+		}
+		return
+	}
+	l.inflight.Add(1)
+	defer l.inflight.Add(-1)
+	l.touch()
+	defer l.touch()
+	switch call {
+	case "validateWorker":
+		writeText(w, http.StatusOK, "True")
+	case "updateProgress":
+		if tooLongProgress(vals[1]) {
+			writeText(w, http.StatusNotFound, msgNoWorker)
+			return
+		}
+		l.c.log(vals[1])
+		writeText(w, http.StatusOK, msgOK)
+	case "newJob":
+		p.newJob(w, r, l)
+	case "completeJob":
+		p.settle(w, r, l, journal.KindCompletionPending, vals[1])
+	case "flagInvalidData":
+		p.settle(w, r, l, journal.KindFlagPending, "")
+	case "bye":
+		p.bye(w, r, l)
+	}
+}
+
+// parseBody reads the named fields of a JSON object body as the tracker's
+// models do: strings, or numbers taken as their text. ok is false for
+// anything else (the tracker answers 422).
+func parseBody(ctype string, body []byte, names []string) ([]string, bool) {
+	mt, _, _ := strings.Cut(ctype, ";")
+	if !strings.EqualFold(strings.TrimSpace(mt), "application/json") {
+		return nil, false
+	}
+	var obj map[string]json.RawMessage
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.UseNumber()
+	if err := d.Decode(&obj); err != nil || d.More() {
+		return nil, false
+	}
+	vals := make([]string, len(names))
+	for i, n := range names {
+		raw, ok := obj[n]
+		if !ok {
+			return nil, false
+		}
+		var s string
+		if err := json.Unmarshal(raw, &s); err == nil {
+			vals[i] = s
+			continue
+		}
+		t := strings.TrimSpace(string(raw))
+		if _, err := strconv.ParseInt(t, 10, 64); err != nil {
+			return nil, false
+		}
+		vals[i] = t
+	}
+	return vals, true
+}
+
+// maxPoisonClaims bounds the claims of one newJob that return poison jobs.
+const maxPoisonClaims = 20
+
+// newJob hands the program a job: the one its worker holds if the program
+// has not had it yet, else a fresh claim.
+func (p *Proxy) newJob(w http.ResponseWriter, r *http.Request, l *local) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ctx := r.Context()
+	if p.waitSettle(ctx, l) != nil {
+		hangUp(w)
+		return
+	}
+	for tries := 0; ; tries++ {
+		if p.isDraining() {
+			// No claims during a drain: the program waits, as on an
+			// unreachable tracker, until the proxy stops.
+			select {
+			case <-ctx.Done():
+			case <-p.ctx.Done():
+			}
+			hangUp(w)
+			return
+		}
+		n, data, held := l.c.job()
+		p.mu.Lock()
+		delivered := l.delivered
+		p.mu.Unlock()
+		if held && n != delivered && !p.isPoison(l.stage, n) {
+			p.m.handedBack.Add(1)
+			p.deliver(w, l, n, data)
+			return
+		}
+		err := p.retry(ctx, l.c.claim)
+		switch {
+		case errors.Is(err, client.ErrNoJobs):
+			writeText(w, http.StatusForbidden, msgNoJobs)
+			return
+		case err != nil:
+			p.answerError(w, r, err)
+			return
+		}
+		p.m.claims.Add(1)
+		// The client writes a claim with the journal's next commit: a
+		// crash before it loses only a claim nobody saw (the next newJob
+		// releases it). Here the program sees it at once, so it is made
+		// durable first: a proxy restarted after the answer knows the job,
+		// and the program's completion of it finds it.
+		if err := p.db.Flush(); err != nil {
+			p.answerError(w, r, err)
+			return
+		}
+		n, data, _ = l.c.job()
+		if !p.isPoison(l.stage, n) {
+			p.deliver(w, l, n, data)
+			return
+		}
+		// A poison job is not handed out: claim again (the tracker's newJob
+		// releases it and picks at random). If only poison seems left,
+		// release it and answer as the tracker does on an empty stage.
+		p.log.Warn("claimed a poison job: not handing it out", "slot", l.slotName, "job", n)
+		if tries >= maxPoisonClaims {
+			if err := l.c.release(ctx); err != nil {
+				p.log.Warn("releasing a poison job failed; the next claim releases it", "slot", l.slotName, "job", n, "err", err)
+			}
+			writeText(w, http.StatusForbidden, msgNoJobs)
+			return
+		}
+	}
+}
+
+func (p *Proxy) deliver(w http.ResponseWriter, l *local, n int, data session.Payload) {
+	p.mu.Lock()
+	l.delivered, l.last = n, lastAction{}
+	p.mu.Unlock()
+	writeJSON(w, http.StatusOK, jobBody(n, data.Wire()))
+}
+
+func (p *Proxy) isPoison(stage string, n int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.poison[jobKey{stage, n}]
+}
+
+// settle serves completeJob (kind KindCompletionPending, with the output's
+// wire text) and flagInvalidData (KindFlagPending): answered once the
+// outcome is settled, or with AckJournal once it is durable.
+func (p *Proxy) settle(w http.ResponseWriter, r *http.Request, l *local, kind journal.Kind, output string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ctx := r.Context()
+	if p.waitSettle(ctx, l) != nil {
+		hangUp(w)
+		return
+	}
+	n, _, held := l.c.job()
+	p.mu.Lock()
+	last := l.last
+	p.mu.Unlock()
+	if !held {
+		// A resend of the last completion (same output) or flag, whose
+		// first attempt settled while its answer was lost (the proxy was
+		// restarted): applied.
+		if last.kind == kind && (kind != journal.KindCompletionPending || last.output == output) {
+			p.m.resentAnswered.Add(1)
+			writeText(w, http.StatusOK, msgOK)
+			return
+		}
+		if kind == journal.KindCompletionPending {
+			writeText(w, http.StatusForbidden, msgNoOpenJob)
+		} else {
+			writeText(w, http.StatusForbidden, msgNotWorking)
+		}
+		return
+	}
+	p.mu.Lock()
+	l.last = lastAction{kind: kind, job: n, output: output}
+	done := make(chan struct{})
+	l.settling = done
+	p.mu.Unlock()
+	durable := make(chan struct{})
+	var once bool
+	markDurable := func() {
+		if !once {
+			once = true
+			close(durable)
+		}
+	}
+	var result error
+	p.busy.add()
+	go func() {
+		defer p.busy.done()
+		defer close(done)
+		out := decodeOutput(output)
+		result = p.retry(p.ctx, func(ctx context.Context) error {
+			// A call after an unconfirmed one resends the recorded
+			// output (the client ignores the argument then).
+			var err error
+			if kind == journal.KindCompletionPending {
+				err = l.c.complete(ctx, out, markDurable)
+			} else {
+				err = l.c.flag(ctx, markDurable)
+			}
+			if errors.Is(err, client.ErrWorkerGone) {
+				return finalError{err} // settled: the output is kept as an orphan
+			}
+			return err
+		})
+		switch {
+		case result == nil:
+			p.settled(l, kind, n)
+		case p.ctx.Err() == nil:
+			p.log.Warn("settled with an error", "slot", l.slotName, "job", n, "action", string(kind), "err", result)
+		}
+	}()
+	if p.cfg.Ack == AckJournal {
+		select {
+		case <-durable:
+			writeText(w, http.StatusOK, msgOK)
+			return
+		case <-done:
+		case <-ctx.Done():
+			hangUp(w)
+			return
+		}
+	} else {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			hangUp(w) // the settle goes on; its outcome is journaled
+			return
+		}
+	}
+	p.answerSettle(w, r, kind, result)
+}
+
+// settled counts a settled completion or flag and clears the job's deaths.
+func (p *Proxy) settled(l *local, kind journal.Kind, n int) {
+	if kind == journal.KindCompletionPending {
+		p.m.completed.Add(1)
+	} else {
+		p.m.flagged.Add(1)
+	}
+	p.mu.Lock()
+	delete(p.deaths, jobKey{l.stage, n})
+	p.mu.Unlock()
+}
+
+func (p *Proxy) answerSettle(w http.ResponseWriter, r *http.Request, kind journal.Kind, err error) {
+	var verr *client.ValidationError
+	switch {
+	case err == nil:
+		writeText(w, http.StatusOK, msgOK)
+	case errors.Is(err, client.ErrWorkerGone):
+		// The tracker had deleted the worker (idle timeout) and re-opened
+		// the job: the output is kept as an orphan in the journal, resent
+		// if this proxy claims the job again. The program is told what the
+		// tracker would tell it.
+		writeText(w, http.StatusNotFound, msgNoWorker)
+	case errors.Is(err, client.ErrNoJobHeld):
+		if kind == journal.KindCompletionPending {
+			writeText(w, http.StatusForbidden, msgNoOpenJob)
+		} else {
+			writeText(w, http.StatusForbidden, msgNotWorking)
+		}
+	case errors.As(err, &verr):
+		writeJSON(w, http.StatusUnprocessableEntity, verr.Body)
+	default:
+		p.answerError(w, r, err)
+	}
+}
+
+// bye ends the local worker: its job is re-opened at the tracker.
+func (p *Proxy) bye(w http.ResponseWriter, r *http.Request, l *local) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if p.waitSettle(r.Context(), l) != nil {
+		hangUp(w)
+		return
+	}
+	if err := p.retry(r.Context(), l.c.bye); err != nil {
+		p.answerError(w, r, err)
+		return
+	}
+	p.remove(l)
+	_ = l.c.close()
+	writeText(w, http.StatusOK, msgOK)
+}
+
+// answerError answers an error that is not the program's doing: nothing
+// when the program hung up, else the 500 the tracker gives when it fails.
+func (p *Proxy) answerError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil || p.ctx.Err() != nil {
+		hangUp(w)
+		return
+	}
+	p.log.Error("request failed", "path", r.URL.Path, "err", err)
+	writeText(w, http.StatusInternalServerError, "Internal Server Error")
+}
+
+// retry calls fn until it returns nil, an error retrying cannot cure, or ctx
+// ends. Errors that retrying cures are the client's "not confirmed" ones: a
+// tracker unreachable after the client's own retries, an earlier action
+// still unconfirmed. Retrying is safe because the client journals every
+// action before it sends it and settles what is pending before anything
+// else (see client.CompleteJob).
+func (p *Proxy) retry(ctx context.Context, fn func(context.Context) error) error {
+	wait := 200 * time.Millisecond
+	for {
+		err := fn(ctx)
+		if err == nil || final(err) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		p.log.Warn("tracker call not confirmed; retrying", "err", err, "wait", wait)
+		t := time.NewTimer(wait/2 + rand.N(wait))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+}
+
+// finalError marks an error as one that retrying cannot cure.
+type finalError struct{ err error }
+
+func (e finalError) Error() string { return e.err.Error() }
+func (e finalError) Unwrap() error { return e.err }
+
+// final reports errors that retrying cannot cure. ErrWorkerGone is not one
+// of them for a claim: the client registers a new worker and claims again.
+func final(err error) bool {
+	var verr *client.ValidationError
+	var fe finalError
+	return errors.As(err, &fe) || errors.Is(err, client.ErrNoJobs) || errors.Is(err, client.ErrNoJobHeld) ||
+		errors.Is(err, client.ErrInvalidStage) || errors.Is(err, client.ErrStageDisabled) ||
+		errors.Is(err, client.ErrInvalidArgument) || errors.Is(err, client.ErrClosed) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &verr)
+}
+
+// decodeOutput turns completeJob's data (wire form) into a payload.
+func decodeOutput(s string) session.Payload {
+	pl, err := session.Decode(&s)
+	if err != nil {
+		return session.String(s)
+	}
+	return pl
+}

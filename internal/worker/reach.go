@@ -1,0 +1,194 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// reachability follows whether the tracker answers, from every request the
+// engine's clients send (see countingTransport). It says so in one short log line
+// per change ("tracker X unreachable: connection refused; retrying in 8s", then
+// "tracker X reachable again after 42s") instead of a warning per retried request,
+// and /status, the page and /metrics show it.
+type reachability struct {
+	host string
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	down      bool
+	since     time.Time // of the current state
+	lastErr   string
+	announced bool // the current outage was logged
+}
+
+// Reach is the tracker's reachability as /status and the page show it.
+type Reach struct {
+	Reachable bool       `json:"tracker_reachable"`
+	DownSince *time.Time `json:"tracker_unreachable_since,omitempty"`
+	LastError string     `json:"tracker_error,omitempty"`
+}
+
+func newReachability(trackerURL string, log *slog.Logger) *reachability {
+	host := trackerURL
+	if u, err := url.Parse(trackerURL); err == nil && u.Host != "" {
+		host = u.Host // never the user:password part
+	}
+	return &reachability{host: host, log: log, since: time.Now()}
+}
+
+// observe records the outcome of one request: no answer, or a 5xx or 429 answer,
+// is a failure; any other answer means the tracker is reachable. A request the
+// caller cancelled says nothing.
+func (r *reachability) observe(resp *http.Response, err error) (failed bool) {
+	switch {
+	case err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+		return false
+	case err != nil:
+		r.failed(shortNetError(err))
+		return true
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+		r.failed(fmt.Sprintf("answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode)))
+		return true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.down {
+		if r.announced {
+			r.log.Info(fmt.Sprintf("tracker %s reachable again after %s", r.host, time.Since(r.since).Round(time.Second)))
+		}
+		r.down, r.since, r.lastErr, r.announced = false, time.Now(), "", false
+	}
+	return false
+}
+
+func (r *reachability) failed(why string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.down {
+		r.down, r.since, r.announced = true, time.Now(), false
+	}
+	r.lastErr = why
+}
+
+// retrying is told by the log handler that the client will try a request again
+// after wait: the first time in an outage it logs the one line saying so.
+func (r *reachability) retrying(wait time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.down || r.announced {
+		return
+	}
+	r.announced = true
+	round := time.Second
+	if wait < 10*time.Second {
+		round = 100 * time.Millisecond
+	}
+	r.log.Warn(fmt.Sprintf("tracker %s unreachable: %s; retrying in %s (output stays in the journal)", r.host, r.lastErr, wait.Round(round)))
+}
+
+func (r *reachability) snapshot() Reach {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.down {
+		return Reach{Reachable: true}
+	}
+	since := r.since.UTC()
+	return Reach{DownSince: &since, LastError: r.lastErr}
+}
+
+// shortNetError says in a few words why a request got no answer: "connection
+// refused", "no such host", "timeout".
+func shortNetError(err error) string {
+	var dns *net.DNSError
+	var op *net.OpError
+	var errno syscall.Errno
+	switch {
+	case errors.As(err, &dns):
+		if dns.IsNotFound {
+			return "no such host " + dns.Name
+		}
+		return "DNS: " + dns.Err
+	case errors.As(err, &errno):
+		return errno.Error()
+	case errors.As(err, &op) && op.Err != nil:
+		return op.Err.Error()
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return err.Error()
+}
+
+// retryQuiet is a log handler for the engine's clients: it turns the session's
+// warning per retried request into a debug line, and tells reach, which logs one
+// line per outage instead. Everything else passes unchanged.
+type retryQuiet struct {
+	slog.Handler
+	reach *reachability
+}
+
+// retryMessage is the message of the session package's per-attempt retry warning;
+// waitMessage the client's warning each time WaitForJob waits out a failure. While
+// the tracker is known to be unreachable, both say nothing the outage line did not.
+const (
+	retryMessage = "session: retrying"
+	waitMessage  = "tracker unavailable; waiting"
+)
+
+func (h retryQuiet) Handle(ctx context.Context, rec slog.Record) error {
+	if rec.Level == slog.LevelWarn && rec.Message == waitMessage && !h.reach.snapshot().Reachable {
+		return h.debug(ctx, rec)
+	}
+	if rec.Level != slog.LevelWarn || !strings.HasPrefix(rec.Message, retryMessage) {
+		if !h.Handler.Enabled(ctx, rec.Level) {
+			return nil // let through by Enabled only for the retry warnings
+		}
+		return h.Handler.Handle(ctx, rec)
+	}
+	var wait time.Duration
+	rec.Attrs(func(a slog.Attr) bool {
+		if a.Key == "wait" {
+			wait = a.Value.Duration()
+			return false
+		}
+		return true
+	})
+	h.reach.retrying(wait)
+	return h.debug(ctx, rec)
+}
+
+// debug passes rec on at debug level (shown with -v).
+func (h retryQuiet) debug(ctx context.Context, rec slog.Record) error {
+	if !h.Handler.Enabled(ctx, slog.LevelDebug) {
+		return nil
+	}
+	quiet := slog.NewRecord(rec.Time, slog.LevelDebug, rec.Message, rec.PC)
+	rec.Attrs(func(a slog.Attr) bool { quiet.AddAttrs(a); return true })
+	return h.Handler.Handle(ctx, quiet)
+}
+
+func (h retryQuiet) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.Handler.Enabled(ctx, l) || l == slog.LevelWarn
+}
+
+func (h retryQuiet) WithAttrs(as []slog.Attr) slog.Handler {
+	return retryQuiet{Handler: h.Handler.WithAttrs(as), reach: h.reach}
+}
+
+func (h retryQuiet) WithGroup(name string) slog.Handler {
+	return retryQuiet{Handler: h.Handler.WithGroup(name), reach: h.reach}
+}
