@@ -94,9 +94,13 @@
 // message. Bad files are refused at Open with ErrNotJournal (garbage, a
 // bbolt file of something else), ErrCorrupt (truncated or damaged: a
 // *CorruptError saying what), ErrNewerFormat or ErrOldFormat (a
-// *FormatError); bbolt
-// panics and memory faults on damaged pages are recovered at the package
-// boundary and returned as ErrCorrupt. No error and no Verify finding quotes
+// *FormatError). Before bbolt may map or walk a file, Open checks its page
+// structure with plain reads (meta pages, freelist, every page of the tree:
+// see precheck.go), so that no file makes bbolt panic in a goroutine of its
+// own, fault, loop or allocate without bound; Verify repeats the check. What
+// damage remains (a record's contents) is found by Verify, and bbolt panics
+// and memory faults on it are recovered at the package boundary and
+// returned as ErrCorrupt. No error and no Verify finding quotes
 // a record: records hold tokens. A DB is safe for concurrent use by many
 // goroutines; one process at a time may open a file for writing (ErrLocked,
 // a *LockedError listing the holders, after Options.Timeout), any number

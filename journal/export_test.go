@@ -44,3 +44,6 @@ var (
 	EncodeEvent = encodeEvent
 	EncodeState = encodeState
 )
+
+// Precheck is Open's structural check of the file at path, alone.
+func Precheck(path string) error { return precheck(path, true) }

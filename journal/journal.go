@@ -1,10 +1,8 @@
 package journal
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -266,124 +264,6 @@ func mapOpenError(path string, o Options, err error) error {
 		e = corrupt("", 0, "%v", err)
 	}
 	return &Error{Op: "open", Path: path, Err: e}
-}
-
-// precheck reads bbolt's two meta pages itself, before bbolt maps the file,
-// so that a truncated file is refused with a clear error instead of a fault
-// when bbolt touches a page past the end of the file.
-func precheck(path string, readOnly bool) error {
-	f, err := os.Open(path)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) && !readOnly {
-			return nil // will be created
-		}
-		return openErr(path, err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return openErr(path, err)
-	}
-	size := fi.Size()
-	if size == 0 {
-		if readOnly {
-			return openErr(path, &NotJournalError{Reason: "the file is empty"})
-		}
-		return nil // bbolt initialises empty files (a crash during creation)
-	}
-	if !fi.Mode().IsRegular() {
-		return openErr(path, &NotJournalError{Reason: "not a regular file"})
-	}
-	buf := make([]byte, 4096)
-	n, _ := f.ReadAt(buf, 0)
-	buf = buf[:n]
-	var metas []boltMeta
-	sawMagic := false
-	if m, ok := parseMeta(buf, 0); ok {
-		sawMagic = true
-		if m.valid {
-			metas = append(metas, m)
-		}
-		if m.pageSize >= 512 && m.pageSize <= 1<<16 {
-			if m1, ok := readMetaAt(f, int64(m.pageSize)); ok && m1.valid {
-				metas = append(metas, m1)
-			}
-		}
-	}
-	if len(metas) == 0 {
-		for _, ps := range []int64{4096, 1024, 2048, 8192, 16384, 32768, 65536} {
-			if m1, ok := readMetaAt(f, ps); ok {
-				sawMagic = true
-				if m1.valid && int64(m1.pageSize) == ps {
-					metas = append(metas, m1)
-					break
-				}
-			}
-		}
-	}
-	if !sawMagic {
-		return openErr(path, &NotJournalError{Reason: "not a bbolt database file"})
-	}
-	if len(metas) == 0 {
-		return openErr(path, corrupt("", 0, "both bbolt meta pages are damaged"))
-	}
-	best := metas[0]
-	for _, m := range metas[1:] {
-		if m.txid > best.txid {
-			best = m
-		}
-	}
-	need := int64(best.hwm) * int64(best.pageSize)
-	if need > size || size < 2*int64(best.pageSize) {
-		return openErr(path, corrupt("", 0, "truncated: the file has %d bytes, its pages need %d", size, need))
-	}
-	return nil
-}
-
-type boltMeta struct {
-	valid    bool
-	pageSize uint32
-	hwm      uint64
-	txid     uint64
-}
-
-const (
-	boltMagic       = 0xED0CDAED
-	boltVersion     = 2
-	pageHeaderSize  = 16
-	metaSize        = 64
-	metaChecksumOff = 56
-)
-
-func readMetaAt(f *os.File, off int64) (boltMeta, bool) {
-	buf := make([]byte, pageHeaderSize+metaSize)
-	if _, err := f.ReadAt(buf, off); err != nil {
-		return boltMeta{}, false
-	}
-	return parseMeta(buf, 0)
-}
-
-// parseMeta decodes a bbolt meta page at off in buf (native little-endian
-// layout: page header, then magic, version, pageSize, flags, root bucket,
-// freelist, high-water mark, txid, checksum).
-func parseMeta(buf []byte, off int) (boltMeta, bool) {
-	if len(buf) < off+pageHeaderSize+metaSize {
-		return boltMeta{}, false
-	}
-	m := buf[off+pageHeaderSize : off+pageHeaderSize+metaSize]
-	le := binary.LittleEndian
-	if le.Uint32(m[0:]) != boltMagic {
-		return boltMeta{}, false
-	}
-	h := fnv.New64a()
-	h.Write(m[:metaChecksumOff])
-	bm := boltMeta{
-		pageSize: le.Uint32(m[8:]),
-		hwm:      le.Uint64(m[40:]),
-		txid:     le.Uint64(m[48:]),
-	}
-	bm.valid = le.Uint32(m[4:]) == boltVersion && h.Sum64() == le.Uint64(m[metaChecksumOff:])
-	return bm, true
 }
 
 // sameFile reports whether the open file f is still the file at path.

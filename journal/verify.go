@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"maps"
+	"os"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -27,6 +29,14 @@ const maxVerifyErrors = 100
 // quoting records (they hold tokens), or a *FormatError for a record of a
 // newer format. Appends wait while Verify runs (bbolt's check reads the
 // freelist, which commits change).
+//
+// Verify is bounded in time and memory on any file: it first checks the
+// file's page structure again with plain reads (see precheck.go: the file may
+// have been damaged since Open) and stops there if it is damaged, so bbolt's
+// walks only ever run on a tree where every page is inside the file and
+// reached once; they then visit each page once, and the journal's checks each
+// record once, so time and memory grow with the file's size, and at most
+// maxVerifyErrors findings are kept.
 func (db *DB) Verify() (errs []error) {
 	if err := db.acquire("verify"); err != nil {
 		return []error{err}
@@ -48,6 +58,10 @@ func (db *DB) Verify() (errs []error) {
 			add(corrupt("", 0, "verify panicked: %v", r))
 		}
 	}()
+	if err := db.checkStructure(); err != nil {
+		add(err)
+		return errs
+	}
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		// Walk every page through cursors first, in this goroutine, where a
 		// panic on a damaged page can be recovered: tx.Check runs in a
@@ -331,4 +345,23 @@ func inRecord(err error, slot, prefix string) error {
 	}
 	c.Detail = prefix + c.Detail
 	return &c
+}
+
+// checkStructure runs the structural pre-check on the file again. A file
+// removed since Open (a temporary snapshot) is not checked again: Open
+// checked it, and nothing can write to it by its name any more.
+func (db *DB) checkStructure() error {
+	f, err := os.Open(db.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	return checkStructure(f, fi.Size())
 }

@@ -45,6 +45,7 @@ if [ ${#pkgs[@]} -eq 0 ]; then
     ./cmd/dcjournal
     ./cmd/dcdemo
     ./cmd/dctracker
+    ./internal/corruption
   )
   for p in ./cmd/dcproxy ./internal/proxy ./internal/storagefault ./internal/hostile; do
     [ -d "$p" ] && pkgs+=("$p")

@@ -109,6 +109,10 @@ func openJournal(path string, write bool, lockWait time.Duration) (*journal.DB, 
 		return nil, withCode(exitJournal, fmt.Errorf("%s: %v", path, errors.Unwrap(err)))
 	case fi.IsDir():
 		return nil, withCode(exitJournal, fmt.Errorf("%s is a directory; give the journal file in it (usually journal.db)", path))
+	case fi.Size() == 0:
+		// A writable journal.Open would make it a new journal: no command
+		// here creates one.
+		return nil, withCode(exitJournal, fmt.Errorf("%s is not a distcompute journal (the file is empty: a worker that stopped while creating its journal leaves one, holding nothing); check the path", path))
 	}
 	if lockWait <= 0 {
 		lockWait = -1 // a single attempt
@@ -193,4 +197,25 @@ func damageText(err error) string {
 		return damage.Text()
 	}
 	return cause(err).Error()
+}
+
+// refuseDamaged runs db.Verify before a command that rewrites the journal or acts
+// on what it says (compact, replay), and refuses a journal that does not verify with
+// the exit code of a damaged journal, unless force. risk says what --force risks; with
+// force the refusal is written to stderr as a warning and the command goes on.
+func refuseDamaged(env *cmdEnv, db *journal.DB, path, command, risk string, force bool) error {
+	problems := db.Verify()
+	if len(problems) == 0 {
+		return nil
+	}
+	more := ""
+	if len(problems) > 1 {
+		more = fmt.Sprintf(" and %d more problems", len(problems)-1)
+	}
+	what := fmt.Sprintf("%s is damaged (%s%s)", path, damageText(problems[0]), more)
+	if force {
+		fmt.Fprintf(env.stderr, "dcjournal: warning: %s; %s anyway (--force): %s\n", what, command, risk)
+		return nil
+	}
+	return withCode(exitJournal, fmt.Errorf("%s; %s refuses it: \"dcjournal verify %s\" lists the problems, \"dcjournal export\" saves what can be read; --force %ss anyway, which %s", what, command, path, command, risk))
 }

@@ -9,7 +9,8 @@
 //
 // Run "dcjournal help" or "dcjournal COMMAND --help" for the flags. Exit codes: 0 ok;
 // 1 verify found problems, or the command failed; 2 usage error; 3 the journal cannot
-// be opened (missing, not a journal, corrupt, another format version); 4 the journal is locked by
+// be opened (missing, empty, not a journal, damaged, another format version), or does
+// not verify (inspect, compact and replay); 4 the journal is locked by
 // a running process; 5 the tracker is unreachable (replay); 130 interrupted.
 package main
 
@@ -31,7 +32,7 @@ const (
 	exitOK          = 0
 	exitFailed      = 1 // verify found problems, or the command failed
 	exitUsage       = 2
-	exitJournal     = 3 // cannot open: missing, not a journal, corrupt, another format version
+	exitJournal     = 3 // cannot open: missing, empty, not a journal, damaged, another format version; or does not verify (inspect, compact, replay)
 	exitLocked      = 4
 	exitTracker     = 5
 	exitInterrupted = 130

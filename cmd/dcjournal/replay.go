@@ -41,8 +41,13 @@ It never claims a job. What it could not settle stays pending; run it again.
 The slots are replayed at once; --timeout bounds the whole replay, and stderr says
 what each slot did as it finishes (and every 10 s which are still waiting).
 
+It first verifies the journal (as "dcjournal verify") and refuses one that does not
+verify (exit 3): a damaged state could resend a wrong output or release the wrong
+job. --force replays anyway.
+
 Exit status 0 when every slot was settled; 5 when the tracker could not be reached
-within --timeout; 1 for any other failure.
+within --timeout; 3 when the journal cannot be opened or does not verify; 1 for
+any other failure.
 `
 
 func runReplay(env *cmdEnv, args []string) error {
@@ -55,6 +60,7 @@ func runReplay(env *cmdEnv, args []string) error {
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up on an unreachable tracker after this long (retries with backoff until then)")
 	jsonOut := fs.Bool("json", false, "write the reports as a JSON array (replay.Report objects) instead of text")
 	verbose := fs.Bool("v", false, "log each step to stderr")
+	force := fs.Bool("force", false, "replay a journal that does not verify (a damaged state may resend a wrong output or release the wrong job)")
 	path, err := fs.parseJournal(env, args)
 	if err != nil {
 		return err
@@ -89,6 +95,9 @@ func runReplay(env *cmdEnv, args []string) error {
 		return err
 	}
 	defer db.Close()
+	if err := refuseDamaged(env, db, path, "replay", "acts on damaged states: it may resend a wrong output or release the wrong job", *force); err != nil {
+		return err
+	}
 
 	var slots []string
 	if *slot != "" {

@@ -89,8 +89,8 @@ Usage:
   dcjournal inspect --live http://ADDR      the snapshot of a running dcworker (--status-addr, --status-journal)
   dcjournal verify  JOURNAL
   dcjournal export  JOURNAL (--orphans | --all) --out DIR [--ack]
-  dcjournal replay  JOURNAL [--tracker URL] [--release | --resume]
-  dcjournal compact JOURNAL
+  dcjournal replay  JOURNAL [--tracker URL] [--release | --resume] [--force]
+  dcjournal compact JOURNAL [--force]
   dcjournal report  JOURNAL... [--out report.html]   an HTML timeline of one journal or a fleet
 
 inspect, verify, export and report open the journal read-only and leave its bytes unchanged;
@@ -103,7 +103,8 @@ Exit codes:
   0  ok
   1  verify found problems, or the command failed
   2  usage error
-  3  the journal cannot be opened: missing, not a journal, corrupt, or of another format version
+  3  the journal cannot be opened: missing, empty, not a journal, damaged, or of another
+     format version; or it does not verify (inspect, compact and replay refuse it)
   4  the journal is locked by a running process
   5  the tracker is unreachable (replay)
   130 interrupted

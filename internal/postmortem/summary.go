@@ -186,8 +186,9 @@ type slotScan struct {
 //
 // A damaged journal still gives what can be read: when the history, the slot states
 // or the orphans cannot be read, Summarize returns the rest with Summary.Warnings
-// set, and an error wrapping journal.ErrCorrupt saying what failed. It returns a nil
-// Summary only when nothing could be read.
+// set, and an error wrapping journal.ErrCorrupt saying what failed. When everything
+// could be read it runs db.Verify, and a journal that does not verify gets a warning
+// and that error too. It returns a nil Summary only when nothing could be read.
 func Summarize(db *journal.DB, showSecrets bool) (*Summary, error) {
 	s := &Summary{SchemaVersion: SchemaVersion, Slots: []SlotSummary{}, Orphans: []OrphanSummary{}}
 	s.Journal.Path = db.Path()
@@ -298,6 +299,19 @@ func Summarize(db *journal.DB, showSecrets bool) (*Summary, error) {
 	}
 	if len(damage) == len(s.Warnings) && len(damage) == 3 {
 		return nil, errors.Join(damage...)
+	}
+	if len(damage) == 0 {
+		// Everything read, but a damaged record or index can read as less
+		// (a journal with no events, a slot without history): ask Verify,
+		// whose cost is a read of the file, like the reads above.
+		if problems := db.Verify(); len(problems) > 0 {
+			more := ""
+			if len(problems) > 1 {
+				more = fmt.Sprintf(" and %d more", len(problems)-1)
+			}
+			s.Warnings = append(s.Warnings, fmt.Sprintf("verify finds the journal damaged: %s%s; what is shown may be incomplete or wrong", errText(problems[0]), more))
+			damage = append(damage, problems[0])
+		}
 	}
 	return s, errors.Join(damage...)
 }
