@@ -86,7 +86,7 @@ func runReport(env *cmdEnv, args []string) error {
 		size = fi.Size()
 	}
 	fmt.Fprintf(env.stdout, "wrote %s (%s): %d journal(s), %d slot(s), %d job(s), %d event(s), %d orphaned output(s)\n",
-		*out, sizeText(size), st.Journals, st.Lanes, st.Jobs, st.Events, st.Orphans)
+		*out, postmortem.ByteSize(size), st.Journals, st.Lanes, st.Jobs, st.Events, st.Orphans)
 	return nil
 }
 
@@ -112,15 +112,4 @@ func uniqueNames(paths []string) []string {
 		}
 	}
 	return names
-}
-
-func sizeText(n int64) string {
-	switch {
-	case n < 1024:
-		return fmt.Sprintf("%d B", n)
-	case n < 1<<20:
-		return fmt.Sprintf("%.1f KiB", float64(n)/1024)
-	default:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	}
 }

@@ -152,7 +152,10 @@ func payloadSize(wire *string) string {
 	return k + ", " + byteSize(len(payloadText(wire)))
 }
 
-func byteSize(n int) string {
+func byteSize(n int) string { return ByteSize(int64(n)) }
+
+// ByteSize is n bytes as the tools print a size: "512 B", "3.5 KiB", "12.0 MiB".
+func ByteSize(n int64) string {
 	switch {
 	case n < 1024:
 		return fmt.Sprintf("%d B", n)
