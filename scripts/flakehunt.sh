@@ -46,10 +46,9 @@ if [ ${#pkgs[@]} -eq 0 ]; then
     ./cmd/dcdemo
     ./cmd/dctracker
     ./internal/corruption
+    ./internal/proxy
+    ./cmd/dcproxy
   )
-  for p in ./cmd/dcproxy ./internal/proxy ./internal/storagefault ./internal/hostile; do
-    [ -d "$p" ] && pkgs+=("$p")
-  done
 fi
 
 out=$(mktemp -d "${TMPDIR:-/tmp}/flakehunt.XXXXXX")
