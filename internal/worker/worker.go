@@ -353,14 +353,19 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
+	// The drain is recorded by a goroutine that must be done before the
+	// pool (and with it the journal) is closed.
 	drainRecorded := make(chan struct{})
 	stopRecording := make(chan struct{})
 	go func() { defer close(drainRecorded); e.recordDrain(stopRecording) }()
-	defer func() { close(stopRecording); <-drainRecorded }()
+	var recordOnce sync.Once
+	finishRecording := func() { recordOnce.Do(func() { close(stopRecording); <-drainRecorded }) }
+	defer finishRecording()
 
 	if cfg.StatusAddr != "" {
 		stop, err := e.serveStatus()
 		if err != nil {
+			finishRecording()
 			pool.Close()
 			return err
 		}
@@ -380,6 +385,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if e.isDraining() && cfg.ReleaseOnExit && e.runCtx.Err() == nil {
 		e.releaseAll()
 	}
+	finishRecording()
 	closeErr := pool.Close()
 	if e.runCtx.Err() != nil {
 		return ErrStopped
@@ -432,7 +438,13 @@ func (e *engine) drain(sig syscall.Signal, why string) {
 func (e *engine) recordDrain(done <-chan struct{}) {
 	select {
 	case <-done:
-		return
+		// The run ends: record a drain that started meanwhile (select
+		// picks either when both are ready).
+		select {
+		case <-e.drainCh:
+		default:
+			return
+		}
 	case <-e.drainCh:
 	}
 	e.drainMu.Lock()
