@@ -390,13 +390,14 @@ func (p *Proxy) settle(w http.ResponseWriter, r *http.Request, l *local, kind jo
 	done := make(chan struct{})
 	l.settling = done
 	p.mu.Unlock()
-	durable := make(chan struct{})
-	var once bool
-	markDurable := func() {
-		if !once {
-			once = true
-			close(durable)
-		}
+	// Both run on the settle's goroutine: durable when the record is on
+	// disk (the client's hook), accepted when the tracker answered 200 (see
+	// acceptWatch).
+	durable, accepted := make(chan struct{}), make(chan struct{})
+	markDurable, markAccepted := closeOnce(durable), closeOnce(accepted)
+	path := "/api/completeJob"
+	if kind == journal.KindFlagPending {
+		path = "/api/flagInvalidData"
 	}
 	var result error
 	p.busy.add()
@@ -405,6 +406,7 @@ func (p *Proxy) settle(w http.ResponseWriter, r *http.Request, l *local, kind jo
 		defer close(done)
 		out := decodeOutput(output)
 		result = p.retry(p.ctx, func(ctx context.Context) error {
+			ctx = withAcceptWatch(ctx, path, markAccepted)
 			// A call after an unconfirmed one resends the recorded
 			// output (the client ignores the argument then).
 			var err error
@@ -437,6 +439,11 @@ func (p *Proxy) settle(w http.ResponseWriter, r *http.Request, l *local, kind jo
 		}
 	} else {
 		select {
+		case <-accepted:
+			// Settled at the tracker; the outcome's record follows in the
+			// background, before this worker's next action.
+			writeText(w, http.StatusOK, msgOK)
+			return
 		case <-done:
 		case <-ctx.Done():
 			hangUp(w) // the settle goes on; its outcome is journaled
@@ -444,6 +451,18 @@ func (p *Proxy) settle(w http.ResponseWriter, r *http.Request, l *local, kind jo
 		}
 	}
 	p.answerSettle(w, r, kind, result)
+}
+
+// closeOnce returns a func that closes ch the first time it is called. It
+// is not safe for concurrent use.
+func closeOnce(ch chan struct{}) func() {
+	closed := false
+	return func() {
+		if !closed {
+			closed = true
+			close(ch)
+		}
+	}
 }
 
 // settled counts a settled completion or flag and clears the job's deaths.

@@ -180,8 +180,12 @@ func (c *Config) setDefaults() error {
 		c.Retry = DefaultRetry()
 	}
 	if c.HTTPClient == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// One connection to the tracker per local worker busy at once
+		// (http's default keeps 2 idle, so more workers would reconnect).
+		t.MaxIdleConnsPerHost = 64
 		c.HTTPClient = &http.Client{
-			Transport:     http.DefaultTransport.(*http.Transport).Clone(),
+			Transport:     t,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}

@@ -32,12 +32,13 @@ const poisonReason = "dcproxy: poison job: "
 
 // Proxy is one Run.
 type Proxy struct {
-	cfg     Config
-	log     *slog.Logger
-	db      *journal.DB
-	key     []byte
-	tracker *url.URL
-	addr    string // the local server's address, host:port
+	cfg      Config
+	log      *slog.Logger
+	db       *journal.DB
+	key      []byte
+	tracker  *url.URL
+	slotHTTP *http.Client // the slot clients': cfg.HTTPClient with acceptTransport
+	addr     string       // the local server's address, host:port
 
 	ctx  context.Context // ends with Run: background settles stop, pending stays journaled
 	hard context.CancelFunc
@@ -90,6 +91,7 @@ func Run(ctx context.Context, cfg Config, ln net.Listener) error {
 	}
 	p.ctx, p.hard = context.WithCancel(ctx)
 	defer p.hard()
+	p.slotHTTP = watchedClient(cfg.HTTPClient)
 
 	jpath := cfg.Journal
 	if jpath == "" {
@@ -275,7 +277,7 @@ func (p *Proxy) reloadedSeen(last time.Time) time.Time {
 func (p *Proxy) openSlot(ctx context.Context, slot, stage, nickname string) (slotClient, error) {
 	return openSlot(ctx, slotOptions{
 		url: p.cfg.TrackerURL, stage: stage, nickname: nickname, slot: slot, db: p.db,
-		http: p.cfg.HTTPClient, logger: p.log, retry: p.cfg.Retry, extra: p.cfg.ClientOptions,
+		http: p.slotHTTP, logger: p.log, retry: p.cfg.Retry, extra: p.cfg.ClientOptions,
 	})
 }
 
