@@ -313,12 +313,7 @@ func (p *Proxy) newJob(w http.ResponseWriter, r *http.Request, l *local) {
 			return
 		}
 		p.m.claims.Add(1)
-		// The client writes a claim with the journal's next commit: a
-		// crash before it loses only a claim nobody saw (the next newJob
-		// releases it). Here the program sees it at once, so it is made
-		// durable first: a proxy restarted after the answer knows the job,
-		// and the program's completion of it finds it.
-		if err := p.db.Flush(); err != nil {
+		if err := p.claimDurable(); err != nil {
 			p.answerError(w, r, err)
 			return
 		}
@@ -339,6 +334,27 @@ func (p *Proxy) newJob(w http.ResponseWriter, r *http.Request, l *local) {
 			return
 		}
 	}
+}
+
+// claimDurable makes the claim just made durable before the program sees
+// it, where that matters. The client writes a claim with the journal's next
+// commit (the job's completion-pending, a flag, a bye, or the flusher): a
+// crash before it loses a claim that only the tracker knows, and the
+// worker's next claim releases it there.
+//
+// Programs started beside the proxy outlive it and keep their local tokens
+// (derived from the slot), so a program answered a job must find it in the
+// journal of the restarted proxy: the claim is flushed first. Programs run
+// by the proxy (Command) do not come back with a job: their tokens are
+// random and forgotten when the proxy stops (on Linux the programs die with
+// it), and their workers are taken over by the next programs, whose first
+// newJob releases a job the journal lost. For them the claim waits for the
+// next commit, as in the Go client, and costs no commit of its own.
+func (p *Proxy) claimDurable() error {
+	if len(p.cfg.Command) > 0 {
+		return nil
+	}
+	return p.db.Flush()
 }
 
 func (p *Proxy) deliver(w http.ResponseWriter, l *local, n int, data session.Payload) {
