@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/distcompute/distcompute-go/internal/statusserver"
 )
 
 // reachability follows whether the tracker answers, from every request the
@@ -31,11 +33,7 @@ type reachability struct {
 }
 
 // Reach is the tracker's reachability as /status and the page show it.
-type Reach struct {
-	Reachable bool       `json:"tracker_reachable"`
-	DownSince *time.Time `json:"tracker_unreachable_since,omitempty"`
-	LastError string     `json:"tracker_error,omitempty"`
-}
+type Reach = statusserver.Reach
 
 func newReachability(trackerURL string, log *slog.Logger) *reachability {
 	host := trackerURL

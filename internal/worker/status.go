@@ -1,16 +1,14 @@
 package worker
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/distcompute/distcompute-go/internal/statusserver"
 )
 
 // Slot states, as shown by /status and the dcworker_state_seconds_total metric.
@@ -73,27 +71,11 @@ func (s *slotState) setProgress(p string) {
 }
 
 // SlotStatus is one slot in GET /status.
-type SlotStatus struct {
-	Slot        int       `json:"slot"`
-	JournalSlot string    `json:"journal_slot"`
-	DisplayName string    `json:"display_name"`
-	State       string    `json:"state"`
-	Since       time.Time `json:"since"`
-	Job         int       `json:"job,omitempty"`
-	Progress    string    `json:"progress,omitempty"`
-}
+type SlotStatus = statusserver.SlotStatus
 
 // Status is the JSON document served at GET /status. It holds no secret:
 // the tracker URL's password is redacted, and no token is in it.
-type Status struct {
-	Tracker  string           `json:"tracker"`
-	Stage    string           `json:"stage"`
-	Journal  string           `json:"journal,omitempty"`
-	Draining bool             `json:"draining"`
-	Slots    []SlotStatus     `json:"slots"`
-	Counters map[string]int64 `json:"counters"`
-	Reach
-}
+type Status = statusserver.Status
 
 func (e *engine) counters() map[string]int64 {
 	// Resubmissions: those of the start-up replay, plus orphaned outputs the
@@ -125,7 +107,8 @@ func (e *engine) counters() map[string]int64 {
 // status server (JSON, metrics, HTML) is built from it or from counters,
 // never from the configuration or the journal directly.
 func (e *engine) status() Status {
-	st := Status{Tracker: redactURL(e.cfg.TrackerURL), Stage: e.cfg.Stage, Journal: e.cfg.Journal, Draining: e.isDraining(), Counters: e.counters(), Reach: e.reach.snapshot()}
+	reach := e.reach.snapshot()
+	st := Status{Tracker: redactedURL(e.cfg.TrackerURL), Stage: e.cfg.Stage, Journal: e.cfg.Journal, Draining: e.isDraining(), Counters: e.counters(), Reach: &reach}
 	for i, s := range e.slots {
 		s.mu.Lock()
 		st.Slots = append(st.Slots, SlotStatus{Slot: s.index, JournalSlot: e.clients[i].Slot(), DisplayName: s.name, State: s.state, Since: s.since, Job: s.job, Progress: s.progress})
@@ -150,20 +133,6 @@ func (e *engine) stateSeconds() map[string]float64 {
 		s.mu.Unlock()
 	}
 	return out
-}
-
-func (e *engine) statusHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(e.status())
-	})
-	mux.Handle("GET /metrics", e.metricsHandler())
-	e.pageRoutes(mux)
-	mux.HandleFunc("GET /journal", e.serveJournal)
-	return mux
 }
 
 // Limits of GET /journal.
@@ -224,57 +193,28 @@ func (c *countWriter) Write(p []byte) (int, error) {
 
 // serveStatus starts the status server; the returned func stops it.
 func (e *engine) serveStatus() (func(), error) {
-	ln, err := net.Listen("tcp", e.cfg.StatusAddr)
-	if err != nil {
-		return nil, fmt.Errorf("worker: status server: %w", err)
-	}
-	if e.cfg.StatusListening != nil {
-		e.cfg.StatusListening(ln.Addr())
-	}
 	e.snapshots = make(chan struct{}, maxSnapshots)
-	addr := ln.Addr().String()
-	paths := "/status, /metrics"
+	o := statusserver.Options{
+		Addr: e.cfg.StatusAddr, Listening: e.cfg.StatusListening, Logger: e.log,
+		Name: "dcworker", Status: e.status, Counters: counterHelp, States: allStates, BusyState: stateRunning,
+		StateSeconds: e.stateSeconds, DB: e.db,
+		Routes: func(mux *http.ServeMux) { mux.HandleFunc("GET /journal", e.serveJournal) },
+	}
+	if len(e.cfg.Command) > 0 {
+		o.Command = e.cfg.Command[0]
+	}
 	if e.cfg.StatusJournal {
-		paths += ", /journal (holds the worker tokens and the tracker's password)"
+		o.Serves = "/journal (holds the worker tokens and the tracker's password)"
 	}
-	if everyInterface(ln.Addr()) {
-		e.log.Warn("status server listening on every interface: anyone who can reach this machine can read it", "addr", addr, "serves", paths)
-	} else {
-		e.log.Info("status server listening", "addr", addr, "serves", paths)
-	}
-	srv := &http.Server{
-		Handler:           e.statusHandler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		IdleTimeout:       time.Minute,
-		MaxHeaderBytes:    16 << 10,
-	}
-	go func() { _ = srv.Serve(ln) }()
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if srv.Shutdown(ctx) != nil {
-			srv.Close() // a snapshot still streaming to a slow reader
-		}
-	}, nil
-}
-
-// everyInterface reports whether a listens on every interface (":PORT",
-// "0.0.0.0:PORT", "[::]:PORT").
-func everyInterface(a net.Addr) bool {
-	tcp, ok := a.(*net.TCPAddr)
-	return ok && tcp.IP.IsUnspecified()
-}
-
-// redactURL returns the tracker URL with its password, if any, replaced by
-// "xxxxx", as the logs and dcjournal show it.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
+	stop, err := statusserver.Serve(o)
 	if err != nil {
-		return "(unreadable URL)"
+		return nil, fmt.Errorf("worker: %w", err)
 	}
-	return u.Redacted()
+	return stop, nil
 }
+
+// redactedURL hides a password in the tracker URL.
+func redactedURL(raw string) string { return statusserver.RedactURL(raw) }
 
 // countingTransport counts failed heartbeats (updateProgress requests).
 type countingTransport struct {

@@ -1,10 +1,10 @@
-package worker
+package statusserver
 
 import (
+	"bytes"
 	_ "embed"
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/distcompute/distcompute-go/internal/postmortem"
@@ -20,33 +20,37 @@ var pageHTML []byte
 // pageRoutes adds the live page: GET / (HTML that refreshes itself every two
 // seconds from GET /page.json). Neither holds a secret: the tracker URL loses its
 // password, tokens are cut to 8 characters, and payloads are shown by size only.
-func (e *engine) pageRoutes(mux *http.ServeMux) {
+func pageRoutes(mux *http.ServeMux, o Options) {
+	html := bytes.ReplaceAll(pageHTML, []byte("{{name}}"), []byte(o.Name))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'")
-		_, _ = w.Write(pageHTML)
+		_, _ = w.Write(html)
 	})
 	mux.HandleFunc("GET /page.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		_ = json.NewEncoder(w).Encode(e.pageState())
+		_ = json.NewEncoder(w).Encode(newPageState(o))
 	})
 }
 
 // pageState is what the live page shows.
 type pageState struct {
-	Tracker  string           `json:"tracker"`
-	Stage    string           `json:"stage"`
-	Journal  string           `json:"journal"`
-	Command  string           `json:"command"`
-	Now      time.Time        `json:"now"`
-	Draining bool             `json:"draining"`
-	Reach    Reach            `json:"reach"`
-	Slots    []pageSlot       `json:"slots"`
-	Counters map[string]int64 `json:"counters"`
-	Events   []pageEvent      `json:"events"`
-	Warning  string           `json:"warning,omitempty"`
+	Name          string           `json:"name"`
+	BusyState     string           `json:"busy_state"`
+	Tracker       string           `json:"tracker"`
+	Stage         string           `json:"stage"`
+	Journal       string           `json:"journal"`
+	Command       string           `json:"command"`
+	Now           time.Time        `json:"now"`
+	Draining      bool             `json:"draining"`
+	Reach         *Reach           `json:"reach,omitempty"`
+	Slots         []pageSlot       `json:"slots"`
+	Counters      map[string]int64 `json:"counters"`
+	CounterLabels [][2]string      `json:"counter_labels"` // key, label
+	Events        []pageEvent      `json:"events"`
+	Warning       string           `json:"warning,omitempty"`
 }
 
 type pageSlot struct {
@@ -67,35 +71,36 @@ type pageEvent struct {
 	Detail string    `json:"detail"`
 }
 
-func (e *engine) slotList() []*slotState { return e.slots }
-
-func (e *engine) pageState() pageState {
+func newPageState(o Options) pageState {
 	now := time.Now()
+	st := o.Status()
 	ps := pageState{
-		Tracker: redactedURL(e.cfg.TrackerURL), Stage: e.cfg.Stage, Journal: e.cfg.Journal, Now: now.UTC(),
-		Draining: e.isDraining(), Reach: e.reach.snapshot(), Counters: e.counters(),
-		Slots: []pageSlot{}, Events: []pageEvent{},
+		Name: o.Name, BusyState: o.BusyState, Tracker: st.Tracker, Stage: st.Stage, Journal: st.Journal, Command: o.Command,
+		Now: now.UTC(), Draining: st.Draining, Reach: st.Reach, Counters: st.Counters,
+		Slots: []pageSlot{}, CounterLabels: [][2]string{}, Events: []pageEvent{},
 	}
-	if len(e.cfg.Command) > 0 {
-		ps.Command = e.cfg.Command[0]
+	for _, c := range o.Counters {
+		if c.Label != "" {
+			ps.CounterLabels = append(ps.CounterLabels, [2]string{c.Key, c.Label})
+		}
 	}
-	for i, s := range e.slotList() {
-		s.mu.Lock()
-		ps.Slots = append(ps.Slots, pageSlot{Slot: s.index, JournalSlot: e.clients[i].Slot(), Worker: s.name, State: s.state,
-			Seconds: now.Sub(s.since).Seconds(), Job: s.job, Progress: s.progress})
-		s.mu.Unlock()
+	for _, s := range st.Slots {
+		ps.Slots = append(ps.Slots, pageSlot{Slot: s.Slot, JournalSlot: s.JournalSlot, Worker: s.DisplayName, State: s.State,
+			Seconds: now.Sub(s.Since).Seconds(), Job: s.Job, Progress: s.Progress})
 	}
-	events, err := e.recentEvents(pageEvents)
-	if err != nil {
-		ps.Warning = "the journal's latest events could not be read: " + err.Error()
+	if o.DB != nil {
+		events, err := recentEvents(o.DB, pageEvents)
+		if err != nil {
+			ps.Warning = "the journal's latest events could not be read: " + err.Error()
+		}
+		ps.Events = events
 	}
-	ps.Events = events
 	return ps
 }
 
 // recentEvents reads the journal's last n events, newest first.
-func (e *engine) recentEvents(n int) ([]pageEvent, error) {
-	states, err := e.db.States()
+func recentEvents(db *journal.DB, n int) ([]pageEvent, error) {
+	states, err := db.States()
 	if err != nil {
 		return []pageEvent{}, err
 	}
@@ -108,7 +113,7 @@ func (e *engine) recentEvents(n int) ([]pageEvent, error) {
 		from = last - uint64(n) + 1
 	}
 	var evs []pageEvent
-	err = e.db.Events(journal.Filter{FromSeq: from}, func(ev journal.Event) error {
+	err = db.Events(journal.Filter{FromSeq: from}, func(ev journal.Event) error {
 		evs = append(evs, pageEvent{Time: ev.Time.UTC(), Slot: ev.Slot, Kind: string(ev.Kind), Job: ev.Job, Detail: postmortem.EventLine(ev)})
 		return nil
 	})
@@ -122,13 +127,4 @@ func (e *engine) recentEvents(n int) ([]pageEvent, error) {
 		evs = []pageEvent{}
 	}
 	return evs, err
-}
-
-// redactedURL hides a password in the tracker URL.
-func redactedURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
 }
