@@ -46,7 +46,7 @@ func run(ctx context.Context, sigs <-chan os.Signal, args []string, stdout, stde
 	fs.StringVar(&cfg.TrackerURL, "tracker", "", "tracker base `URL` (required)")
 	listen := fs.String("listen", proxy.DefaultListen, "local `address` the programs talk to")
 	fs.StringVar(&cfg.Journal, "journal", "", "journal `path` (default $"+client.EnvJournal+", else ~/.local/state/distcompute/journal.db)")
-	fs.StringVar(&cfg.StatusAddr, "status-addr", "", "serve GET /status and /metrics on this `addr` (e.g. 127.0.0.1:9090)")
+	fs.StringVar(&cfg.StatusAddr, "status-addr", "", "serve GET /status, /metrics and the live page (as dcworker) on this `addr` (e.g. 127.0.0.1:9090)")
 	ack := fs.String("ack", string(proxy.AckTracker), "answer completeJob/flagInvalidData once settled at the `tracker`, or once durable in the `journal`")
 	notice := fs.String("preemption-notice", "", "watch the cloud's preemption notice: aws, gcp or azure")
 	fs.StringVar(&cfg.MetadataAddr, "metadata-addr", "", "metadata service address (default "+preempt.DefaultAddr+")")

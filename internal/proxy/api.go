@@ -224,6 +224,9 @@ func (p *Proxy) tokenCall(w http.ResponseWriter, r *http.Request, path string, b
 			return
 		}
 		l.c.log(vals[1])
+		p.mu.Lock()
+		l.progress = vals[1]
+		p.mu.Unlock()
 		writeText(w, http.StatusOK, msgOK)
 	case "newJob":
 		p.newJob(w, r, l)
@@ -359,7 +362,7 @@ func (p *Proxy) claimDurable() error {
 
 func (p *Proxy) deliver(w http.ResponseWriter, l *local, n int, data session.Payload) {
 	p.mu.Lock()
-	l.delivered, l.last = n, lastAction{}
+	l.delivered, l.last, l.progress = n, lastAction{}, ""
 	p.mu.Unlock()
 	writeJSON(w, http.StatusOK, jobBody(n, data.Wire()))
 }

@@ -94,9 +94,10 @@ type Config struct {
 	MetadataInterval time.Duration
 	MetadataClient   *http.Client
 
-	// StatusAddr, when set, serves GET /status and /metrics (no token in
-	// either; unlike dcworker, no /journal: the journal holds the tracker's
-	// tokens).
+	// StatusAddr, when set, serves dcworker's status server there (package
+	// statusserver): GET /status, /metrics and the live page, one slot per
+	// local worker, with the proxy's counters. No token is in any of them;
+	// unlike dcworker, no /journal: the journal holds the tracker's tokens.
 	StatusAddr      string
 	StatusListening func(net.Addr)
 	// Listening, if set, is told the local server's address once it serves.

@@ -41,6 +41,10 @@ type local struct {
 	gone      bool // removed: its token is unknown from now on
 	delivered int  // job number handed to the program in this process's lifetime
 	last      lastAction
+	progress  string // the program's latest progress text for its job
+
+	shown      string    // the state GET /status last showed
+	shownSince time.Time // when it first showed it
 }
 
 // lastAction is the worker's last completion or flag, so that a resend of

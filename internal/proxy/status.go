@@ -1,26 +1,22 @@
 package proxy
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"sort"
 	"time"
+
+	"github.com/distcompute/distcompute-go/internal/statusserver"
 )
 
-// WorkerStatus is one local worker in GET /status. It holds no token.
-type WorkerStatus struct {
-	JournalSlot string    `json:"journal_slot"`
-	DisplayName string    `json:"display_name"`
-	Stage       string    `json:"stage"`
-	State       string    `json:"state"` // "idle", "working", "settling", "dead"
-	Job         int       `json:"job,omitempty"`
-	Program     int       `json:"program"` // -1: not one of the proxy's programs
-	LastSeen    time.Time `json:"last_seen"`
-}
+// Local worker states in GET /status and the metrics.
+const (
+	stateIdle     = "idle"     // no job held
+	stateWorking  = "working"  // holding a job
+	stateSettling = "settling" // a completion or flag is being settled (AckJournal: after its answer)
+	stateDead     = "dead"     // its program died; the next program at its stage takes it over
+)
+
+var allStates = []string{stateIdle, stateWorking, stateSettling, stateDead}
 
 // ProgramStatus is one copy of the command in GET /status.
 type ProgramStatus struct {
@@ -30,17 +26,15 @@ type ProgramStatus struct {
 	LastExit string `json:"last_exit,omitempty"`
 }
 
-// Status is the JSON document served at GET /status.
+// Status is the JSON document served at GET /status: dcworker's document
+// (one slot per local worker, the counters) and the proxy's own fields. It
+// holds no token, and the tracker URL's password is redacted.
 type Status struct {
-	Tracker  string           `json:"tracker"`
-	Listen   string           `json:"listen"`
-	Journal  string           `json:"journal"`
-	Ack      string           `json:"ack"`
-	Draining bool             `json:"draining"`
-	Workers  []WorkerStatus   `json:"workers"`
-	Programs []ProgramStatus  `json:"programs,omitempty"`
-	Poison   []string         `json:"poison,omitempty"` // "stage/job"
-	Counters map[string]int64 `json:"counters"`
+	statusserver.Status
+	Listen   string          `json:"listen"`
+	Ack      string          `json:"ack"`
+	Programs []ProgramStatus `json:"programs,omitempty"`
+	Poison   []string        `json:"poison,omitempty"` // "stage/job"
 }
 
 func (p *Proxy) counters() map[string]int64 {
@@ -71,35 +65,13 @@ func (p *Proxy) counters() map[string]int64 {
 
 // Status returns what the proxy is doing now.
 func (p *Proxy) Status() Status {
-	st := Status{Tracker: p.tracker.String(), Listen: p.addr, Journal: p.cfg.Journal, Ack: string(p.cfg.Ack),
-		Draining: p.isDraining(), Counters: p.counters()}
+	st := Status{Status: p.slotStatus(), Listen: p.addr, Ack: string(p.cfg.Ack)}
 	p.mu.Lock()
-	for _, l := range p.bySlot {
-		n, _, held := l.c.job()
-		d, _, _ := l.c.names()
-		ws := WorkerStatus{JournalSlot: l.slotName, DisplayName: d, Stage: l.stage, State: "idle", Program: l.prog,
-			LastSeen: time.Unix(0, l.lastSeen.Load()).UTC()}
-		if held {
-			ws.State, ws.Job = "working", n
-		}
-		if l.settling != nil {
-			select {
-			case <-l.settling:
-			default:
-				ws.State = "settling"
-			}
-		}
-		if l.dead {
-			ws.State = "dead"
-		}
-		st.Workers = append(st.Workers, ws)
-	}
 	for k := range p.poison {
 		st.Poison = append(st.Poison, fmt.Sprintf("%s/%d", k.stage, k.number))
 	}
 	progs := append([]*program(nil), p.progs...)
 	p.mu.Unlock()
-	sort.Slice(st.Workers, func(i, j int) bool { return st.Workers[i].JournalSlot < st.Workers[j].JournalSlot })
 	sort.Strings(st.Poison)
 	for _, pr := range progs {
 		pr.mu.Lock()
@@ -109,71 +81,90 @@ func (p *Proxy) Status() Status {
 	return st
 }
 
-func (p *Proxy) writeMetrics(w io.Writer) {
-	c := p.counters()
-	for _, m := range []struct{ name, key, help string }{
-		{"dcproxy_workers_registered_total", "registered", "Local workers registered by programs."},
-		{"dcproxy_workers_adopted_total", "adopted", "Dead programs' workers taken over by a new registration."},
-		{"dcproxy_claims_total", "claims", "Jobs claimed at the tracker."},
-		{"dcproxy_jobs_handed_back_total", "handed_back", "Held jobs handed to a program without a claim (after a restart or a program's death)."},
-		{"dcproxy_jobs_completed_total", "completed", "Completions settled (accepted or applied earlier)."},
-		{"dcproxy_jobs_flagged_total", "flagged", "Flags settled."},
-		{"dcproxy_resends_answered_total", "resends_answered", "Resent completions or flags answered as applied."},
-		{"dcproxy_jobs_released_total", "released", "Held jobs released (dead worker, poison, exit)."},
-		{"dcproxy_dead_workers_total", "dead_workers", "Local workers counted dead after silence."},
-		{"dcproxy_poison_jobs_total", "poisoned", "Jobs recorded as poison."},
-		{"dcproxy_sessions_lost_total", "sessions_lost", "Times the tracker lost a worker and the proxy registered afresh."},
-		{"dcproxy_program_runs_total", "program_runs", "Program starts."},
-		{"dcproxy_program_failures_total", "program_failures", "Program runs that failed (non-zero exit or signal)."},
-		{"dcproxy_passed_through_total", "passed_through", "Requests passed through to the tracker."},
-		{"dcproxy_preemption_notices_total", "preemption_notices", "Cloud preemption notices received."},
-	} {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", m.name, m.help, m.name, m.name, c[m.key])
+// slotStatus is the part of Status that dcworker's has too. A worker's
+// state is derived from what it does when asked, so its "since" is when a
+// status request first saw that state.
+func (p *Proxy) slotStatus() statusserver.Status {
+	now := time.Now()
+	st := statusserver.Status{Tracker: statusserver.RedactURL(p.tracker.String()), Journal: p.cfg.Journal,
+		Draining: p.isDraining(), Counters: p.counters(), Slots: []statusserver.SlotStatus{}}
+	p.mu.Lock()
+	for _, l := range p.bySlot {
+		n, _, held := l.c.job()
+		d, _, _ := l.c.names()
+		state := stateIdle
+		switch {
+		case l.dead:
+			state = stateDead
+		case l.settling != nil && !isClosed(l.settling):
+			state = stateSettling
+		case held:
+			state = stateWorking
+		}
+		if state != l.shown || l.shownSince.IsZero() {
+			l.shown, l.shownSince = state, now
+		}
+		seen := time.Unix(0, l.lastSeen.Load()).UTC()
+		ss := statusserver.SlotStatus{JournalSlot: l.slotName, DisplayName: d, State: state, Since: l.shownSince.UTC(),
+			Progress: l.progress, Stage: l.stage, LastSeen: &seen}
+		ss.Slot, _ = slotIndex(l.slotName)
+		if held {
+			ss.Job = n
+		}
+		if l.prog >= 0 {
+			prog := l.prog
+			ss.Program = &prog
+		}
+		st.Slots = append(st.Slots, ss)
 	}
-	states := map[string]int{}
-	for _, ws := range p.Status().Workers {
-		states[ws.State]++
-	}
-	fmt.Fprintf(w, "# HELP dcproxy_workers Local workers in each state.\n# TYPE dcproxy_workers gauge\n")
-	for _, s := range []string{"idle", "working", "settling", "dead"} {
-		fmt.Fprintf(w, "dcproxy_workers{state=%q} %d\n", s, states[s])
-	}
-	d := 0
-	if p.isDraining() {
-		d = 1
-	}
-	fmt.Fprintf(w, "# HELP dcproxy_draining 1 while the proxy drains.\n# TYPE dcproxy_draining gauge\ndcproxy_draining %d\n", d)
+	p.mu.Unlock()
+	sort.Slice(st.Slots, func(i, j int) bool { return st.Slots[i].Slot < st.Slots[j].Slot })
+	return st
 }
 
-func (p *Proxy) statusHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(p.Status())
-	})
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		p.writeMetrics(w)
-	})
-	return mux
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
+// counterHelp names and explains each counter of counters as a metric, and
+// labels those the live page shows.
+var counterHelp = []statusserver.Counter{
+	{Key: "registered", Metric: "dcproxy_workers_registered_total", Help: "Local workers registered by programs.", Label: "registered"},
+	{Key: "adopted", Metric: "dcproxy_workers_adopted_total", Help: "Dead programs' workers taken over by a new registration.", Label: "taken over"},
+	{Key: "claims", Metric: "dcproxy_claims_total", Help: "Jobs claimed at the tracker.", Label: "claims"},
+	{Key: "handed_back", Metric: "dcproxy_jobs_handed_back_total", Help: "Held jobs handed to a program without a claim (after a restart or a program's death).", Label: "handed back"},
+	{Key: "completed", Metric: "dcproxy_jobs_completed_total", Help: "Completions settled (accepted or applied earlier).", Label: "completed"},
+	{Key: "flagged", Metric: "dcproxy_jobs_flagged_total", Help: "Flags settled.", Label: "flagged"},
+	{Key: "resends_answered", Metric: "dcproxy_resends_answered_total", Help: "Resent completions or flags answered as applied.", Label: "resends answered"},
+	{Key: "released", Metric: "dcproxy_jobs_released_total", Help: "Held jobs released (dead worker, poison, exit).", Label: "released"},
+	{Key: "dead_workers", Metric: "dcproxy_dead_workers_total", Help: "Local workers counted dead after silence.", Label: "dead workers"},
+	{Key: "poisoned", Metric: "dcproxy_poison_jobs_total", Help: "Jobs recorded as poison.", Label: "poison jobs"},
+	{Key: "sessions_lost", Metric: "dcproxy_sessions_lost_total", Help: "Times the tracker lost a worker and the proxy registered afresh.", Label: "sessions lost"},
+	{Key: "program_runs", Metric: "dcproxy_program_runs_total", Help: "Program starts.", Label: "program runs"},
+	{Key: "program_failures", Metric: "dcproxy_program_failures_total", Help: "Program runs that failed (non-zero exit or signal).", Label: "program failures"},
+	{Key: "passed_through", Metric: "dcproxy_passed_through_total", Help: "Requests passed through to the tracker."},
+	{Key: "preemption_notices", Metric: "dcproxy_preemption_notices_total", Help: "Cloud preemption notices received.", Label: "preemption notices"},
+}
+
+// serveStatus starts the status server (dcworker's, see package
+// statusserver); the returned func stops it.
 func (p *Proxy) serveStatus() (func(), error) {
-	ln, err := net.Listen("tcp", p.cfg.StatusAddr)
+	o := statusserver.Options{
+		Addr: p.cfg.StatusAddr, Listening: p.cfg.StatusListening, Logger: p.log,
+		Name: "dcproxy", Status: p.slotStatus, Document: func() any { return p.Status() },
+		Counters: counterHelp, States: allStates, BusyState: stateWorking, DB: p.db,
+	}
+	if len(p.cfg.Command) > 0 {
+		o.Command = p.cfg.Command[0]
+	}
+	stop, err := statusserver.Serve(o)
 	if err != nil {
-		return nil, fmt.Errorf("proxy: status server: %w", err)
+		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	if p.cfg.StatusListening != nil {
-		p.cfg.StatusListening(ln.Addr())
-	}
-	p.log.Info("status server listening", "addr", ln.Addr().String())
-	srv := &http.Server{Handler: p.statusHandler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	}, nil
+	return stop, nil
 }

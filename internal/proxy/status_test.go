@@ -37,8 +37,9 @@ func post(t *testing.T, u, body string) (int, string) {
 }
 
 // TestStatusHoldsNoSecret drives a local worker through a job with plain
-// HTTP and checks /status and /metrics: the counters move, and neither the
-// local token nor the tracker's appears.
+// HTTP and checks /status, /metrics and the live page (dcworker's, package
+// statusserver): the counters move, and neither the local token nor the
+// tracker's appears.
 func TestStatusHoldsNoSecret(t *testing.T) {
 	srv := trackertest.Start(t, trackertest.Options{Jobs: []any{"j-1", "j-2"}, Seed: 5})
 	addrCh := make(chan net.Addr, 1)
@@ -79,13 +80,39 @@ func TestStatusHoldsNoSecret(t *testing.T) {
 
 	_, st := get(t, status+"/status")
 	_, metrics := get(t, status+"/metrics")
+	_, page := get(t, status+"/page.json")
+	_, html := get(t, status+"/")
 	workers := srv.Tracker.Workers()
 	if len(workers) != 1 {
 		t.Fatalf("the tracker has %d workers, want 1", len(workers))
 	}
 	for name, secret := range map[string]string{"local": reg.Token, "tracker": workers[0].Token} {
-		if strings.Contains(st, secret) || strings.Contains(metrics, secret) {
-			t.Errorf("the %s token appears in /status or /metrics", name)
+		for path, body := range map[string]string{"/status": st, "/metrics": metrics, "/page.json": page} {
+			if strings.Contains(body, secret) || strings.Contains(body, secret[:9]) {
+				t.Errorf("%s shows more than 8 characters of the %s token", path, name)
+			}
+		}
+	}
+	// dcworker's page and metrics, with the proxy's name and counters.
+	if !strings.Contains(html, "<title>dcproxy</title>") {
+		t.Errorf("GET / is not the live page titled dcproxy")
+	}
+	var ps struct {
+		Name          string
+		Slots         []struct{ Worker, State string }
+		Events        []struct{ Kind string }
+		CounterLabels [][2]string `json:"counter_labels"`
+	}
+	if err := json.Unmarshal([]byte(page), &ps); err != nil {
+		t.Fatalf("/page.json: %v\n%s", err, page)
+	}
+	if ps.Name != "dcproxy" || len(ps.Slots) != 1 || ps.Slots[0].Worker != workers[0].DisplayName || ps.Slots[0].State != "idle" ||
+		len(ps.Events) == 0 || len(ps.CounterLabels) == 0 {
+		t.Errorf("/page.json: %s", page)
+	}
+	for _, m := range []string{`dcproxy_slots{state="idle"} 1`, "dcproxy_draining 0", "go_goroutines", "process_open_fds"} {
+		if !strings.Contains(metrics, m) {
+			t.Errorf("/metrics lacks %s:\n%s", m, metrics)
 		}
 	}
 	if !strings.Contains(st, workers[0].DisplayName) {
