@@ -12,17 +12,22 @@
 //
 // What the program sees, call by call:
 //
-//   - newJob: a job claimed by the slot's client. A job the slot holds that
-//     this program has not been given yet (the proxy restarted while the
-//     answer was on its way, or a dead program's job handed to the next
-//     program of its stage) is handed over instead of claiming.
-//   - completeJob, flagInvalidData: answered once settled (accepted, or
-//     applied by an earlier attempt whose answer was lost: both 200). While
-//     the tracker is unreachable the call waits and the client retries. With
-//     AckJournal the answer comes once the record is durable and the settle
-//     runs in the background; the worker's next action waits for it. A
-//     resend of the last completion (or flag) after it settled, as the
-//     upstream client does when its connection broke, answers 200.
+//   - newJob: a job claimed by the slot's client, durable before the answer
+//     for a program started beside the proxy (see claimDurable). A job the
+//     slot holds that this program has not been given yet (the proxy
+//     restarted while the answer was on its way, or a dead program's job
+//     handed to the next program of its stage) is handed over instead of
+//     claiming.
+//   - completeJob, flagInvalidData: recorded durably, then answered once
+//     settled (accepted, or applied by an earlier attempt whose answer was
+//     lost: both 200). While the tracker is unreachable the call waits and
+//     the client retries. An acceptance is answered as soon as the tracker's
+//     200 arrives; its record follows in the background (see acceptWatch).
+//     With AckJournal the answer comes once the record is durable and the
+//     settle runs in the background. Either way the worker's next action
+//     waits for the settle's record. A resend of the last completion (or
+//     flag) after it settled, as the upstream client does when its
+//     connection broke, answers 200.
 //   - updateProgress answers at once (latest text wins, sent in the
 //     background); validateWorker answers locally; jobCount and every other
 //     path are passed through to the tracker.
