@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/distcompute/distcompute-go/client"
+	"github.com/distcompute/distcompute-go/internal/hooks"
 	"github.com/distcompute/distcompute-go/internal/preempt"
 	"github.com/distcompute/distcompute-go/session"
 )
@@ -112,6 +113,10 @@ type Config struct {
 	// end stops it).
 	Retry         *session.RetryPolicy
 	ClientOptions []client.Option
+
+	// hook, if set, is called at every hook point of the slots' clients
+	// (tests stop an action there; see export_test.go).
+	hook hooks.Func
 }
 
 // DefaultRetry is the proxy's retry policy for tracker requests: the

@@ -277,7 +277,7 @@ func (p *Proxy) reloadedSeen(last time.Time) time.Time {
 func (p *Proxy) openSlot(ctx context.Context, slot, stage, nickname string) (slotClient, error) {
 	return openSlot(ctx, slotOptions{
 		url: p.cfg.TrackerURL, stage: stage, nickname: nickname, slot: slot, db: p.db,
-		http: p.slotHTTP, logger: p.log, retry: p.cfg.Retry, extra: p.cfg.ClientOptions,
+		http: p.slotHTTP, logger: p.log, retry: p.cfg.Retry, extra: p.cfg.ClientOptions, hook: p.cfg.hook,
 	})
 }
 

@@ -51,12 +51,13 @@ type slotOptions struct {
 	logger   *slog.Logger
 	retry    *session.RetryPolicy
 	extra    []client.Option
+	hook     hooks.Func // also called at every hook point; nil: none
 }
 
 // openSlot starts (or, for a slot with history, recovers) the journaled
 // worker of one local worker.
 func openSlot(ctx context.Context, o slotOptions) (slotClient, error) {
-	c := &clientSlot{}
+	c := &clientSlot{also: o.hook}
 	opts := []client.Option{
 		client.WithJournalDB(o.db),
 		client.WithSlot(o.slot),
@@ -82,6 +83,8 @@ func openSlot(ctx context.Context, o slotOptions) (slotClient, error) {
 type clientSlot struct {
 	c *client.Client
 
+	also hooks.Func // Config.hook
+
 	mu      sync.Mutex
 	durable func() // called once the pending action is on disk
 }
@@ -89,6 +92,9 @@ type clientSlot struct {
 // hook runs on the action's goroutine with the client's lock held: it tells
 // the waiting handler that a completion or flag is durable.
 func (s *clientSlot) hook(p hooks.Point, op string) {
+	if s.also != nil {
+		s.also(p, op)
+	}
 	if p != hooks.AfterJournal || (op != "complete" && op != "flag") {
 		return
 	}
