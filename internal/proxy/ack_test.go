@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -44,14 +43,7 @@ func TestAcceptedCompletionAnsweredBeforeItsRecord(t *testing.T) {
 		}
 	}()
 
-	code, body := get(t, rp.URL+"/api/new?"+url.Values{"nickname": {"n"}, "stage": {"a"}}.Encode())
-	if code != http.StatusOK {
-		t.Fatalf("register: %d %s", code, body)
-	}
-	var reg struct{ Token string }
-	if err := json.Unmarshal([]byte(body), &reg); err != nil {
-		t.Fatal(err)
-	}
+	reg := register(t, rp.URL, "a")
 	tok := `{"token":"` + reg.Token + `"}`
 	var first struct{ Number int }
 	if code, body := post(t, rp.URL+"/api/newJob", tok); code != http.StatusOK || json.Unmarshal([]byte(body), &first) != nil {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/url"
 	"path/filepath"
 	"testing"
 
@@ -22,16 +21,9 @@ func TestRestartKeepsTokensAndHandsBack(t *testing.T) {
 	jpath := filepath.Join(t.TempDir(), "proxy.db")
 	first := startProxy(t, srv.URL, func(c *proxy.Config) { c.Journal = jpath })
 
-	code, body := get(t, first.URL+"/api/new?"+url.Values{"nickname": {"n"}, "stage": {"a"}}.Encode())
-	if code != http.StatusOK {
-		t.Fatalf("register: %d %s", code, body)
-	}
-	var reg struct{ Token string }
-	if err := json.Unmarshal([]byte(body), &reg); err != nil {
-		t.Fatal(err)
-	}
+	reg := register(t, first.URL, "a")
 	tok := `{"token":"` + reg.Token + `"}`
-	code, body = post(t, first.URL+"/api/newJob", tok)
+	code, body := post(t, first.URL+"/api/newJob", tok)
 	if code != http.StatusOK {
 		t.Fatalf("newJob: %d %s", code, body)
 	}

@@ -54,14 +54,7 @@ func TestStatusHoldsNoSecret(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("the status server did not start")
 	}
-	code, body := get(t, rp.URL+"/api/new?"+url.Values{"nickname": {"n"}, "stage": {"a"}}.Encode())
-	if code != http.StatusOK {
-		t.Fatalf("register: %d %s", code, body)
-	}
-	var reg struct{ Token string }
-	if err := json.Unmarshal([]byte(body), &reg); err != nil {
-		t.Fatal(err)
-	}
+	reg := register(t, rp.URL, "a")
 	tok := `{"token":"` + reg.Token + `"}`
 	if code, body := post(t, rp.URL+"/api/newJob", tok); code != http.StatusOK {
 		t.Fatalf("newJob: %d %s", code, body)
@@ -134,4 +127,18 @@ func TestStatusHoldsNoSecret(t *testing.T) {
 	if n := srv.Tracker.Leaderboard()["n"]; n != 1 {
 		t.Errorf("completions at the tracker: %d, want 1", n)
 	}
+}
+
+// register registers a local worker (nickname "n") at stage and returns the
+// proxy's answer.
+func register(t *testing.T, proxyURL, stage string) (reg struct{ Token string }) {
+	t.Helper()
+	code, body := get(t, proxyURL+"/api/new?"+url.Values{"nickname": {"n"}, "stage": {stage}}.Encode())
+	if code != http.StatusOK {
+		t.Fatalf("register: %d %s", code, body)
+	}
+	if err := json.Unmarshal([]byte(body), &reg); err != nil {
+		t.Fatal(err)
+	}
+	return reg
 }
