@@ -29,6 +29,8 @@ anything else is retried --retries times, then the job is released.
 Progress: lines written to fd 3 (or appended to $DC_PROGRESS_FILE).
 Checkpoint: whatever is in $DC_CHECKPOINT_FILE, handed back on resume.
 SIGTERM/SIGINT drain (grace period, then resumable); a second one stops at once.
+A journal that cannot be written (full, read-only or failing disk) stops the
+claims; outputs wait in memory until it can, --journal-deadline at most (exit 4).
 
 flags:
 `
@@ -71,6 +73,7 @@ func ParseRunArgs(args []string, stdout, stderr io.Writer) (Config, *RunFlags, e
 	fs.DurationVar(&rf.IdleTimeout, "idle-timeout", 0, "the tracker's idle timeout (default 7200s)")
 	fs.DurationVar(&rf.WaitMax, "wait-max", 0, "longest pause between claims on an empty queue (default: the client's, 30s)")
 	fs.DurationVar(&cfg.EmptyPoll, "empty-poll", DefaultEmptyPoll, "with --exit-when-empty, pause between claims on an empty queue")
+	fs.DurationVar(&cfg.JournalDeadline, "journal-deadline", DefaultJournalDeadline, "while the journal cannot be written (full, read-only or failing disk) the worker claims nothing and holds outputs in memory; still unwritable after this, it drains and exits 4")
 	fs.BoolVar(&cfg.Verbose, "v", false, "verbose (debug) logging")
 	fs.BoolVar(&rf.JSONLog, "json-log", false, "log JSON lines instead of text")
 
@@ -126,6 +129,9 @@ func ParseRunArgs(args []string, stdout, stderr io.Writer) (Config, *RunFlags, e
 	}
 	if cfg.Grace <= 0 {
 		return usage("--grace must be positive")
+	}
+	if cfg.JournalDeadline <= 0 {
+		return usage("--journal-deadline must be positive")
 	}
 	return cfg, rf, nil
 }

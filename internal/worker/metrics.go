@@ -30,6 +30,9 @@ var (
 	descSlots        = prometheus.NewDesc("dcworker_slots", "Slots currently in each state.", []string{"state"}, nil)
 	descDraining     = prometheus.NewDesc("dcworker_draining", "1 while the worker drains after a stop signal or preemption notice.", nil, nil)
 	descReachable    = prometheus.NewDesc("dcworker_tracker_reachable", "1 while the tracker answers, 0 from the first request it left unanswered (or answered 5xx/429) until one succeeds.", nil, nil)
+	descWritable     = prometheus.NewDesc("dcworker_journal_writable", "1 while the journal can be written, 0 from a write it refused (full, read-only or failing disk) until one succeeds.", nil, nil)
+	descWriteFails   = prometheus.NewDesc("dcworker_journal_write_failures_total", "Journal writes refused (each attempt: a completion, flag, release, checkpoint or claim that could not be recorded).", nil, nil)
+	descHeld         = prometheus.NewDesc("dcworker_held_in_memory", "Outputs, flags and releases held in memory because the journal cannot be written.", nil, nil)
 )
 
 // engineCollector reads the engine's counters and slot states at each scrape, so
@@ -58,6 +61,10 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descDraining, prometheus.GaugeValue, boolFloat(c.e.isDraining()))
 	ch <- prometheus.MustNewConstMetric(descReachable, prometheus.GaugeValue, boolFloat(c.e.reach.snapshot().Reachable))
+	js := c.e.disk.snapshot()
+	ch <- prometheus.MustNewConstMetric(descWritable, prometheus.GaugeValue, boolFloat(js.Writable))
+	ch <- prometheus.MustNewConstMetric(descWriteFails, prometheus.CounterValue, float64(js.Failures))
+	ch <- prometheus.MustNewConstMetric(descHeld, prometheus.GaugeValue, float64(len(js.Held)))
 }
 
 func boolFloat(b bool) float64 {

@@ -43,6 +43,7 @@ type pageState struct {
 	Now      time.Time        `json:"now"`
 	Draining bool             `json:"draining"`
 	Reach    Reach            `json:"reach"`
+	Disk     JournalStatus    `json:"disk"`
 	Slots    []pageSlot       `json:"slots"`
 	Counters map[string]int64 `json:"counters"`
 	Events   []pageEvent      `json:"events"`
@@ -73,7 +74,7 @@ func (e *engine) pageState() pageState {
 	now := time.Now()
 	ps := pageState{
 		Tracker: redactedURL(e.cfg.TrackerURL), Stage: e.cfg.Stage, Journal: e.cfg.Journal, Now: now.UTC(),
-		Draining: e.isDraining(), Reach: e.reach.snapshot(), Counters: e.counters(),
+		Draining: e.isDraining(), Reach: e.reach.snapshot(), Disk: e.disk.snapshot(), Counters: e.counters(),
 		Slots: []pageSlot{}, Events: []pageEvent{},
 	}
 	if len(e.cfg.Command) > 0 {

@@ -21,11 +21,12 @@ const (
 	stateCompleting = "completing" // sending the output
 	stateFlagging   = "flagging"   // flagging invalid data
 	stateReleasing  = "releasing"  // handing a failed job back
+	stateHolding    = "holding"    // the journal cannot be written: an output, flag or release held in memory
 	stateDraining   = "draining"   // stop signal passed on, grace period running
 	stateStopped    = "stopped"    // the slot is done
 )
 
-var allStates = []string{stateIdle, stateWaiting, stateRunning, stateCompleting, stateFlagging, stateReleasing, stateDraining, stateStopped}
+var allStates = []string{stateIdle, stateWaiting, stateRunning, stateCompleting, stateFlagging, stateReleasing, stateHolding, stateDraining, stateStopped}
 
 // metrics are the engine's counters; all safe for concurrent use.
 type metrics struct {
@@ -93,6 +94,7 @@ type Status struct {
 	Slots    []SlotStatus     `json:"slots"`
 	Counters map[string]int64 `json:"counters"`
 	Reach
+	JournalStatus
 }
 
 func (e *engine) counters() map[string]int64 {
@@ -125,7 +127,7 @@ func (e *engine) counters() map[string]int64 {
 // status server (JSON, metrics, HTML) is built from it or from counters,
 // never from the configuration or the journal directly.
 func (e *engine) status() Status {
-	st := Status{Tracker: redactURL(e.cfg.TrackerURL), Stage: e.cfg.Stage, Journal: e.cfg.Journal, Draining: e.isDraining(), Counters: e.counters(), Reach: e.reach.snapshot()}
+	st := Status{Tracker: redactURL(e.cfg.TrackerURL), Stage: e.cfg.Stage, Journal: e.cfg.Journal, Draining: e.isDraining(), Counters: e.counters(), Reach: e.reach.snapshot(), JournalStatus: e.disk.snapshot()}
 	for i, s := range e.slots {
 		s.mu.Lock()
 		st.Slots = append(st.Slots, SlotStatus{Slot: s.index, JournalSlot: e.clients[i].Slot(), DisplayName: s.name, State: s.state, Since: s.since, Job: s.job, Progress: s.progress})

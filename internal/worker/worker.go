@@ -99,6 +99,10 @@ type Config struct {
 	Hook            hooks.Func    // crash-test hook of every slot's client (the quick start's kill)
 	ExitWhenEmpty   bool          // return when the stage has no open job and no slot is busy
 	EmptyPoll       time.Duration // poll interval for ExitWhenEmpty; default DefaultEmptyPoll
+	// JournalDeadline is how long the journal may stay unwritable (a full,
+	// read-only or failing disk) before the worker drains and Run returns
+	// ErrJournalUnwritable; default DefaultJournalDeadline.
+	JournalDeadline time.Duration
 
 	// PreemptionNotice, when set, watches that cloud's metadata service and
 	// drains on its notice as on SIGTERM.
@@ -200,6 +204,9 @@ func (c *Config) setDefaults() error {
 	if c.PollInterval <= 0 {
 		c.PollInterval = DefaultPollInterval
 	}
+	if c.JournalDeadline <= 0 {
+		c.JournalDeadline = DefaultJournalDeadline
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -216,6 +223,7 @@ type engine struct {
 	slots   []*slotState
 	m       *metrics
 	reach   *reachability
+	disk    *diskState
 	workDir string
 
 	runCtx context.Context // ends on a hard stop: commands are killed
@@ -302,6 +310,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("worker: journal directory: %w", err)
 	}
 	e.cfg.Journal = jpath
+	e.disk = newDiskState(jpath, e.log, e.cfg.JournalDeadline, e.journalExpired)
 
 	// Watch for a preemption notice from the start: the replay in OpenPool
 	// may take a while when the tracker is hard to reach.
@@ -582,14 +591,24 @@ func (e *engine) runSlot(i int) {
 // should stop (draining, hard stop).
 func (e *engine) giveBack(i int) bool {
 	c := e.clients[i]
-	pause := time.Second
+	pause, jpause := time.Second, JournalRetryMin
 	for e.runCtx.Err() == nil && !e.isDraining() {
-		e.slots[i].set(e.m, stateReleasing, c.JobID())
+		num := c.JobID()
+		e.slots[i].set(e.m, stateReleasing, num)
 		ctx, cancel := e.netCtx()
 		err := releaseJob(ctx, c)
 		cancel()
 		if err == nil {
+			e.disk.ok(i)
 			return true
+		}
+		if notRecorded(err) {
+			e.slots[i].set(e.m, stateHolding, num)
+			if !e.holdRetry(e.runCtx, i, fmt.Sprintf("the release of job %d (given up)", num), err, &jpause) {
+				e.disk.drop(i) // the job stays held: released after a restart
+				return false
+			}
+			continue
 		}
 		e.log.Warn("releasing a job given up failed; trying again", "slot", c.Slot(), "err", err, "pause", pause)
 		ctx, cancel = e.claimCtx()
@@ -600,6 +619,7 @@ func (e *engine) giveBack(i int) bool {
 		}
 		pause = min(2*pause, time.Minute)
 	}
+	e.disk.drop(i) // a release not journaled: the job is still held, released after a restart
 	return false
 }
 
@@ -613,8 +633,13 @@ func (e *engine) claim(i int) bool {
 	c := e.clients[i]
 	ctx, cancel := e.claimCtx()
 	defer cancel()
-	pause := time.Second
+	pause, jpause := time.Second, JournalRetryMin
 	for {
+		// No claim while the journal cannot be written, but one probe
+		// when nothing is held (see diskState).
+		if !e.waitClaim(ctx, i) {
+			return false
+		}
 		var err error
 		if e.cfg.ExitWhenEmpty {
 			err = c.NewJob(ctx)
@@ -622,10 +647,19 @@ func (e *engine) claim(i int) bool {
 			err = c.WaitForJob(ctx)
 		}
 		if err == nil {
+			e.disk.ok(i)
 			return true
 		}
 		if ctx.Err() != nil {
 			return false
+		}
+		if notRecorded(err) {
+			// Nothing was sent: the client could not record what it had
+			// to before claiming (a registration, a claim, a settlement).
+			if !e.holdRetry(ctx, i, "", err, &jpause) {
+				return false
+			}
+			continue
 		}
 		wait := e.cfg.EmptyPoll
 		switch {
@@ -732,30 +766,42 @@ func (e *engine) runJob(i int, resumed bool) bool {
 		}
 		switch {
 		case res.ok():
-			st.set(e.m, stateCompleting, num)
 			out := outputPayload(res.output)
-			ctx, cancel := e.netCtx()
-			err := c.CompleteJob(ctx, out)
-			cancel()
+			what := fmt.Sprintf("the output of job %d (%d bytes)", num, len(res.output))
+			err := e.record(i, num, stateCompleting, what, func(ctx context.Context) error { return c.CompleteJob(ctx, out) })
+			switch {
+			case notRecorded(err):
+				return false // given up: see record
+			case errors.Is(err, client.ErrNoJobHeld):
+				// The journal failed before the claim was written: after the
+				// client reopened it, the job is not held. The tracker still
+				// assigns it to this worker and re-opens it at the next claim.
+				log.Warn("the job's claim was lost with the journal write that failed: output dropped, the job is run again", "err", err)
+				return !drained
+			}
 			if errors.Is(err, client.ErrWorkerGone) {
 				e.m.orphaned.Add(1)
 				log.Warn("the tracker had lost this worker: output kept in the journal as an orphan", "err", err)
 				return !drained
 			}
-			if err != nil {
-				// Unconfirmed: the output stays in the journal and the
-				// client resends it before the next claim (or on restart).
+			if errors.Is(err, client.ErrUnconfirmed) {
+				// The output is in the journal and the client resends it
+				// before the next claim (or on restart).
 				log.Error("completing the job failed; the output stays in the journal", "err", err)
+				return !drained
+			}
+			if err != nil {
+				log.Error("completing the job failed", "err", err)
 				return !drained
 			}
 			e.m.completed.Add(1)
 			log.Debug("output submitted", "output_bytes", len(res.output), "kind", out.Kind().String())
 			return !drained
 		case res.err == nil && res.signal == 0 && !res.tooLarge && res.exitCode == e.cfg.InvalidExitCode:
-			st.set(e.m, stateFlagging, num)
-			ctx, cancel := e.netCtx()
-			err := c.FlagInvalidData(ctx)
-			cancel()
+			err := e.record(i, num, stateFlagging, fmt.Sprintf("the invalid-data flag of job %d", num), c.FlagInvalidData)
+			if notRecorded(err) {
+				return false // given up: see record
+			}
 			if err != nil {
 				// An unconfirmed flag is resent before the job is released;
 				// a refused one (the upstream 5th-flag bug) leaves the job
@@ -795,6 +841,9 @@ func (e *engine) runJob(i int, resumed bool) bool {
 		e.m.failed.Add(1)
 		tail := res.stderrTail
 		if err := e.recordFailure(i, reason, tail); err != nil {
+			if notRecorded(err) {
+				e.disk.failed(i, "", err, 0) // informational: not retried
+			}
 			log.Error("journaling the failure failed", "err", err)
 		}
 		ctx, cancel := e.netCtx()
@@ -856,9 +905,18 @@ func (e *engine) runOnce(i int, c *client.Client, job session.Payload, num int, 
 			ctx, cancel := e.netCtx()
 			defer cancel()
 			if err := c.Checkpoint(ctx, data); err != nil {
+				if notRecorded(err) {
+					// Not held: the command's next checkpoint is tried
+					// when it writes one, and its output is held. The
+					// journal's state has its own log line.
+					e.disk.failed(i, "", err, 0)
+					log.Debug("storing a checkpoint failed: the journal cannot be written", "err", err, "bytes", len(data))
+					return
+				}
 				log.Error("storing a checkpoint failed", "err", err, "bytes", len(data))
 				return
 			}
+			e.disk.ok(i)
 			e.m.checkpoints.Add(1)
 		},
 		onCheckpointTooBig: func(size int64) {
