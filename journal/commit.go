@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"errors"
 	"log/slog"
 	"sort"
 	"time"
@@ -286,6 +287,9 @@ func (db *DB) commitBatch(batch []*request) {
 		if err := w.finish(); err != nil {
 			return err
 		}
+		if err := db.checkSpace(tx, w.bytes); err != nil {
+			return err
+		}
 		written = w.written
 		cw = w
 		return nil
@@ -294,6 +298,11 @@ func (db *DB) commitBatch(batch []*request) {
 	if err == nil && cw != nil {
 		cw.keep()
 		touched = cw.touched()
+	}
+	if err != nil && len(taken) > 0 && errors.Is(err, ErrStopped) {
+		db.dmu.Lock()
+		db.lostTaken = taken // for Reopen: the failed commit may have reached the file
+		db.dmu.Unlock()
 	}
 	db.settleDeferred(taken, err == nil, refused, fails, touched, txid)
 	if err == nil {
