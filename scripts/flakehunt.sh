@@ -48,6 +48,7 @@ if [ ${#pkgs[@]} -eq 0 ]; then
     ./internal/corruption
     ./internal/proxy
     ./cmd/dcproxy
+    ./internal/storagefault
   )
 fi
 

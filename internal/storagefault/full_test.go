@@ -1,0 +1,124 @@
+package storagefault_test
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/distcompute/distcompute-go/internal/worker"
+)
+
+// Sizes of TestFullDisk. Each job's input is padded to fullPad bytes and
+// its output is as long, so that a journal grows by a few KiB a job until
+// its retention (100 jobs) folds the oldest away; the tmpfs mounts are
+// sized to fill well before the workers' 120 jobs are done: dcworker's
+// leaves its journal 1 MiB free (journal.DefaultMinFree), so it is that
+// plus room for ~25 jobs; goworker's has no such margin.
+const (
+	fullJobs   = 120
+	fullPad    = 1500
+	dcFullSize = "1200k"
+	goFullSize = "160k"
+	bigSize    = "64m"
+)
+
+// TestFullDisk fills the journals' disks while dcworker (2 slots) and
+// goworker work through fullJobs jobs each, keeps them full until both
+// have retried a few times, checks that nothing was claimed meanwhile, then
+// gives the space back (remount larger) and lets both finish by themselves.
+func TestFullDisk(t *testing.T) {
+	requireRoot(t)
+	build(t)
+	t.Parallel()
+	began := time.Now()
+	dcDir, goDir := mountTmpfs(t, dcFullSize), mountTmpfs(t, goFullSize)
+	dcJournal, goJournal := filepath.Join(dcDir, "dcworker.db"), filepath.Join(goDir, "goworker.db")
+	dcSrv, goSrv := startTracker(t, fullJobs, fullPad), startTracker(t, fullJobs, fullPad)
+
+	const slots = 2
+	dc := start(t, "dcworker", dcworkerArgs(dcSrv.URL, dcJournal, slots)...)
+	gw := start(t, "goworker", bins.goworker, "-tracker", goSrv.URL, "-journal", goJournal, "-min-free", "-1",
+		"-retry-min", "100ms", "-retry-max", "1s")
+	addr := statusAddr(t, dc)
+
+	// Both journals fill: dcworker's refuses a write (ErrFull) and holds an
+	// output, goworker's commit fails with ENOSPC.
+	var st worker.Status
+	waitFor(t, 90*time.Second, "dcworker to hold an output with its journal full", func() bool {
+		var ok bool
+		st, ok = status(addr)
+		if dc.exited() {
+			t.Fatalf("dcworker exited (%d) before its journal filled: make %s smaller", dc.code, dcFullSize)
+		}
+		return ok && !st.Writable && len(st.Held) > 0
+	})
+	waitFor(t, 90*time.Second, "goworker to hold an output with its disk full", func() bool {
+		if gw.exited() {
+			t.Fatalf("goworker exited (%d) before its disk filled: make %s smaller", gw.code, goFullSize)
+		}
+		return gw.log.count(msgGoNotRec) > 0
+	})
+	dcDone, goDone := closedCount(dcSrv), closedCount(goSrv)
+	if dcDone >= fullJobs || goDone >= fullJobs {
+		t.Fatalf("the disks filled after the work was done (dcworker %d, goworker %d of %d jobs)", dcDone, goDone, fullJobs)
+	}
+	if st.Error == "" {
+		t.Errorf("/status: journal_writable false without a journal_error")
+	}
+	if v, ok := metric(addr, "dcworker_journal_writable"); !ok || v != 0 {
+		t.Errorf("dcworker_journal_writable = %v (found %v), want 0", v, ok)
+	}
+
+	// Full for a while: at least two more attempts of each worker. Nothing
+	// is claimed meanwhile (an output is held throughout: no probe claim).
+	if st.Since == nil {
+		t.Fatalf("/status: journal_writable false without journal_unwritable_since")
+	}
+	since, goSeen := *st.Since, time.Now()
+	claims0, f0, g0 := claims(dcSrv), st.Failures, gw.log.count(msgGoNotRec)
+	waitFor(t, 60*time.Second, "two more attempts of both workers", func() bool {
+		s, ok := status(addr)
+		if ok {
+			st = s
+		}
+		return ok && st.Failures >= f0+2 && gw.log.count(msgGoNotRec) >= g0+2
+	})
+	if st.Writable || len(st.Held) == 0 || dc.log.count(msgWritable) > 0 {
+		t.Fatalf("dcworker's journal became writable while the disk was full: %+v", st.JournalStatus)
+	}
+	if n := claims(dcSrv); n != claims0 {
+		t.Errorf("dcworker claimed %d times while its journal could not be written", n-claims0)
+	}
+	dcSpell, goSpell := time.Since(since), time.Since(goSeen)
+	dcAttempts, goAttempts := int(st.Failures), gw.log.count(msgGoNotRec)
+
+	// Space again: both carry on by themselves and finish.
+	remount(t, dcDir, "size="+bigSize)
+	remount(t, goDir, "size="+bigSize)
+	recovered := time.Now()
+	waitExit(t, dc, 120*time.Second, 0)
+	waitExit(t, gw, 120*time.Second, 0)
+	took := time.Since(recovered)
+
+	checkTracker(t, "dcworker", dcSrv, fullPad)
+	checkTracker(t, "goworker", goSrv, fullPad)
+	noPanic(t, dc, gw)
+	verify(t, dcJournal)
+	verify(t, goJournal)
+	if n, m := dc.log.count(msgUnwritable), dc.log.count(msgWritable); n != 1 || m != 1 {
+		t.Errorf("dcworker logged %d %q lines and %d %q lines; want one each", n, msgUnwritable, m, msgWritable)
+	}
+	// No spinning: within the schedule (1 s doubling to 30 s) of each slot,
+	// plus one refused claim or checkpoint a slot. goworker's first attempt
+	// came before the test saw it: one more is allowed.
+	if max := slots * (allowed(dcSpell, worker.JournalRetryMin, worker.JournalRetryMax) + 1); dcAttempts > max {
+		t.Errorf("dcworker made %d journal write attempts in %s unwritable; the schedule allows %d", dcAttempts, dcSpell, max)
+	}
+	if max := allowed(goSpell, 100*time.Millisecond, time.Second) + 2; goAttempts > max {
+		t.Errorf("goworker made %d attempts in %s with its disk full; its schedule allows %d", goAttempts, goSpell, max)
+	}
+	figures(t, "jobs dcworker=%d goworker=%d; disks full after dcworker=%d goworker=%d jobs; while full: dcworker %d write attempts in %s (%.1f/min, 2 slots), goworker %d in %s (%.1f/min, its pause 0.1-1 s); finished %s after the remount; wall %s",
+		fullJobs, fullJobs, dcDone, goDone, dcAttempts, dcSpell.Round(time.Millisecond), perMinute(dcAttempts, dcSpell),
+		goAttempts, goSpell.Round(time.Millisecond), perMinute(goAttempts, goSpell),
+		took.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+}
