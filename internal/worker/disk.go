@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/distcompute/distcompute-go/client"
+	"github.com/distcompute/distcompute-go/journal"
 )
 
 // Pauses between the attempts to journal what a slot holds in memory while
@@ -39,10 +40,12 @@ var ErrJournalUnwritable = errors.New("worker: the journal stayed unwritable")
 // notRecorded reports an action the client refused because its record could
 // not be made durable: nothing was recorded and nothing sent, so the caller
 // still holds what it wanted recorded and may try again.
-func notRecorded(err error) bool { return errors.Is(err, errNotRecorded) }
-
-// errNotRecorded stands for client.ErrNotRecorded until the client has it.
-var errNotRecorded = errors.New("not recorded")
+//
+// Until the client has client.ErrNotRecorded, the journal's own errors say
+// it.
+func notRecorded(err error) bool {
+	return errors.Is(err, journal.ErrStopped) || errors.Is(err, journal.ErrFull)
+}
 
 // diskState follows whether the journal can be written, from the outcome of
 // the journal writes the engine asks the clients for. It says so in one log
