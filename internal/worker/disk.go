@@ -70,20 +70,22 @@ type diskState struct {
 	retryAt  map[int]time.Time // slot index -> its next attempt
 	prober   int               // the slot allowed a probe claim, -1 for none
 	writable chan struct{}     // closed when the journal is writable again
+	progress chan struct{}     // closed (and replaced) when a write succeeds during a spell
 	timer    *time.Timer       // the deadline of the current spell
 }
 
 func newDiskState(path string, log *slog.Logger, deadline time.Duration, expired func(time.Time, error)) *diskState {
 	d := &diskState{path: path, log: log, deadline: deadline, expired: expired,
-		held: map[int]string{}, retryAt: map[int]time.Time{}, prober: -1, writable: make(chan struct{})}
+		held: map[int]string{}, retryAt: map[int]time.Time{}, prober: -1, writable: make(chan struct{}), progress: make(chan struct{})}
 	close(d.writable)
 	return d
 }
 
 // failed records that slot's journal write failed with err (a
 // client.ErrNotRecorded error). what, if not empty, is what the slot now
-// holds in memory; it tries again after retry.
-func (d *diskState) failed(slot int, what string, err error, retry time.Duration) {
+// holds in memory; it tries again after retry. The channel returned is
+// closed when a journal write succeeds afterwards (wake the holder).
+func (d *diskState) failed(slot int, what string, err error, retry time.Duration) <-chan struct{} {
 	d.failures.Add(1)
 	now := time.Now()
 	d.mu.Lock()
@@ -104,7 +106,7 @@ func (d *diskState) failed(slot int, what string, err error, retry time.Duration
 		}
 		d.log.Error(fmt.Sprintf("journal %s cannot be written: no job is claimed until it can", d.path),
 			append(attrs, "deadline", d.deadline)...)
-		return
+		return d.progress
 	}
 	d.err = err
 	if what != "" && d.held[slot] != what {
@@ -112,10 +114,15 @@ func (d *diskState) failed(slot int, what string, err error, retry time.Duration
 		d.log.Warn(fmt.Sprintf("journal %s still cannot be written: one more thing held in memory", d.path),
 			"err", journalCause(err), "held", what, "held_in_memory", d.heldLocked(), "retry_in", retry)
 	}
+	return d.progress
 }
 
 // ok records that slot's journal write succeeded: what it held, if
-// anything, is journaled now, and the journal is writable.
+// anything, is journaled now. The journal counts as writable again once
+// nothing is held: on a nearly full disk a small write may pass while a
+// larger one still fails, and a slot that journaled a small record must
+// not end the spell (and claim) while another slot's output waits. Every
+// success wakes the slots that hold something, to try again at once.
 func (d *diskState) ok(slot int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -126,17 +133,20 @@ func (d *diskState) ok(slot int) {
 		d.prober = -1
 	}
 	if d.err == nil {
+		return
+	}
+	close(d.progress)
+	d.progress = make(chan struct{})
+	if len(d.held) > 0 {
 		if had {
-			d.log.Info("held in memory, now journaled", "slot", slot, "journaled", what)
+			d.log.Info(fmt.Sprintf("journal %s took a record held in memory; others still wait", d.path),
+				"journaled", what, "held_in_memory", d.heldLocked())
 		}
 		return
 	}
 	attrs := []any{"down_for", time.Since(d.since).Round(time.Millisecond)}
 	if had {
 		attrs = append(attrs, "journaled", what)
-	}
-	if len(d.held) > 0 {
-		attrs = append(attrs, "retrying_now", d.heldLocked())
 	}
 	d.log.Info(fmt.Sprintf("journal %s writable again", d.path), attrs...)
 	d.err = nil
@@ -173,14 +183,6 @@ func (d *diskState) mayClaim(slot int) (bool, <-chan struct{}) {
 		return true, nil
 	}
 	return false, d.writable
-}
-
-// wake returns a channel closed when the journal is writable (already
-// closed if it is).
-func (d *diskState) wake() <-chan struct{} {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.writable
 }
 
 func (d *diskState) expire() {
@@ -259,7 +261,7 @@ func journalCause(err error) string { return err.Error() }
 // ctx bounds the wait too: a slot that holds something passes e.runCtx, a
 // claim (which holds nothing) its claim context, which ends with a drain.
 func (e *engine) holdRetry(ctx context.Context, i int, what string, err error, pause *time.Duration) bool {
-	e.disk.failed(i, what, err, *pause)
+	woken := e.disk.failed(i, what, err, *pause)
 	wait := *pause
 	*pause = min(2**pause, JournalRetryMax)
 	if e.isDraining() {
@@ -276,7 +278,7 @@ func (e *engine) holdRetry(ctx context.Context, i int, what string, err error, p
 	case <-ctx.Done():
 		return false
 	case <-t.C:
-	case <-e.disk.wake():
+	case <-woken:
 	}
 	return true
 }
