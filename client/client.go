@@ -234,7 +234,59 @@ func (c *Client) append(e journal.Event) error {
 		e.Slot = c.slot
 	}
 	if _, err := c.db.Append(e); err != nil {
-		return fmt.Errorf("client: %w", err)
+		return notRecorded(err)
+	}
+	return nil
+}
+
+// notRecorded returns a journal write's error for the caller: wrapping
+// ErrNotRecorded when the disk refused it (the journal stopped, or full).
+func notRecorded(err error) error {
+	if errors.Is(err, journal.ErrStopped) || errors.Is(err, journal.ErrFull) {
+		return fmt.Errorf("client: %w: %w", ErrNotRecorded, err)
+	}
+	return fmt.Errorf("client: %w", err)
+}
+
+// ensureJournal reopens the journal if a failed write stopped it (see
+// journal.DB.Reopen), so that the client goes on from what the file holds;
+// if it cannot, the action fails with ErrNotRecorded and sends nothing.
+// The caller holds mu.
+func (c *Client) ensureJournal() error {
+	cause := c.db.Stopped()
+	if cause == nil {
+		return nil
+	}
+	if err := c.db.Reopen(); err != nil {
+		return notRecorded(err)
+	}
+	c.log.Info("journal reopened after a failed write; going on from what it holds",
+		slog.String("path", c.db.Path()), slog.Bool("last_write_landed", c.db.Landed()), slog.Any("after", cause))
+	return nil
+}
+
+// JournalHealth returns why the journal cannot be written now, or nil: the
+// failure that stopped it (journal.ErrStopped; the next action reopens it),
+// or a full disk or file (journal.ErrFull). The error wraps ErrNotRecorded.
+// It writes nothing and is cheap (a stat and a statfs); a worker asks it
+// before claiming, and to tell when the disk is back.
+func (c *Client) JournalHealth() error {
+	if err := c.db.Writable(); err != nil {
+		if errors.Is(err, journal.ErrStopped) {
+			// A reopen may bring it back: try it, under the action lock
+			// (unless an action holds it: that action reopens).
+			if !c.closed.Load() && c.mu.TryLock() {
+				rerr := c.ensureJournal()
+				c.mu.Unlock()
+				if rerr != nil {
+					return rerr
+				}
+				if err = c.db.Writable(); err == nil {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("client: %w: %w", ErrNotRecorded, err)
 	}
 	return nil
 }
@@ -246,7 +298,7 @@ func (c *Client) appendDeferred(e journal.Event) error {
 		e.Slot = c.slot
 	}
 	if err := c.db.AppendDeferred(e); err != nil {
-		return fmt.Errorf("client: %w", err)
+		return notRecorded(err)
 	}
 	return nil
 }
@@ -441,6 +493,10 @@ func (c *Client) begin(ctx context.Context) (_ context.Context, end func(), err 
 	if err := c.lock(); err != nil {
 		return nil, nil, err
 	}
+	if err := c.ensureJournal(); err != nil {
+		c.mu.Unlock()
+		return nil, nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(c.life, cancel)
 	return ctx, func() {
@@ -501,6 +557,10 @@ func (c *Client) claim(ctx context.Context) error {
 	if n := c.heldNumber(); n != 0 {
 		c.log.Info("handing back the held job", slog.Int("job", n), slog.Bool("resumed", c.Resumed()))
 		return nil
+	}
+	// Take on no job whose completion could not be recorded.
+	if err := c.db.Writable(); err != nil {
+		return fmt.Errorf("client: newJob: not claiming a job whose completion could not be recorded: %w: %w", ErrNotRecorded, err)
 	}
 	retried, refusals := false, 0
 	for {

@@ -8,11 +8,12 @@ import (
 )
 
 // diskFree returns the bytes an unprivileged writer may still use on the
-// file system that holds path.
-func diskFree(path string) (int64, error) {
+// file system that holds path, and whether it is mounted read-only
+// (ST_RDONLY on Linux, MNT_RDONLY on the BSDs and macOS: both bit 0).
+func diskFree(path string) (free int64, readOnly bool, err error) {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	return int64(st.Bavail) * int64(st.Bsize), nil
+	return int64(st.Bavail) * int64(st.Bsize), uint64(st.Flags)&1 != 0, nil
 }

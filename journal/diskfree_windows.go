@@ -9,17 +9,17 @@ import (
 var procGetDiskFreeSpaceEx = syscall.NewLazyDLL("kernel32.dll").NewProc("GetDiskFreeSpaceExW")
 
 // diskFree returns the bytes the calling user may still use on the volume
-// that holds path.
-func diskFree(path string) (int64, error) {
+// that holds path (read-only volumes are not told apart: a write fails).
+func diskFree(path string) (free int64, readOnly bool, err error) {
 	dir, err := syscall.UTF16PtrFromString(filepath.Dir(path))
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	var avail, total, free uint64
+	var avail, total, totalFree uint64
 	r, _, err := procGetDiskFreeSpaceEx.Call(uintptr(unsafe.Pointer(dir)),
-		uintptr(unsafe.Pointer(&avail)), uintptr(unsafe.Pointer(&total)), uintptr(unsafe.Pointer(&free)))
+		uintptr(unsafe.Pointer(&avail)), uintptr(unsafe.Pointer(&total)), uintptr(unsafe.Pointer(&totalFree)))
 	if r == 0 {
-		return 0, err
+		return 0, false, err
 	}
-	return int64(avail), nil
+	return int64(avail), false, nil
 }

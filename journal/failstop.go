@@ -2,7 +2,11 @@ package journal
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"runtime"
 	"slices"
+	"syscall"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -25,19 +29,39 @@ import (
 //     so that every byte this process believes in is written and fsynced
 //     again.
 
-// stop records err, the failure of write transaction txid (0: none began),
-// as the reason the DB stopped, unless it stopped already, and returns
-// the *Error of op to give the caller.
+// failStop records err, the failure of write transaction txid (0: none
+// began), as the reason the DB stopped, unless it stopped already, and
+// returns the *Error of op to give the caller. The file handle is dropped
+// soon after (dropHandle), not reused.
 func (db *DB) failStop(op string, err error, txid int) error {
 	db.smu.Lock()
-	if db.stopErr == nil {
+	first := db.stopErr == nil
+	if first {
 		db.stopErr = err
 		db.failedTx = txid
 	}
+	cause := db.stopErr
 	db.smu.Unlock()
-	db.logger().Error("journal stopped after a failed write; writes are refused until it is reopened",
-		"path", db.path, "op", op, "err", err)
-	return db.wrap(op, &StoppedError{Err: err})
+	if first {
+		db.logger().Error("journal stopped after a failed write; writes are refused until it is reopened",
+			"path", db.path, "op", op, "err", err)
+		go db.dropHandle()
+	}
+	return db.wrap(op, &StoppedError{Err: cause})
+}
+
+// dropHandle closes the bbolt handle of a stopped DB: nothing may be
+// written through it again, and while it is open the file system it is on
+// cannot be unmounted (an operator repairing a disk that turned read-only
+// must be able to). Reads of the file fail until Reopen; the states the DB
+// published (State) stay readable.
+func (db *DB) dropHandle() {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.closed.Load() || db.Stopped() == nil {
+		return
+	}
+	_ = db.bolt.Close()
 }
 
 // stopped returns the *Error of op if the DB is stopped, else nil.
@@ -130,12 +154,14 @@ func (db *DB) Reopen() error {
 	return nil
 }
 
-// restop stops the DB again with err, the failure of Reopen, as its cause.
+// restop stops the DB again with err, the failure of Reopen, as its
+// cause, and closes the handle Reopen opened. The caller holds mu.
 func (db *DB) restop(op string, err error) error {
 	db.smu.Lock()
 	db.stopErr = err
 	db.failedTx = 0
 	db.smu.Unlock()
+	_ = db.bolt.Close()
 	return db.wrap(op, &StoppedError{Err: err})
 }
 
@@ -172,10 +198,69 @@ func (db *DB) checkSpace(tx *bolt.Tx, bytes int64) error {
 		}
 	}
 	if min := db.opts.MinFree; min > 0 {
-		free, err := diskFree(db.path)
+		free, _, err := diskFree(db.path)
 		if err == nil && free-need < min {
 			return &FullError{Size: tx.Size(), Limit: min, Free: free - need}
 		}
+	}
+	return nil
+}
+
+// Writable reports whether a write may succeed now, without writing: the
+// DB's stop (a *StoppedError) if it is stopped, a *FullError if the file
+// has reached Options.MaxSize or its file system has less than
+// Options.MinFree bytes free, else nil. A caller that is about to take on
+// work it must record later (the client, before it claims a job) asks
+// first, so as not to start what it cannot finish.
+func (db *DB) Writable() error {
+	if db.opts.ReadOnly {
+		return db.wrap("write", ErrReadOnly)
+	}
+	if err := db.stopped("write"); err != nil {
+		return err
+	}
+	fi, err := os.Stat(db.path)
+	if err != nil {
+		return db.wrap("write", err)
+	}
+	if max := db.opts.MaxSize; max > 0 && fi.Size() >= max {
+		if err := db.acquire("write"); err != nil {
+			return err
+		}
+		st := db.bolt.Stats()
+		db.release()
+		if st.FreePageN+st.PendingPageN < 8 {
+			return db.wrap("write", &FullError{Size: fi.Size(), Limit: max, Free: -1})
+		}
+	}
+	free, readOnly, err := diskFree(db.path)
+	if err != nil {
+		return nil // no answer: let the write tell
+	}
+	// A file system that cannot be written stops the DB as a failed write
+	// would: the next Reopen drops the handle on it (a file system
+	// repaired and mounted again is a new one: only a new open reaches it).
+	if readOnly {
+		err := db.failStop("write", fmt.Errorf("the file system is mounted read-only: %w", syscall.EROFS), 0)
+		db.dropHandle()
+		return err
+	}
+	// A file system can also turn read-only without its mount flags saying
+	// so (ext4's errors=remount-ro sets emergency_ro): opening the file for
+	// writing asks the file system itself. The new descriptor is closed at
+	// once; the file lock belongs to bbolt's descriptor (flock, per open
+	// file), so it is kept.
+	if runtime.GOOS != "windows" {
+		f, err := os.OpenFile(db.path, os.O_WRONLY, 0)
+		if err != nil {
+			err = db.failStop("write", err, 0)
+			db.dropHandle()
+			return err
+		}
+		f.Close()
+	}
+	if min := db.opts.MinFree; min > 0 && free < min {
+		return db.wrap("write", &FullError{Size: fi.Size(), Limit: min, Free: free})
 	}
 	return nil
 }
