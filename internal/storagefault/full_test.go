@@ -105,8 +105,12 @@ func TestFullDisk(t *testing.T) {
 	noPanic(t, dc, gw)
 	verify(t, dcJournal)
 	verify(t, goJournal)
-	if n, m := dc.log.count(msgUnwritable), dc.log.count(msgWritable); n != 1 || m != 1 {
-		t.Errorf("dcworker logged %d %q lines and %d %q lines; want one each", n, msgUnwritable, m, msgWritable)
+	// One line when a spell begins, one when it ends. A nearly full disk may
+	// take a write and refuse the next, so there may be a few spells, but
+	// not a line per attempt.
+	spells := dc.log.count(msgUnwritable)
+	if m := dc.log.count(msgWritable); spells < 1 || spells != m || spells > 3 {
+		t.Errorf("dcworker logged %d %q lines and %d %q lines; want as many of each, 1 to 3", spells, msgUnwritable, m, msgWritable)
 	}
 	// No spinning: within the schedule (1 s doubling to 30 s) of each slot,
 	// plus one refused claim or checkpoint a slot. goworker's first attempt
@@ -117,8 +121,8 @@ func TestFullDisk(t *testing.T) {
 	if max := allowed(goSpell, 100*time.Millisecond, time.Second) + 2; goAttempts > max {
 		t.Errorf("goworker made %d attempts in %s with its disk full; its schedule allows %d", goAttempts, goSpell, max)
 	}
-	figures(t, "jobs dcworker=%d goworker=%d; disks full after dcworker=%d goworker=%d jobs; while full: dcworker %d write attempts in %s (%.1f/min, 2 slots), goworker %d in %s (%.1f/min, its pause 0.1-1 s); finished %s after the remount; wall %s",
+	figures(t, "jobs dcworker=%d goworker=%d; disks full after dcworker=%d goworker=%d jobs; while full: dcworker %d write attempts in %s (%.1f/min, 2 slots), goworker %d in %s (%.1f/min, its pause 0.1-1 s); spells of dcworker: %d; finished %s after the remount; wall %s",
 		fullJobs, fullJobs, dcDone, goDone, dcAttempts, dcSpell.Round(time.Millisecond), perMinute(dcAttempts, dcSpell),
-		goAttempts, goSpell.Round(time.Millisecond), perMinute(goAttempts, goSpell),
+		goAttempts, goSpell.Round(time.Millisecond), perMinute(goAttempts, goSpell), spells,
 		took.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
 }

@@ -404,9 +404,10 @@ func metric(addr, name string) (float64, bool) {
 
 // Log messages of dcworker's journal state (package worker).
 const (
-	msgUnwritable = "cannot be written: no job is claimed until it can"
-	msgWritable   = "writable again"
-	msgGoNotRec   = "goworker: not recorded"
+	msgUnwritable  = "cannot be written: no job is claimed until it can"
+	msgNotStarting = "cannot be written: not starting until it can"
+	msgWritable    = "writable again"
+	msgGoNotRec    = "goworker: not recorded"
 )
 
 // figures prints a scenario's figures (go test -v shows them; CI's log keeps

@@ -40,21 +40,17 @@ var ErrJournalUnwritable = errors.New("worker: the journal stayed unwritable")
 // notRecorded reports an action the client refused because its record could
 // not be made durable: nothing was recorded and nothing sent, so the caller
 // still holds what it wanted recorded and may try again.
-//
-// Until the client has client.ErrNotRecorded, the journal's own errors say
-// it.
-func notRecorded(err error) bool {
-	return errors.Is(err, journal.ErrStopped) || errors.Is(err, journal.ErrFull)
-}
+func notRecorded(err error) bool { return errors.Is(err, client.ErrNotRecorded) }
 
 // diskState follows whether the journal can be written, from the outcome of
 // the journal writes the engine asks the clients for. It says so in one log
 // line per change (the journal became unwritable; a slot holds one more
 // thing in memory; writable again), and /status, the page and /metrics show
-// it. While the journal is unwritable no slot claims a job, except one
-// "probe" claim when no slot holds anything: that claim is what finds out
-// that the journal is writable again (the client reopens its journal before
-// it sends anything, and sends nothing when it cannot).
+// it. While the journal is unwritable no slot claims a job. The slots that
+// hold something find out that it is writable again by trying again; when
+// none holds anything (a claim or a checkpoint was refused), one waiting
+// slot, the prober, asks client.Client.JournalHealth on the same schedule,
+// which reopens a stopped journal and writes nothing else.
 type diskState struct {
 	path     string
 	log      *slog.Logger
@@ -168,21 +164,21 @@ func (d *diskState) drop(slot int) {
 	}
 }
 
-// mayClaim reports whether slot may claim a job now: the journal is
-// writable, or nothing is held and no other slot is probing (this one
-// becomes the prober). Otherwise it returns a channel closed when the
-// journal is writable again.
-func (d *diskState) mayClaim(slot int) (bool, <-chan struct{}) {
+// mayClaim reports whether slot may claim a job now (the journal is
+// writable), or else whether it is to probe the journal (nothing is held
+// and no other slot probes: this one becomes the prober), or else returns
+// a channel closed when the journal is writable again.
+func (d *diskState) mayClaim(slot int) (claim, probe bool, wait <-chan struct{}) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.err == nil {
-		return true, nil
+		return true, false, nil
 	}
 	if len(d.held) == 0 && (d.prober == -1 || d.prober == slot) {
 		d.prober = slot
-		return true, nil
+		return false, true, nil
 	}
-	return false, d.writable
+	return false, false, d.writable
 }
 
 func (d *diskState) expire() {
@@ -299,14 +295,26 @@ func (e *engine) journalExpired(since time.Time, err error) {
 	e.drain(syscall.SIGTERM, fmt.Sprintf("the journal stayed unwritable for %s", e.cfg.JournalDeadline))
 }
 
-// waitClaim blocks slot i while it may not claim (the journal is
-// unwritable and something is held, or another slot probes). It returns
-// false when ctx ends.
-func (e *engine) waitClaim(ctx context.Context, i int) bool {
+// waitClaim blocks slot i while the journal is unwritable: it waits for
+// the slots that hold something to find it writable, or probes it itself
+// (see diskState) with pause, the slot's claim schedule. It returns false
+// when ctx ends.
+func (e *engine) waitClaim(ctx context.Context, i int, pause *time.Duration) bool {
 	for {
-		ok, ch := e.disk.mayClaim(i)
-		if ok {
+		claim, probe, ch := e.disk.mayClaim(i)
+		switch {
+		case claim:
 			return true
+		case probe:
+			err := e.clients[i].JournalHealth()
+			if err == nil {
+				e.disk.ok(i)
+				return true
+			}
+			if !e.holdRetry(ctx, i, "", err, pause) {
+				return false
+			}
+			continue
 		}
 		select {
 		case <-ctx.Done():
@@ -352,4 +360,50 @@ func (e *engine) record(i, num int, state, what string, act func(context.Context
 // orphaned.
 func recorded(err error) bool {
 	return err == nil || errors.Is(err, client.ErrUnconfirmed) || errors.Is(err, client.ErrOrphaned)
+}
+
+// openPool opens the journal and the slots' clients. A journal that cannot
+// be written at the start (a full or read-only disk, a failed fsync while
+// it is created or while a slot registers) is tried again on the same
+// schedule as a held record, until Config.JournalDeadline: a worker started
+// on a full disk waits for space rather than exit. Nothing is claimed
+// meanwhile (there is no client yet).
+func (e *engine) openPool(ctx context.Context, opts []client.Option) (*client.Pool, error) {
+	pause := JournalRetryMin
+	var since time.Time
+	for {
+		pool, err := client.OpenPool(ctx, e.cfg.TrackerURL, e.cfg.Stage, e.cfg.Slots, opts...)
+		if err == nil {
+			if !since.IsZero() {
+				e.log.Info(fmt.Sprintf("journal %s writable again: starting", e.cfg.Journal), "down_for", time.Since(since).Round(time.Millisecond))
+			}
+			return pool, nil
+		}
+		if !unwritable(err) || ctx.Err() != nil {
+			return nil, err
+		}
+		e.disk.failures.Add(1)
+		if since.IsZero() {
+			since = time.Now()
+			e.log.Error(fmt.Sprintf("journal %s cannot be written: not starting until it can", e.cfg.Journal),
+				"err", journalCause(err), "retry_in", pause, "deadline", e.cfg.JournalDeadline)
+		}
+		if time.Since(since) >= e.cfg.JournalDeadline {
+			return nil, fmt.Errorf("%w since %s (%s, --journal-deadline %s): %w", ErrJournalUnwritable,
+				since.UTC().Format(time.RFC3339), time.Since(since).Round(time.Second), e.cfg.JournalDeadline, err)
+		}
+		if !sleepCtx(ctx, min(pause, time.Until(since.Add(e.cfg.JournalDeadline)))) {
+			return nil, err
+		}
+		pause = min(2*pause, JournalRetryMax)
+	}
+}
+
+// unwritable reports an error of opening the journal that says it cannot
+// be written now (rather than that it is damaged, locked or of another
+// format): an action not recorded, or the journal's own fail-stop or size
+// refusal while it was opened.
+func unwritable(err error) bool {
+	return notRecorded(err) || errors.Is(err, journal.ErrStopped) || errors.Is(err, journal.ErrFull) ||
+		errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EIO)
 }

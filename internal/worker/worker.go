@@ -335,7 +335,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Hook != nil {
 		openCtx = hooks.With(openCtx, cfg.Hook)
 	}
-	pool, err := client.OpenPool(openCtx, cfg.TrackerURL, cfg.Stage, cfg.Slots, opts...)
+	pool, err := e.openPool(openCtx, opts)
 	openCancel()
 	if err != nil {
 		switch {
@@ -635,9 +635,8 @@ func (e *engine) claim(i int) bool {
 	defer cancel()
 	pause, jpause := time.Second, JournalRetryMin
 	for {
-		// No claim while the journal cannot be written, but one probe
-		// when nothing is held (see diskState).
-		if !e.waitClaim(ctx, i) {
+		// No claim while the journal cannot be written (see diskState).
+		if !e.waitClaim(ctx, i, &jpause) {
 			return false
 		}
 		var err error
@@ -655,12 +654,14 @@ func (e *engine) claim(i int) bool {
 		}
 		if notRecorded(err) {
 			// Nothing was sent: the client could not record what it had
-			// to before claiming (a registration, a claim, a settlement).
+			// to before claiming (a registration, a claim, a settlement),
+			// or its journal cannot take a job's completion now.
 			if !e.holdRetry(ctx, i, "", err, &jpause) {
 				return false
 			}
 			continue
 		}
+		jpause = JournalRetryMin
 		wait := e.cfg.EmptyPoll
 		switch {
 		case permanent(err):

@@ -111,7 +111,7 @@ func (w *worker) claim(ctx context.Context) (done bool, err error) {
 			if !sleep(ctx, 20*time.Millisecond) {
 				return false, ctx.Err()
 			}
-		case notRecorded(err):
+		case errors.Is(err, client.ErrNotRecorded):
 			if !w.wait(ctx, "claim", err, &pause) {
 				return false, ctx.Err()
 			}
@@ -132,7 +132,7 @@ func (w *worker) complete(ctx context.Context, out string) error {
 		case err == nil:
 			w.completed++
 			return nil
-		case notRecorded(err):
+		case errors.Is(err, client.ErrNotRecorded):
 			if !w.wait(ctx, fmt.Sprintf("output of job %d", n), err, &pause) {
 				return ctx.Err()
 			}
@@ -164,11 +164,4 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-// notRecorded reports an action the client could not record (nothing
-// recorded, nothing sent). Until the client has client.ErrNotRecorded, the
-// journal's own errors say it.
-func notRecorded(err error) bool {
-	return errors.Is(err, journal.ErrStopped) || errors.Is(err, journal.ErrFull)
 }
