@@ -2,6 +2,7 @@ package storagefault_test
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,4 +126,38 @@ func TestFullDisk(t *testing.T) {
 		fullJobs, fullJobs, dcDone, goDone, dcAttempts, dcSpell.Round(time.Millisecond), perMinute(dcAttempts, dcSpell),
 		goAttempts, goSpell.Round(time.Millisecond), perMinute(goAttempts, goSpell), spells,
 		took.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+}
+
+// TestJournalDeadline keeps dcworker's disk full past --journal-deadline:
+// it drains and exits 4, saying so, and what it held in memory is not lost
+// for the tracker: a dcworker started again once there is space finishes
+// every job, each completed exactly once.
+func TestJournalDeadline(t *testing.T) {
+	requireRoot(t)
+	build(t)
+	t.Parallel()
+	began := time.Now()
+	dir := mountTmpfs(t, dcFullSize)
+	jpath := filepath.Join(dir, "dcworker.db")
+	srv := startTracker(t, fullJobs, fullPad)
+	const deadline = 2 * time.Second
+	dc := start(t, "dcworker", dcworkerArgs(srv.URL, jpath, 2, "--journal-deadline", deadline.String(), "--grace", "1s")...)
+	waitExit(t, dc, 120*time.Second, 4)
+	log := dc.log.String()
+	for _, want := range []string{msgUnwritable, "the journal stayed unwritable past the deadline: draining and stopping",
+		"giving up what could not be journaled", "dcworker: the journal stayed unwritable since"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("dcworker's output lacks %q", want)
+		}
+	}
+	doneBefore := closedCount(srv)
+
+	remount(t, dir, "size="+bigSize)
+	again := start(t, "dcworker (restarted)", dcworkerArgs(srv.URL, jpath, 2)...)
+	waitExit(t, again, 120*time.Second, 0)
+	checkTracker(t, "dcworker", srv, fullPad)
+	noPanic(t, dc, again)
+	verify(t, jpath)
+	figures(t, "jobs=%d, deadline %s: exit 4 after %d jobs, the restart did the other %d; wall %s",
+		fullJobs, deadline, doneBefore, fullJobs-doneBefore, time.Since(began).Round(time.Millisecond))
 }
