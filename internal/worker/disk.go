@@ -66,7 +66,7 @@ type diskState struct {
 	retryAt  map[int]time.Time // slot index -> its next attempt
 	prober   int               // the slot allowed a probe claim, -1 for none
 	writable chan struct{}     // closed when the journal is writable again
-	progress chan struct{}     // closed (and replaced) when a write succeeds during a spell
+	progress chan struct{}     // closed (and replaced) when a held record is journaled during a spell
 	timer    *time.Timer       // the deadline of the current spell
 }
 
@@ -80,7 +80,8 @@ func newDiskState(path string, log *slog.Logger, deadline time.Duration, expired
 // failed records that slot's journal write failed with err (a
 // client.ErrNotRecorded error). what, if not empty, is what the slot now
 // holds in memory; it tries again after retry. The channel returned is
-// closed when a journal write succeeds afterwards (wake the holder).
+// closed when another slot's held record is journaled afterwards: the
+// caller then tries again at once.
 func (d *diskState) failed(slot int, what string, err error, retry time.Duration) <-chan struct{} {
 	d.failures.Add(1)
 	now := time.Now()
@@ -117,8 +118,10 @@ func (d *diskState) failed(slot int, what string, err error, retry time.Duration
 // anything, is journaled now. The journal counts as writable again once
 // nothing is held: on a nearly full disk a small write may pass while a
 // larger one still fails, and a slot that journaled a small record must
-// not end the spell (and claim) while another slot's output waits. Every
-// success wakes the slots that hold something, to try again at once.
+// not end the spell (and claim) while another slot's output waits. A held
+// record journaled wakes the other slots that hold something, to try again
+// at once; a record that was not held (a checkpoint, say) does not, so
+// that a slot checkpointing often cannot make the others spin.
 func (d *diskState) ok(slot int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -131,8 +134,10 @@ func (d *diskState) ok(slot int) {
 	if d.err == nil {
 		return
 	}
-	close(d.progress)
-	d.progress = make(chan struct{})
+	if had {
+		close(d.progress)
+		d.progress = make(chan struct{})
+	}
 	if len(d.held) > 0 {
 		if had {
 			d.log.Info(fmt.Sprintf("journal %s took a record held in memory; others still wait", d.path),
