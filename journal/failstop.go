@@ -3,8 +3,7 @@ package journal
 import (
 	"errors"
 	"fmt"
-	"os"
-	"runtime"
+	"io/fs"
 	"slices"
 	"syscall"
 
@@ -188,6 +187,7 @@ func (db *DB) Landed() bool {
 // microsecond beside two fsyncs), and a disk that full refuses every write
 // rather than the one that would hit ENOSPC in the middle of a commit.
 func (db *DB) checkSpace(tx *bolt.Tx, bytes int64) error {
+	db.size.Store(tx.Size())
 	page := int64(tx.DB().Info().PageSize)
 	need := 2*bytes + 4*page
 	if max := db.opts.MaxSize; max > 0 {
@@ -219,18 +219,15 @@ func (db *DB) Writable() error {
 	if err := db.stopped("write"); err != nil {
 		return err
 	}
-	fi, err := os.Stat(db.path)
-	if err != nil {
-		return db.wrap("write", err)
-	}
-	if max := db.opts.MaxSize; max > 0 && fi.Size() >= max {
+	size := db.size.Load()
+	if max := db.opts.MaxSize; max > 0 && size >= max {
 		if err := db.acquire("write"); err != nil {
 			return err
 		}
 		st := db.bolt.Stats()
 		db.release()
 		if st.FreePageN+st.PendingPageN < 8 {
-			return db.wrap("write", &FullError{Size: fi.Size(), Limit: max, Free: -1})
+			return db.wrap("write", &FullError{Size: size, Limit: max, Free: -1})
 		}
 	}
 	free, readOnly, err := diskFree(db.path)
@@ -247,20 +244,14 @@ func (db *DB) Writable() error {
 	}
 	// A file system can also turn read-only without its mount flags saying
 	// so (ext4's errors=remount-ro sets emergency_ro): opening the file for
-	// writing asks the file system itself. The new descriptor is closed at
-	// once; the file lock belongs to bbolt's descriptor (flock, per open
-	// file), so it is kept.
-	if runtime.GOOS != "windows" {
-		f, err := os.OpenFile(db.path, os.O_WRONLY, 0)
-		if err != nil {
-			err = db.failStop("write", err, 0)
-			db.dropHandle()
-			return err
-		}
-		f.Close()
+	// writing asks the file system itself (see probeWrite).
+	if err := probeWrite(db.path); err != nil {
+		err = db.failStop("write", &fs.PathError{Op: "open", Path: db.path, Err: err}, 0)
+		db.dropHandle()
+		return err
 	}
 	if min := db.opts.MinFree; min > 0 && free < min {
-		return db.wrap("write", &FullError{Size: fi.Size(), Limit: min, Free: free})
+		return db.wrap("write", &FullError{Size: size, Limit: min, Free: free})
 	}
 	return nil
 }

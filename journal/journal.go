@@ -153,7 +153,8 @@ type DB struct {
 	smu      sync.Mutex
 	stopErr  error
 	failedTx int
-	landed   bool // see Landed
+	landed   bool         // see Landed
+	size     atomic.Int64 // the file's high-water mark in bytes at the last commit (see Writable)
 	// fault, set by tests only, fails a commit before (after false) or
 	// after (true) bbolt commits it, as a failed write or fsync would.
 	fault     func(after bool) error
