@@ -791,6 +791,16 @@ func (e *engine) runJob(i int, resumed bool) bool {
 				log.Error("completing the job failed; the output stays in the journal", "err", err)
 				return !drained
 			}
+			if errors.Is(err, journal.ErrStopped) {
+				// The output was recorded (else the error would be
+				// ErrNotRecorded) and sent; recording the tracker's answer
+				// failed and stopped the journal. The client reopens it at
+				// the next call and resends what is still pending (the
+				// tracker then says it was applied earlier).
+				e.disk.failures.Add(1)
+				log.Warn("the tracker's answer to the completion could not be journaled; the output is in the journal and is resent before the next claim", "err", err)
+				return !drained
+			}
 			if err != nil {
 				log.Error("completing the job failed", "err", err)
 				return !drained
