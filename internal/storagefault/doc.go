@@ -22,6 +22,11 @@
 //   - TestFsyncEIO: dcworker under strace -e inject=fdatasync:error=EIO:when=N,
 //     filtered to the journal's path (-P), for several N; one of them must
 //     hit the commit of a completion (the log then says the output is held).
+//     strace counts the calls of each thread, so a run sees one to a few
+//     failures.
+//   - TestJournalDeadline: dcworker's disk stays full past
+//     --journal-deadline: it drains and exits 4; started again once there is
+//     space, it finishes every job.
 //   - TestCompactionEIO: goworker compacting its journal every few jobs
 //     (journal.DB.Compact, as the journal's flusher does on a large file)
 //     under strace injecting EIO into the fdatasync of the compaction's new
@@ -33,6 +38,12 @@
 // recovered without a restart); the number of journal write attempts stays
 // within what the retry schedule allows (1 s doubling to 30 s: no spinning);
 // and `dcjournal verify` passes on every journal.
+//
+// Each test prints a line of figures ("storagefault: TestX: ...": jobs,
+// write attempts while the journal could not be written and their rate,
+// how long recovery took, wall time); go test -v shows them, and
+// STORAGEFAULT_FIGURES=FILE appends them to FILE. STORAGEFAULT_LOGS=DIR
+// keeps the whole output of every process of a failed test in DIR.
 //
 // The suite needs root (mount, strace's ptrace of its children) and strace.
 // Without them it skips, saying why, except when CI=true: CI runs as root,
