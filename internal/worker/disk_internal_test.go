@@ -2,9 +2,12 @@ package worker
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"syscall"
@@ -133,5 +136,38 @@ func TestParseJournalDeadline(t *testing.T) {
 	}
 	if _, _, err := ParseRunArgs([]string{"--tracker", "http://h", "--journal-deadline", "0s", "--", "sh"}, discard{}, discard{}); !errors.Is(err, ErrUsage) {
 		t.Fatalf("--journal-deadline 0s: %v, want a usage error", err)
+	}
+}
+
+// /status and /metrics show the journal's state.
+func TestDiskStateServed(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	e := &engine{cfg: Config{TrackerURL: "http://127.0.0.1:1", Stage: "a", Journal: "/j.db"}, log: log, m: newMetrics(1),
+		reach: newReachability("http://127.0.0.1:1", log), drainCh: make(chan struct{})}
+	e.disk = newDiskState("/j.db", log, time.Hour, func(time.Time, error) {})
+	get := func(path string) string {
+		rec := httptest.NewRecorder()
+		e.statusHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec.Body.String()
+	}
+	if body := get("/status"); !strings.Contains(body, `"journal_writable": true`) || !strings.Contains(body, `"held_in_memory": []`) {
+		t.Errorf("/status while writable:\n%s", body)
+	}
+	if body := get("/metrics"); !strings.Contains(body, "dcworker_journal_writable 1") || !strings.Contains(body, "dcworker_journal_write_failures_total 0") {
+		t.Errorf("/metrics while writable lacks the journal's gauges")
+	}
+	e.disk.failed(0, "the output of job 7 (3 bytes)", errFull, time.Second)
+	var st Status
+	if err := json.Unmarshal([]byte(get("/status")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Writable || !strings.Contains(st.Error, "no space left on device") || len(st.Held) != 1 || st.Since == nil || st.Deadline == nil || st.NextRetry == nil || st.Failures != 1 {
+		t.Errorf("/status while full: %+v", st.JournalStatus)
+	}
+	body := get("/metrics")
+	for _, want := range []string{"dcworker_journal_writable 0", "dcworker_journal_write_failures_total 1", "dcworker_held_in_memory 1"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics while full lacks %q", want)
+		}
 	}
 }
