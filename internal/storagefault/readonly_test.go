@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/distcompute/distcompute-go/internal/worker"
 )
 
 const (
@@ -136,6 +138,11 @@ func TestReadOnlyDisk(t *testing.T) {
 	}
 	if n := claims(srv); n != claims0 {
 		t.Errorf("dcworker claimed %d times while its journal could not be written", n-claims0)
+	}
+	// No spinning: each slot within the schedule (1 s doubling to 30 s),
+	// plus one refused claim or checkpoint.
+	if away := time.Since(failedAt); int(st.Failures) > 2*(allowed(away, worker.JournalRetryMin, worker.JournalRetryMax)+1) {
+		t.Errorf("dcworker made %d journal write attempts in %s; the schedule allows %d", st.Failures, away, 2*(allowed(away, worker.JournalRetryMin, worker.JournalRetryMax)+1))
 	}
 	out, err := exec.Command("e2fsck", "-fy", disk.img).CombinedOutput()
 	var ee *exec.ExitError
