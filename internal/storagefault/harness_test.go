@@ -390,6 +390,23 @@ func status(addr string) (st worker.Status, ok bool) {
 	return st, json.NewDecoder(resp.Body).Decode(&st) == nil
 }
 
+// pageData is the part of dcworker's /page.json (the live page's data)
+// that the suite reads.
+type pageData struct {
+	Disk worker.JournalStatus `json:"disk"`
+}
+
+func page(addr string) (pageData, bool) {
+	var pg pageData
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + addr + "/page.json")
+	if err != nil {
+		return pg, false
+	}
+	defer resp.Body.Close()
+	return pg, json.NewDecoder(resp.Body).Decode(&pg) == nil
+}
+
 // metric reads one metric's value from dcworker's /metrics.
 func metric(addr, name string) (float64, bool) {
 	c := http.Client{Timeout: 5 * time.Second}
