@@ -43,7 +43,7 @@
 // write attempts while the journal could not be written and their rate,
 // how long recovery took, wall time); go test -v shows them, and
 // STORAGEFAULT_FIGURES=FILE appends them to FILE. STORAGEFAULT_LOGS=DIR
-// keeps the whole output of every process of a failed test in DIR.
+// keeps the whole output of every process in DIR.
 //
 // The suite needs root (mount, strace's ptrace of its children) and strace.
 // Without them it skips, saying why, except when CI=true: CI runs as root,

@@ -173,11 +173,11 @@ func start(t *testing.T, name string, argv ...string) *proc {
 		}
 		if t.Failed() {
 			t.Logf("--- output of %s (exit %d):\n%s", p.name, p.code, tail(p.log.String(), 60))
-			if dir := os.Getenv("STORAGEFAULT_LOGS"); dir != "" {
-				name := filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()+"-"+p.name)+".log")
-				if err := os.WriteFile(name, []byte(p.log.String()), 0o644); err == nil {
-					t.Logf("the whole output of %s is in %s", p.name, name)
-				}
+		}
+		if dir := os.Getenv("STORAGEFAULT_LOGS"); dir != "" {
+			name := filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()+"-"+p.name)+".log")
+			if err := os.WriteFile(name, []byte(p.log.String()), 0o644); err == nil && t.Failed() {
+				t.Logf("the whole output of %s is in %s", p.name, name)
 			}
 		}
 	})

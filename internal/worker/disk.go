@@ -58,6 +58,7 @@ type diskState struct {
 	expired  func(since time.Time, err error) // the deadline passed while unwritable
 
 	failures atomic.Int64 // journal writes refused (each attempt)
+	opening  atomic.Bool  // openPool retries a journal it cannot write
 
 	mu       sync.Mutex
 	err      error             // nil while writable
@@ -184,6 +185,17 @@ func (d *diskState) mayClaim(slot int) (claim, probe bool, wait <-chan struct{})
 		return false, true, nil
 	}
 	return false, false, d.writable
+}
+
+// unwritable reports whether the engine knows the journal cannot be
+// written now.
+func (d *diskState) unwritable() bool {
+	if d.opening.Load() {
+		return true
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.err != nil
 }
 
 func (d *diskState) expire() {
@@ -376,8 +388,12 @@ func recorded(err error) bool {
 func (e *engine) openPool(ctx context.Context, opts []client.Option) (*client.Pool, error) {
 	pause := JournalRetryMin
 	var since time.Time
+	// While retrying, the journal's own line for each failure is quiet
+	// (debug): the line above says it once.
+	defer e.disk.opening.Store(false)
 	for {
 		pool, err := client.OpenPool(ctx, e.cfg.TrackerURL, e.cfg.Stage, e.cfg.Slots, opts...)
+		e.disk.opening.Store(false)
 		if err == nil {
 			if !since.IsZero() {
 				e.log.Info(fmt.Sprintf("journal %s writable again: starting", e.cfg.Journal), "down_for", time.Since(since).Round(time.Millisecond))
@@ -393,6 +409,7 @@ func (e *engine) openPool(ctx context.Context, opts []client.Option) (*client.Po
 			e.log.Error(fmt.Sprintf("journal %s cannot be written: not starting until it can", e.cfg.Journal),
 				"err", journalCause(err), "retry_in", pause, "deadline", e.cfg.JournalDeadline)
 		}
+		e.disk.opening.Store(true)
 		if time.Since(since) >= e.cfg.JournalDeadline {
 			return nil, fmt.Errorf("%w since %s (%s, --journal-deadline %s): %w", ErrJournalUnwritable,
 				since.UTC().Format(time.RFC3339), time.Since(since).Round(time.Second), e.cfg.JournalDeadline, err)

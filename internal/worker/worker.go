@@ -407,7 +407,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 func (e *engine) clientOptions() []client.Option {
 	opts := []client.Option{
-		client.WithLogger(slog.New(retryQuiet{Handler: e.log.Handler(), reach: e.reach})),
+		client.WithLogger(slog.New(retryQuiet{Handler: e.log.Handler(), reach: e.reach, disk: e.disk})),
 		client.WithVerbose(e.cfg.Verbose),
 	}
 	if e.cfg.Nickname != "" {
@@ -791,12 +791,13 @@ func (e *engine) runJob(i int, resumed bool) bool {
 				log.Error("completing the job failed; the output stays in the journal", "err", err)
 				return !drained
 			}
-			if errors.Is(err, journal.ErrStopped) {
+			if errors.Is(err, journal.ErrStopped) || errors.Is(err, journal.ErrFull) {
 				// The output was recorded (else the error would be
 				// ErrNotRecorded) and sent; recording the tracker's answer
-				// failed and stopped the journal. The client reopens it at
-				// the next call and resends what is still pending (the
-				// tracker then says it was applied earlier).
+				// failed (and stopped the journal, or the disk is full).
+				// The client (reopens it and) resends what is still pending
+				// before the next claim (the tracker then says it was
+				// applied earlier).
 				e.disk.failures.Add(1)
 				log.Warn("the tracker's answer to the completion could not be journaled; the output is in the journal and is resent before the next claim", "err", err)
 				return !drained
