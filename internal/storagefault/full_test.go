@@ -176,8 +176,11 @@ func TestJournalDeadline(t *testing.T) {
 	dc := start(t, "dcworker", dcworkerArgs(srv.URL, jpath, 2, "--journal-deadline", deadline.String(), "--grace", "1s")...)
 	waitExit(t, dc, 120*time.Second, 4)
 	log := dc.log.String()
+	// (What a slot held then is given up, saying so; a slot may hold
+	// nothing: an output recorded before the disk filled waits in the
+	// journal, its answer unrecorded.)
 	for _, want := range []string{msgUnwritable, "the journal stayed unwritable past the deadline: draining and stopping",
-		"giving up what could not be journaled", "dcworker: the journal stayed unwritable since"} {
+		"dcworker: the journal stayed unwritable since"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("dcworker's output lacks %q", want)
 		}

@@ -42,6 +42,16 @@ var ErrJournalUnwritable = errors.New("worker: the journal stayed unwritable")
 // still holds what it wanted recorded and may try again.
 func notRecorded(err error) bool { return errors.Is(err, client.ErrNotRecorded) }
 
+// journalRefused reports an error of a client call whose journal write was
+// refused: an action not recorded, or a record made along the way, such as
+// the tracker's answer to a completion resent before a claim (which the
+// client returns without ErrNotRecorded: its action was recorded before).
+// Either way the journal cannot be written now, and trying again at once
+// would fail again.
+func journalRefused(err error) bool {
+	return notRecorded(err) || errors.Is(err, journal.ErrStopped) || errors.Is(err, journal.ErrFull)
+}
+
 // diskState follows whether the journal can be written, from the outcome of
 // the journal writes the engine asks the clients for. It says so in one log
 // line per change (the journal became unwritable; a slot holds one more

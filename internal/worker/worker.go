@@ -602,7 +602,7 @@ func (e *engine) giveBack(i int) bool {
 			e.disk.ok(i)
 			return true
 		}
-		if notRecorded(err) {
+		if journalRefused(err) {
 			e.slots[i].set(e.m, stateHolding, num)
 			if !e.holdRetry(e.runCtx, i, fmt.Sprintf("the release of job %d (given up)", num), err, &jpause) {
 				e.disk.drop(i) // the job stays held: released after a restart
@@ -652,10 +652,10 @@ func (e *engine) claim(i int) bool {
 		if ctx.Err() != nil {
 			return false
 		}
-		if notRecorded(err) {
-			// Nothing was sent: the client could not record what it had
-			// to before claiming (a registration, a claim, a settlement),
-			// or its journal cannot take a job's completion now.
+		if journalRefused(err) {
+			// The client could not record what it had to before claiming
+			// (a registration, a claim, the answer to a completion it
+			// resent), or its journal cannot take a job's completion now.
 			if !e.holdRetry(ctx, i, "", err, &jpause) {
 				return false
 			}
