@@ -499,7 +499,10 @@ func TestStatusServer(t *testing.T) {
 	m := get("/metrics")
 	checkExposition(t, m)
 	for _, want := range []string{"dcworker_jobs_completed_total 1", "dcworker_jobs_failed_total 0", "dcworker_jobs_flagged_total 0",
-		"dcworker_jobs_resubmitted_total 0", "dcworker_jobs_orphaned_total 0", "dcworker_heartbeat_failures_total 0",
+		"dcworker_jobs_resubmitted_total 0", "dcworker_jobs_orphaned_total 0",
+		// Present, whatever its value: a heartbeat may time out on a loaded
+		// machine (flakehunt saw one beside a CPU hog).
+		"dcworker_heartbeat_failures_total ",
 		`dcworker_state_seconds_total{state="running"}`, `dcworker_slots{state="running"} 1`} {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %q", want)
