@@ -899,8 +899,9 @@ func (c *Client) Checkpoint(ctx context.Context, data []byte) error {
 // Log records progress text, shown on the tracker's dashboard (cut to 255
 // characters, the most the tracker accepts). It returns at once whatever the
 // network and the disk do: the text goes to the journal's in-memory buffer
-// (journal.AppendProgress) and is sent by the background goroutine, latest
-// wins.
+// (journal.AppendProgress) and is sent by the background goroutine half a
+// second later, latest wins: text that a newer Log, a completion, a flag or
+// a release supersedes before then is not sent.
 func (c *Client) Log(text string) {
 	if utf8.RuneCountInString(text) > session.MaxProgressLen {
 		text = cutRunes(text, session.MaxProgressLen)

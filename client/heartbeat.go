@@ -8,22 +8,51 @@ import (
 	"github.com/distcompute/distcompute-go/session"
 )
 
-// run is the client's background goroutine: it sends progress text when Log
-// changes it (latest wins) and, every heartbeat interval, sends the last
-// text again to keep the worker alive and checks the worker's liveness.
-// updateProgress answers 200 even for a deleted worker, so liveness is
-// checked with validateWorker. It ends when ctx is cancelled (Close).
+// run is the client's background goroutine: it sends the text Log gave
+// (latest wins) progressDelay after the Log, and, every heartbeat interval,
+// sends the last text again to keep the worker alive and checks the
+// worker's liveness. updateProgress answers 200 even for a deleted worker,
+// so liveness is checked with validateWorker. It ends when ctx is cancelled
+// (Close).
+//
+// A Log text is not sent at once: text that a newer Log replaces, or that a
+// completion, flag or release makes stale (the job it was logged for is no
+// longer held), within progressDelay is never sent. A job of a few
+// milliseconds, which logs and completes, then costs two requests, not
+// three, and a program that logs in a tight loop sends one text per
+// progressDelay. The journal has every text in the meantime (AppendProgress).
 func (c *Client) run(ctx context.Context) {
 	defer close(c.done)
 	t := time.NewTicker(c.o.heartbeat)
 	defer t.Stop()
+	delay := progressDelay
+	if c.o.progressDelay > 0 {
+		delay = c.o.progressDelay
+	}
+	delay = min(delay, c.o.heartbeat)
+	pt := time.NewTimer(delay)
+	pt.Stop()
+	defer pt.Stop()
+	var (
+		due  <-chan time.Time // pt.C while a Log text waits to be sent
+		sent *progressText    // the Log text sent last
+	)
 	beats := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.kick:
-			c.sendProgress(ctx)
+			if due == nil {
+				pt.Reset(delay)
+				due = pt.C
+			}
+		case <-due:
+			due = nil
+			if p := c.progress.Load(); p != sent && p.gen == c.gen.Load() && p.text != "" {
+				sent = p
+				c.sendText(ctx, p.text)
+			}
 		case <-t.C:
 			beats++
 			c.beat(ctx, beats%c.o.aliveEvery == 0)
@@ -31,18 +60,28 @@ func (c *Client) run(ctx context.Context) {
 	}
 }
 
+// progressDelay is how long a Log text waits before it is sent (at most the
+// heartbeat interval): long enough for a short job to complete first, short
+// enough for a dashboard.
+const progressDelay = 500 * time.Millisecond
+
 // registerTimeout bounds a registration made by the heartbeat. Close
 // cancels it at once.
 const registerTimeout = 30 * time.Second
 
-func (c *Client) sendProgress(ctx context.Context) {
+// sendProgress sends the text the tracker should show now (progressText):
+// the heartbeat's keep-alive.
+func (c *Client) sendProgress(ctx context.Context) { c.sendText(ctx, c.progressText()) }
+
+// sendText sends text as the worker's progress, if the slot has a session.
+func (c *Client) sendText(ctx context.Context, text string) {
 	token, gone := c.token(), c.isGone()
 	if token == "" || gone {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.o.heartbeat)
 	defer cancel()
-	if err := c.conn.UpdateProgress(ctx, token, c.progressText()); err != nil && ctx.Err() == nil {
+	if err := c.conn.UpdateProgress(ctx, token, text); err != nil && ctx.Err() == nil {
 		c.log.Debug("progress not sent", slog.String("err", err.Error()))
 	}
 }
