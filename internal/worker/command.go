@@ -91,12 +91,17 @@ func start(ctx context.Context, s spec) (*proc, error) {
 	if s.poll <= 0 {
 		s.poll = 200 * time.Millisecond
 	}
-	cmd := exec.CommandContext(ctx, s.argv[0], s.argv[1:]...)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// Not exec.CommandContext: its context watcher is a goroutine per run,
+	// which Wait hands the result to and waits for; context.AfterFunc
+	// kills the group (p.kill, as Cancel did) without one.
+	cmd := exec.Command(s.argv[0], s.argv[1:]...)
 	p := &proc{cmd: cmd, done: make(chan struct{})}
 	cmd.Env = s.env
 	cmd.Stdin = strings.NewReader(s.stdin)
 	p.prepare()
-	cmd.Cancel = p.kill
 	cmd.WaitDelay = s.waitDelay
 	if cmd.WaitDelay <= 0 {
 		cmd.WaitDelay = 5 * time.Second
@@ -125,6 +130,7 @@ func start(ctx context.Context, s spec) (*proc, error) {
 		closeAll(pr)
 		return nil, err
 	}
+	stopKill := context.AfterFunc(ctx, func() { _ = p.kill() })
 
 	progressDone := make(chan struct{})
 	go func() {
@@ -134,39 +140,46 @@ func start(ctx context.Context, s spec) (*proc, error) {
 		}
 	}()
 
-	watchDone := make(chan struct{})
-	watchStopped := make(chan struct{})
 	cw := &checkpointWatch{path: s.checkpointPath, fn: s.onCheckpoint, max: s.maxOutput, tooBig: s.onCheckpointTooBig}
 	cw.prime()
 	ft := &fileTail{path: s.progressPath, fn: s.onProgress}
-	go func() {
-		defer close(watchStopped)
-		t := time.NewTicker(s.poll)
-		defer t.Stop()
-		for {
-			select {
-			case <-watchDone:
-				return
-			case <-t.C:
-				cw.check(false)
-				ft.read(false)
-			}
+	// The files are polled by a timer that re-arms itself, not by a
+	// goroutine with a ticker: a short command (most of them) never sees a
+	// tick, and stopping needs no hand-over to another goroutine.
+	var (
+		wmu     sync.Mutex // held by a tick; stopped under it
+		stopped bool
+		poll    *time.Timer
+	)
+	wmu.Lock() // a tick reads poll
+	poll = time.AfterFunc(s.poll, func() {
+		wmu.Lock()
+		defer wmu.Unlock()
+		if stopped {
+			return
 		}
-	}()
+		cw.check(false)
+		ft.read(false)
+		poll.Reset(s.poll)
+	})
+	wmu.Unlock()
 
 	go func() {
 		defer close(p.done)
 		// Wait returns once the process has exited and its stdout and stderr
 		// are copied, or WaitDelay after exit if a grandchild keeps them open.
 		werr := cmd.Wait()
+		stopKill()
 		select {
 		case <-progressDone:
 		case <-time.After(cmd.WaitDelay):
 		}
 		closeAll(pr) // unblocks the progress reader if a grandchild holds fd 3
 		<-progressDone
-		close(watchDone)
-		<-watchStopped
+		wmu.Lock() // waits for a tick in progress
+		stopped = true
+		poll.Stop()
+		wmu.Unlock()
 		cw.check(true) // the last checkpoint the command wrote
 		ft.read(true)
 		p.res = result{exitCode: -1, stderrTail: tail.bytes()}
