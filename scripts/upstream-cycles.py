@@ -5,8 +5,8 @@ Runs the unchanged upstream client (distcompute_client, found on PYTHONPATH:
 ../shared/upstream/distcompute-client-1.0.0 beside the repository) through
 WARMUP + CYCLES job cycles (new_job, one log, complete_job) against the
 tracker at URL, and prints one JSON line with the figures of the last CYCLES
-cycles: wall seconds, the process's CPU seconds (user + system, getrusage)
-and the requests sent. internal/perftable runs it between the Go
+cycles: wall seconds, the process's CPU seconds (user + system, getrusage),
+the requests sent and the median cycle. internal/perftable runs it between the Go
 configurations.
 
     PYTHONPATH=DIR python3 scripts/upstream-cycles.py URL CYCLES WARMUP
@@ -40,15 +40,21 @@ def main():
 
     client.s.request = counting
     t0 = c0 = r0 = None
+    gaps = []
     for i in range(warmup + cycles):
         if i == warmup:
             t0, c0, r0 = time.perf_counter(), cpu_seconds(), sent[0]
+        s = time.perf_counter()
         client.new_job()
         client.log("step 1 of 1")
         client.complete_job("output")
+        if i >= warmup:
+            gaps.append(time.perf_counter() - s)
     wall, cpu, reqs = time.perf_counter() - t0, cpu_seconds() - c0, sent[0] - r0
     client.bye()
-    print(json.dumps({"cycles": cycles, "wall_s": wall, "cpu_s": cpu, "requests": reqs}))
+    gaps.sort()
+    print(json.dumps({"cycles": cycles, "wall_s": wall, "cpu_s": cpu, "requests": reqs,
+                      "cycle_median_ms": 1e3 * gaps[len(gaps) // 2]}))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,10 @@ type figures struct {
 	CPU      float64 `json:"cpu_s"`               // user + system of the process and its waited children
 	Requests int64   `json:"requests"`            // requests sent in the window; -1: not counted
 	Syncs    float64 `json:"fdatasync_per_cycle"` // journal fdatasyncs per cycle (journal.Stats); -1: no journal
+	// Median is the median time between two completions in the window, in
+	// ms: a one-slot configuration's median cycle, which a disk stall
+	// (another process's fsyncs) moves less than the mean.
+	Median float64 `json:"cycle_median_ms"`
 }
 
 // childArgs is what the parent passes a child.
@@ -54,6 +59,8 @@ type window struct {
 	t0             time.Time
 	cpu0           time.Duration
 	fig            figures
+	last           time.Time
+	gaps           []time.Duration
 	start          func() // called at the start (counters to zero)
 	stop           func(*figures)
 	ended          chan struct{}
@@ -69,6 +76,12 @@ func (w *window) done() bool {
 	switch {
 	case n == w.warmup:
 		w.begin()
+	case n > w.warmup && n < w.warmup+w.cycles:
+		w.mu.Lock()
+		now := time.Now()
+		w.gaps = append(w.gaps, now.Sub(w.last))
+		w.last = now
+		w.mu.Unlock()
 	case n == w.warmup+w.cycles:
 		w.end()
 	}
@@ -89,12 +102,17 @@ func (w *window) begin() {
 		w.start()
 	}
 	w.t0, w.cpu0 = time.Now(), cpuTime()
+	w.last = w.t0
 }
 
 func (w *window) end() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.fig = figures{Cycles: int(w.cycles), Wall: time.Since(w.t0).Seconds(), CPU: (cpuTime() - w.cpu0).Seconds(), Requests: -1, Syncs: -1}
+	now := time.Now()
+	w.gaps = append(w.gaps, now.Sub(w.last))
+	w.fig = figures{Cycles: int(w.cycles), Wall: now.Sub(w.t0).Seconds(), CPU: (cpuTime() - w.cpu0).Seconds(), Requests: -1, Syncs: -1}
+	slices.Sort(w.gaps)
+	w.fig.Median = float64(w.gaps[len(w.gaps)/2].Microseconds()) / 1e3
 	if w.profile != "" {
 		pprof.StopCPUProfile()
 	}
