@@ -65,7 +65,8 @@ type Client struct {
 	// another job than the one held now is never sent (see progressText).
 	progress  atomic.Pointer[progressText]
 	gen       atomic.Uint64
-	kick      chan struct{}
+	kick      chan struct{} // a Log text is due (heartbeat.go)
+	prog      progressTimer
 	closed    atomic.Bool
 	life      context.Context    // ends at Close: bounds the heartbeat and every action
 	stop      context.CancelFunc // ends life
@@ -910,10 +911,7 @@ func (c *Client) Log(text string) {
 	if !c.closed.Load() {
 		c.db.AppendProgress(c.slot, text)
 	}
-	select {
-	case c.kick <- struct{}{}:
-	default:
-	}
+	c.logged()
 }
 
 func cutRunes(s string, n int) string {

@@ -3,17 +3,19 @@ package client
 import (
 	"context"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/distcompute/distcompute-go/session"
 )
 
 // run is the client's background goroutine: it sends the text Log gave
-// (latest wins) progressDelay after the Log, and, every heartbeat interval,
-// sends the last text again to keep the worker alive and checks the
-// worker's liveness. updateProgress answers 200 even for a deleted worker,
-// so liveness is checked with validateWorker. It ends when ctx is cancelled
-// (Close).
+// (latest wins) when it is due, progressDelay after the Log (see
+// progressTimer), and, every heartbeat interval, sends the last text again
+// to keep the worker alive and checks the worker's liveness. updateProgress
+// answers 200 even for a deleted worker, so liveness is checked with
+// validateWorker. It ends when ctx is cancelled (Close).
 //
 // A Log text is not sent at once: text that a newer Log replaces, or that a
 // completion, flag or release makes stale (the job it was logged for is no
@@ -23,32 +25,17 @@ import (
 // progressDelay. The journal has every text in the meantime (AppendProgress).
 func (c *Client) run(ctx context.Context) {
 	defer close(c.done)
+	defer c.prog.stop()
 	t := time.NewTicker(c.o.heartbeat)
 	defer t.Stop()
-	delay := progressDelay
-	if c.o.progressDelay > 0 {
-		delay = c.o.progressDelay
-	}
-	delay = min(delay, c.o.heartbeat)
-	pt := time.NewTimer(delay)
-	pt.Stop()
-	defer pt.Stop()
-	var (
-		due  <-chan time.Time // pt.C while a Log text waits to be sent
-		sent *progressText    // the Log text sent last
-	)
+	var sent *progressText // the Log text sent last
 	beats := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-c.kick:
-			if due == nil {
-				pt.Reset(delay)
-				due = pt.C
-			}
-		case <-due:
-			due = nil
+		case <-c.kick: // a Log text is due
+			c.prog.armed.Store(false) // a Log from now on arms the timer again
 			if p := c.progress.Load(); p != sent && p.gen == c.gen.Load() && p.text != "" {
 				sent = p
 				c.sendText(ctx, p.text)
@@ -64,6 +51,54 @@ func (c *Client) run(ctx context.Context) {
 // heartbeat interval): long enough for a short job to complete first, short
 // enough for a dashboard.
 const progressDelay = 500 * time.Millisecond
+
+// progressTimer makes a Log text due progressDelay after the Log that
+// found no text waiting: Log arms it (an atomic load when it is armed
+// already, so a Log in a tight loop costs no wake-up of the background
+// goroutine), and when it fires it kicks run, which sends the latest text.
+type progressTimer struct {
+	armed atomic.Bool
+	mu    sync.Mutex // guards t
+	t     *time.Timer
+	done  bool
+}
+
+// logged arms the timer unless a text is waiting already. Called by Log.
+func (c *Client) logged() {
+	if c.prog.armed.Load() || !c.prog.armed.CompareAndSwap(false, true) {
+		return
+	}
+	d := progressDelay
+	if c.o.progressDelay > 0 {
+		d = c.o.progressDelay
+	}
+	d = min(d, c.o.heartbeat)
+	p := &c.prog
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.done:
+	case p.t == nil:
+		p.t = time.AfterFunc(d, func() {
+			select {
+			case c.kick <- struct{}{}:
+			default:
+			}
+		})
+	default:
+		p.t.Reset(d)
+	}
+}
+
+// stop stops the timer for good (the client closes).
+func (p *progressTimer) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done = true
+	if p.t != nil {
+		p.t.Stop()
+	}
+}
 
 // registerTimeout bounds a registration made by the heartbeat. Close
 // cancels it at once.
