@@ -217,3 +217,40 @@ func TestPrefixWriter(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+// TestEmptyFile: emptyFile leaves an empty regular file whatever was at the
+// path, and writes nothing to a file that is empty already.
+func TestEmptyFile(t *testing.T) {
+	dir := t.TempDir()
+	outside := filepath.Join(dir, "outside")
+	if err := os.WriteFile(outside, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		make func(path string) error
+	}{
+		{"missing", func(string) error { return nil }},
+		{"empty", func(p string) error { return os.WriteFile(p, nil, 0o600) }},
+		{"written", func(p string) error { return os.WriteFile(p, []byte("old checkpoint"), 0o600) }},
+		{"directory", func(p string) error { return os.MkdirAll(filepath.Join(p, "sub"), 0o700) }},
+		{"symlink", func(p string) error { return os.Symlink(outside, p) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, tc.name)
+			if err := tc.make(p); err != nil {
+				t.Fatal(err)
+			}
+			if err := emptyFile(p); err != nil {
+				t.Fatalf("emptyFile: %v", err)
+			}
+			fi, err := os.Lstat(p)
+			if err != nil || !fi.Mode().IsRegular() || fi.Size() != 0 {
+				t.Fatalf("after emptyFile: %v, %v; want an empty regular file", fi, err)
+			}
+		})
+	}
+	if b, err := os.ReadFile(outside); err != nil || string(b) != "keep" {
+		t.Errorf("the symlink's target: %q, %v; want it untouched", b, err)
+	}
+}
