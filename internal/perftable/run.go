@@ -39,8 +39,9 @@ type params struct {
 	only                   string
 }
 
-func run(ctx context.Context, args []string) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("perftable", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	var ca childArgs
 	fs.StringVar(&ca.config, "child", "", "run one configuration and print its figures (internal)")
 	fs.StringVar(&ca.tracker, "tracker", "", "tracker URL (child)")
@@ -63,12 +64,12 @@ func run(ctx context.Context, args []string) error {
 	if ca.config != "" {
 		ca.cycles, ca.warmup = p.cycles, p.warmup
 		ca.dir = p.dir
-		return runChild(ctx, ca, os.Stdout)
+		return runChild(ctx, ca, stdout)
 	}
 	if p.dctracker == "" {
 		return fmt.Errorf("-dctracker is required")
 	}
-	return table(ctx, p, os.Stdout, os.Stderr)
+	return table(ctx, p, stdout, stderr)
 }
 
 // sample is one run of one configuration from one binary.
