@@ -58,7 +58,7 @@ const progressDelay = 500 * time.Millisecond
 // goroutine), and when it fires it kicks run, which sends the latest text.
 type progressTimer struct {
 	armed atomic.Bool
-	mu    sync.Mutex // guards t
+	mu    sync.Mutex // guards t and done
 	t     *time.Timer
 	done  bool
 }
