@@ -109,12 +109,8 @@ func start(ctx context.Context, s spec) (*proc, error) {
 
 	out := &limitWriter{limit: s.maxOutput}
 	cmd.Stdout = out
-	tail := &tailBuffer{max: stderrTailSize}
-	if s.stderr != nil {
-		cmd.Stderr = io.MultiWriter(tail, s.stderr)
-	} else {
-		cmd.Stderr = tail
-	}
+	tail := &tailBuffer{max: stderrTailSize, also: s.stderr}
+	cmd.Stderr = tail
 	pr, pw, err := progressPipe(cmd)
 	if err != nil {
 		return nil, err
@@ -235,6 +231,45 @@ func (w *limitWriter) Write(p []byte) (int, error) {
 	return w.buf.Write(p)
 }
 
+// ReadFrom reads r to its end into the buffer itself: os/exec copies a
+// command's stdout with io.Copy, which would otherwise allocate a 32 KiB
+// buffer per run (most of what a run allocated).
+func (w *limitWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var n int64
+	var discard []byte // over the limit: read and dropped
+	for {
+		var b []byte
+		if w.tooLarge {
+			if discard == nil {
+				discard = make([]byte, 4<<10)
+			}
+			b = discard
+		} else {
+			w.buf.Grow(512)
+			b = w.buf.AvailableBuffer()
+			b = b[:cap(b)]
+		}
+		k, err := r.Read(b)
+		n += int64(k)
+		if k > 0 && !w.tooLarge {
+			if w.limit > 0 && int64(w.buf.Len()+k) > w.limit {
+				w.tooLarge = true
+				w.buf = bytes.Buffer{}
+			} else {
+				w.buf.Write(b[:k]) // b is the buffer's own spare room: no copy to new memory
+			}
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
 func (w *limitWriter) result() ([]byte, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -274,16 +309,21 @@ func trimLine(b []byte) string {
 	return string(b)
 }
 
-// tailBuffer keeps the last max bytes written to it.
+// tailBuffer keeps the last max bytes written to it and passes them on to
+// also, if set (the command's stderr, prefixed).
 type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
+	mu   sync.Mutex
+	max  int
+	buf  []byte
+	also io.Writer
 }
 
 func (t *tailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.also != nil {
+		_, _ = t.also.Write(p) // the tail is kept even if the log cannot be written
+	}
 	n := len(p)
 	if len(p) >= t.max {
 		t.buf = append(t.buf[:0], p[len(p)-t.max:]...)
@@ -294,6 +334,26 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 		t.buf = append(t.buf[:0], t.buf[over:]...)
 	}
 	return n, nil
+}
+
+// ReadFrom copies r through a small buffer: io.Copy would allocate 32 KiB
+// per run for a stderr that is most often empty.
+func (t *tailBuffer) ReadFrom(r io.Reader) (int64, error) {
+	b := make([]byte, 1<<10)
+	var n int64
+	for {
+		k, err := r.Read(b)
+		if k > 0 {
+			n += int64(k)
+			_, _ = t.Write(b[:k])
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
 }
 
 func (t *tailBuffer) bytes() []byte {

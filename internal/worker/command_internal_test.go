@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -252,5 +253,42 @@ func TestEmptyFile(t *testing.T) {
 	}
 	if b, err := os.ReadFile(outside); err != nil || string(b) != "keep" {
 		t.Errorf("the symlink's target: %q, %v; want it untouched", b, err)
+	}
+}
+
+// TestWritersReadFrom: the stdout and stderr writers read a command's pipe
+// themselves (os/exec's copy would allocate 32 KiB per run) and keep what
+// Write would have kept: stdout up to the limit, the tail of stderr, which
+// also goes on to the log.
+func TestWritersReadFrom(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		in       string
+		limit    int64
+		want     string
+		tooLarge bool
+	}{
+		{"empty", "", 10, "", false},
+		{"under", "0123456789", 10, "0123456789", false},
+		{"over", "0123456789a", 10, "", true},
+		{"large", strings.Repeat("x", 100<<10), 0, strings.Repeat("x", 100<<10), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &limitWriter{limit: tc.limit}
+			n, err := w.ReadFrom(iotest.HalfReader(strings.NewReader(tc.in)))
+			out, tooLarge := w.result()
+			if n != int64(len(tc.in)) || err != nil || string(out) != tc.want || tooLarge != tc.tooLarge {
+				t.Errorf("ReadFrom = %d, %v; kept %d bytes, too large %v; want %d, nil, %d bytes, %v",
+					n, err, len(out), tooLarge, len(tc.in), len(tc.want), tc.tooLarge)
+			}
+		})
+	}
+	var log bytes.Buffer
+	tb := &tailBuffer{max: 4, also: &log}
+	if _, err := tb.ReadFrom(iotest.OneByteReader(strings.NewReader("abcdef"))); err != nil {
+		t.Fatal(err)
+	}
+	if string(tb.bytes()) != "cdef" || log.String() != "abcdef" {
+		t.Errorf("tail %q, log %q; want cdef, abcdef", tb.bytes(), log.String())
 	}
 }
