@@ -695,3 +695,34 @@ func runUntilRuns(t *testing.T, cfg worker.Config, runs string, n int) {
 		t.Fatalf("Run: %v", err)
 	}
 }
+
+// TestJobFilesFreshPerJob: a slot keeps its checkpoint and progress files
+// from job to job, but every job starts with both empty whatever the last
+// one left in them (written, replaced by a directory, removed), and Run
+// removes them when the slot stops.
+func TestJobFilesFreshPerJob(t *testing.T) {
+	srv := startTracker(t, "one", "two", "three", "four")
+	sh := script(t, `
+cp=$(cat "$DC_CHECKPOINT_FILE"); pg=$(cat "$DC_PROGRESS_FILE")
+test -f "$DC_CHECKPOINT_FILE" && test -f "$DC_PROGRESS_FILE" && files=ok
+case "$DC_JOB_NUMBER" in
+1) printf 'step 1' > "$DC_CHECKPOINT_FILE"; echo "half way" >> "$DC_PROGRESS_FILE" ;;
+2) rm "$DC_CHECKPOINT_FILE"; rm "$DC_PROGRESS_FILE"; mkdir "$DC_PROGRESS_FILE" ;;
+3) printf 'x' > "$DC_CHECKPOINT_FILE.tmp"; mv "$DC_CHECKPOINT_FILE.tmp" "$DC_CHECKPOINT_FILE" ;;
+esac
+echo "cp=[$cp] pg=[$pg] files=$files"`)
+	cfg := config(t, srv.URL, sh)
+	cfg.WorkDir = t.TempDir()
+	run(t, cfg)
+	for n := 1; n <= 4; n++ {
+		if got := output(job(t, srv, n), "a"); got != "cp=[] pg=[] files=ok" {
+			t.Errorf("job %d: output %q, want empty files", n, got)
+		}
+	}
+	slot := filepath.Join(cfg.WorkDir, "slot-0")
+	for _, f := range []string{"checkpoint", "progress"} {
+		if _, err := os.Lstat(filepath.Join(slot, f)); !os.IsNotExist(err) {
+			t.Errorf("%s left after Run: %v", f, err)
+		}
+	}
+}
