@@ -65,7 +65,8 @@ type Client struct {
 	// another job than the one held now is never sent (see progressText).
 	progress  atomic.Pointer[progressText]
 	gen       atomic.Uint64
-	kick      chan struct{}
+	kick      chan struct{} // a Log text is due (heartbeat.go)
+	prog      progressTimer
 	closed    atomic.Bool
 	life      context.Context    // ends at Close: bounds the heartbeat and every action
 	stop      context.CancelFunc // ends life
@@ -959,8 +960,9 @@ func (c *Client) Checkpoint(ctx context.Context, data []byte) error {
 // Log records progress text, shown on the tracker's dashboard (cut to 255
 // characters, the most the tracker accepts). It returns at once whatever the
 // network and the disk do: the text goes to the journal's in-memory buffer
-// (journal.AppendProgress) and is sent by the background goroutine, latest
-// wins.
+// (journal.AppendProgress) and is sent by the background goroutine half a
+// second later, latest wins: text that a newer Log, a completion, a flag or
+// a release supersedes before then is not sent.
 func (c *Client) Log(text string) {
 	if utf8.RuneCountInString(text) > session.MaxProgressLen {
 		text = cutRunes(text, session.MaxProgressLen)
@@ -969,10 +971,7 @@ func (c *Client) Log(text string) {
 	if !c.closed.Load() {
 		c.db.AppendProgress(c.slot, text)
 	}
-	select {
-	case c.kick <- struct{}{}:
-	default:
-	}
+	c.logged()
 }
 
 func cutRunes(s string, n int) string {

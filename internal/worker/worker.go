@@ -560,6 +560,7 @@ func (e *engine) runSlot(i int) {
 	c := e.clients[i]
 	st := e.slots[i]
 	defer st.set(e.m, stateStopped, 0)
+	defer newJobFiles(e.workDir, i).remove()
 	// Only a job handed back by the journal's replay is run without a claim
 	// first. A job still held after runJob is one this slot gave up on (a
 	// flag the tracker refused, a release or flag not confirmed): it is
@@ -730,19 +731,12 @@ func (e *engine) runJob(i int, resumed bool) bool {
 	job := c.Job()
 	num := c.JobID()
 	log := e.log.With("slot", c.Slot(), "job", num)
-	dir := filepath.Join(e.workDir, fmt.Sprintf("slot-%d", i))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		log.Error("cannot create the work directory", "err", err)
-		return false
-	}
-	cpPath := filepath.Join(dir, "checkpoint")
-	progPath := filepath.Join(dir, "progress")
-	if err := os.WriteFile(cpPath, c.LastCheckpoint(), 0o600); err != nil {
+	files := newJobFiles(e.workDir, i)
+	cpPath, progPath := files.checkpoint, files.progress
+	if err := files.prepare(c.LastCheckpoint()); err != nil {
 		log.Error("cannot write the checkpoint file", "err", err)
 		return false
 	}
-	defer os.Remove(cpPath)
-	defer os.Remove(progPath)
 	st.mu.Lock()
 	st.name = c.DisplayName() // a lost worker is replaced by a new registration
 	st.mu.Unlock()
@@ -751,7 +745,7 @@ func (e *engine) runJob(i int, resumed bool) bool {
 	}
 
 	for attempt := 1; ; attempt++ {
-		if err := os.WriteFile(progPath, nil, 0o600); err != nil {
+		if err := files.emptyProgress(); err != nil {
 			log.Error("cannot create the progress file", "err", err)
 			return false
 		}
