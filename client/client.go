@@ -767,6 +767,11 @@ func (c *Client) settle(ctx context.Context, op replay.Op, resend bool) (replay.
 	name, lost := c.DisplayName(), c.heldNumber()
 	res, err := replay.Settle(ctx, c.db, c.conn, c.slot, op, resend, func(op string) { c.hook(hooks.AfterSend, op) })
 	if err != nil {
+		if errors.Is(err, journal.ErrStopped) || errors.Is(err, journal.ErrFull) {
+			// Sent, but the tracker's answer could not be recorded: the
+			// action stays pending in the journal and is resent.
+			return res, fmt.Errorf("client: %s: %w: the tracker's answer could not be recorded: %w", op, ErrUnconfirmed, err)
+		}
 		return res, fmt.Errorf("client: %s: %w", op, err)
 	}
 	switch o := res.Outcome; {

@@ -96,6 +96,9 @@ func (db *DB) compactLocked(op string) (before, after int64, err error) {
 	db.dmu.Unlock()
 	if fi, err := os.Stat(db.path); err == nil {
 		after = fi.Size()
+		db.smu.Lock()
+		db.fi = fi // the file swapped in, for Reopen
+		db.smu.Unlock()
 	}
 	return before, after, nil
 }

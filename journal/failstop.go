@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"slices"
 	"syscall"
 
@@ -41,7 +42,7 @@ func (db *DB) failStop(op string, err error, txid int) error {
 	}
 	cause := db.stopErr
 	db.smu.Unlock()
-	if first {
+	if first && !db.reopening {
 		db.logger().Error("journal stopped after a failed write; writes are refused until it is reopened",
 			"path", db.path, "op", op, "err", err)
 		go db.dropHandle()
@@ -112,6 +113,14 @@ func (db *DB) Reopen() error {
 		return nil
 	}
 	_ = db.bolt.Close() // its errors are the failure's: the handle is dropped either way
+	// The path must still name the journal: a disk unmounted under it
+	// leaves an empty folder where Open would create a new, empty journal
+	// and the worker would go on without its history.
+	if fi, err := os.Stat(db.path); err != nil {
+		return db.restop("reopen", fmt.Errorf("the journal file is gone (was its disk unmounted?): %w", err))
+	} else if db.fi != nil && !os.SameFile(fi, db.fi) {
+		return db.restop("reopen", fmt.Errorf("the path names another file than the journal that stopped (was its disk replaced?)"))
+	}
 	bdb, err := openLocked(db.path, db.opts)
 	if err != nil {
 		return db.restop("reopen", err)
@@ -142,8 +151,13 @@ func (db *DB) Reopen() error {
 	db.dmu.Unlock()
 	db.smu.Lock()
 	db.stopErr, db.failedTx, db.landed = nil, 0, landed
+	db.reopening = true // a failure of the rewrite is Reopen's to report, once
 	db.smu.Unlock()
-	if _, _, err := db.compactLocked("reopen"); err != nil {
+	_, _, err = db.compactLocked("reopen")
+	db.smu.Lock()
+	db.reopening = false
+	db.smu.Unlock()
+	if err != nil {
 		var se *StoppedError
 		if errors.As(err, &se) {
 			return err // the rewrite's commit stopped the DB again
@@ -161,6 +175,7 @@ func (db *DB) restop(op string, err error) error {
 	db.failedTx = 0
 	db.smu.Unlock()
 	_ = db.bolt.Close()
+	db.logger().Debug("journal still stopped: reopening failed", "path", db.path, "err", err)
 	return db.wrap(op, &StoppedError{Err: err})
 }
 

@@ -200,3 +200,39 @@ func TestNewestCheckpointOnly(t *testing.T) {
 		t.Fatalf("file is %d bytes after 200 checkpoints of 256 KiB, want under 8 MiB", fi.Size())
 	}
 }
+
+// Reopen refuses a path that no longer names the journal that stopped
+// (a disk unmounted under it): it would create a new, empty journal.
+func TestReopenRefusesAnotherFile(t *testing.T) {
+	db := journaltest.MustOpen(t, nil)
+	register(t, db, "s1")
+	fault, arm := failOnce(false, syscall.EIO)
+	db.SetFault(fault)
+	arm()
+	if _, err := db.Append(journal.Event{Slot: "s1", Kind: journal.KindClaimed, Job: 1}); !errors.Is(err, journal.ErrStopped) {
+		t.Fatalf("append: %v, want ErrStopped", err)
+	}
+	saved := db.Path() + ".saved"
+	if err := os.Rename(db.Path(), saved); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Reopen(); !errors.Is(err, journal.ErrStopped) || !strings.Contains(err.Error(), "gone") {
+		t.Fatalf("Reopen with the file gone: %v, want a refusal saying so", err)
+	}
+	if _, err := os.Stat(db.Path()); err == nil {
+		t.Fatal("Reopen created a new journal where the old one was")
+	}
+	if err := os.WriteFile(db.Path(), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Reopen(); !errors.Is(err, journal.ErrStopped) || !strings.Contains(err.Error(), "another file") {
+		t.Fatalf("Reopen with another file at the path: %v, want a refusal", err)
+	}
+	if err := os.Rename(saved, db.Path()); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Reopen(); err != nil {
+		t.Fatalf("Reopen with the journal back: %v", err)
+	}
+	mustAppend(t, db, journal.Event{Slot: "s1", Kind: journal.KindClaimed, Job: 1})
+}

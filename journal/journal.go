@@ -150,11 +150,13 @@ type DB struct {
 
 	// Fail-stop (see Reopen): the failure that stopped the DB, nil while it
 	// writes, and the id of the write transaction that failed.
-	smu      sync.Mutex
-	stopErr  error
-	failedTx int
-	landed   bool         // see Landed
-	size     atomic.Int64 // the file's high-water mark in bytes at the last commit (see Writable)
+	smu       sync.Mutex
+	stopErr   error
+	failedTx  int
+	landed    bool         // see Landed
+	reopening bool         // Reopen rewrites the file (see failStop)
+	fi        os.FileInfo  // the file as opened (or last swapped in), for Reopen; guarded by smu
+	size      atomic.Int64 // the file's high-water mark in bytes at the last commit (see Writable)
 	// fault, set by tests only, fails a commit before (after false) or
 	// after (true) bbolt commits it, as a failed write or fsync would.
 	fault     func(after bool) error
@@ -210,6 +212,7 @@ func Open(path string, opts *Options) (*DB, error) {
 		bdb.Close()
 		return nil, err
 	}
+	db.fi, _ = os.Stat(path)
 	if !o.ReadOnly {
 		os.Remove(path + ".compact") // left by a compaction that crashed
 		db.pending = make(map[string]string)
