@@ -61,6 +61,7 @@ func ParseRunArgs(args []string, stdout, stderr io.Writer) (Config, *RunFlags, e
 	maxFailed := fs.Int("max-failed-runs", DefaultMaxFailedRuns, "stop the worker (exit 3) after this many failed command runs in a row, across jobs; 0 never stops")
 	fs.IntVar(&cfg.InvalidExitCode, "invalid-exit-code", DefaultInvalidExitCode, "exit `code` meaning \"the job's input is invalid\" (65 = EX_DATAERR)")
 	maxOut := fs.String("max-output", "16MiB", "stdout size limit (bytes, or with KiB/MiB/GiB); over it the run fails")
+	maxJournal := fs.String("journal-max-size", "1GiB", "the journal file's size limit (bytes, or with KiB/MiB/GiB); a write past it is refused like one on a full disk")
 	fs.DurationVar(&cfg.Grace, "grace", DefaultGrace, "time given to running commands after SIGTERM/SIGINT or a preemption notice")
 	fs.BoolVar(&cfg.ReleaseOnExit, "release-on-exit", false, "on a drain, release unfinished jobs instead of leaving them resumable")
 	fs.BoolVar(&cfg.ExitWhenEmpty, "exit-when-empty", false, "exit when the stage has no open job and no slot is busy")
@@ -120,6 +121,9 @@ func ParseRunArgs(args []string, stdout, stderr io.Writer) (Config, *RunFlags, e
 		return usage("--max-output: %v", err)
 	}
 	cfg.MaxOutput = n
+	if cfg.JournalMaxSize, err = ParseSize(*maxJournal); err != nil || cfg.JournalMaxSize <= 0 {
+		return usage("--journal-max-size: want a size above 0, like 1GiB")
+	}
 	if *notice != "" {
 		p, err := preempt.ParseProvider(*notice)
 		if err != nil {

@@ -103,6 +103,9 @@ type Config struct {
 	// read-only or failing disk) before the worker drains and Run returns
 	// ErrJournalUnwritable; default DefaultJournalDeadline.
 	JournalDeadline time.Duration
+	// JournalMaxSize bounds the journal file (journal.Options.MaxSize); 0
+	// means journal.DefaultMaxSize.
+	JournalMaxSize int64
 
 	// PreemptionNotice, when set, watches that cloud's metadata service and
 	// drains on its notice as on SIGTERM.
@@ -414,6 +417,9 @@ func (e *engine) clientOptions() []client.Option {
 		opts = append(opts, client.WithNickname(e.cfg.Nickname))
 	}
 	opts = append(opts, client.WithJournal(e.cfg.Journal))
+	if e.cfg.JournalMaxSize > 0 {
+		opts = append(opts, client.WithJournalOptions(&journal.Options{MaxSize: e.cfg.JournalMaxSize}))
+	}
 	hc := e.cfg.HTTPClient
 	if hc == nil {
 		hc = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

@@ -2,6 +2,8 @@ package worker_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -724,5 +726,44 @@ echo "cp=[$cp] pg=[$pg] files=$files"`)
 		if _, err := os.Lstat(filepath.Join(slot, f)); !os.IsNotExist(err) {
 			t.Errorf("%s left after Run: %v", f, err)
 		}
+	}
+}
+
+// The journal's size limit (--journal-max-size) is a full disk to the
+// worker: outputs that would pass it are held, not lost, no job is claimed,
+// and past --journal-deadline the worker exits with ErrJournalUnwritable.
+// No job is completed without its output recorded first.
+func TestJournalMaxSize(t *testing.T) {
+	var jobs []any
+	for i := 0; i < 40; i++ {
+		jobs = append(jobs, fmt.Sprintf("job-%d", i))
+	}
+	srv := startTracker(t, jobs...)
+	// Each output is 64 KiB: a 1 MiB journal holds a few before it is full.
+	cfg := config(t, srv.URL, script(t, `head -c 65536 /dev/zero | tr '\0' x`))
+	cfg.Slots = 1
+	cfg.JournalMaxSize = 1 << 20
+	cfg.JournalDeadline = 500 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err := worker.Run(ctx, cfg)
+	if !errors.Is(err, worker.ErrJournalUnwritable) || !errors.Is(err, journal.ErrFull) {
+		t.Fatalf("Run with a 1 MiB journal limit: %v, want ErrJournalUnwritable wrapping journal.ErrFull", err)
+	}
+	fi, err := os.Stat(cfg.Journal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() > 2<<20 {
+		t.Errorf("journal grew to %d bytes past its 1 MiB limit", fi.Size())
+	}
+	done := 0
+	for _, j := range srv.Tracker.Jobs() {
+		if j.Completions["a"] > 0 {
+			done++
+		}
+	}
+	if done == 0 || done >= len(jobs) {
+		t.Errorf("%d of %d jobs completed, want some (before the limit) but not all", done, len(jobs))
 	}
 }
