@@ -65,7 +65,8 @@ type Client struct {
 	// another job than the one held now is never sent (see progressText).
 	progress  atomic.Pointer[progressText]
 	gen       atomic.Uint64
-	kick      chan struct{}
+	kick      chan struct{} // a Log text is due (heartbeat.go)
+	prog      progressTimer
 	closed    atomic.Bool
 	life      context.Context    // ends at Close: bounds the heartbeat and every action
 	stop      context.CancelFunc // ends life
@@ -234,7 +235,59 @@ func (c *Client) append(e journal.Event) error {
 		e.Slot = c.slot
 	}
 	if _, err := c.db.Append(e); err != nil {
-		return fmt.Errorf("client: %w", err)
+		return notRecorded(err)
+	}
+	return nil
+}
+
+// notRecorded returns a journal write's error for the caller: wrapping
+// ErrNotRecorded when the disk refused it (the journal stopped, or full).
+func notRecorded(err error) error {
+	if errors.Is(err, journal.ErrStopped) || errors.Is(err, journal.ErrFull) {
+		return fmt.Errorf("client: %w: %w", ErrNotRecorded, err)
+	}
+	return fmt.Errorf("client: %w", err)
+}
+
+// ensureJournal reopens the journal if a failed write stopped it (see
+// journal.DB.Reopen), so that the client goes on from what the file holds;
+// if it cannot, the action fails with ErrNotRecorded and sends nothing.
+// The caller holds mu.
+func (c *Client) ensureJournal() error {
+	cause := c.db.Stopped()
+	if cause == nil {
+		return nil
+	}
+	if err := c.db.Reopen(); err != nil {
+		return notRecorded(err)
+	}
+	c.log.Info("journal reopened after a failed write; going on from what it holds",
+		slog.String("path", c.db.Path()), slog.Bool("last_write_landed", c.db.Landed()), slog.Any("after", cause))
+	return nil
+}
+
+// JournalHealth returns why the journal cannot be written now, or nil: the
+// failure that stopped it (journal.ErrStopped; the next action reopens it),
+// or a full disk or file (journal.ErrFull). The error wraps ErrNotRecorded.
+// It writes nothing and is cheap (a stat and a statfs); a worker asks it
+// before claiming, and to tell when the disk is back.
+func (c *Client) JournalHealth() error {
+	if err := c.db.Writable(); err != nil {
+		if errors.Is(err, journal.ErrStopped) {
+			// A reopen may bring it back: try it, under the action lock
+			// (unless an action holds it: that action reopens).
+			if !c.closed.Load() && c.mu.TryLock() {
+				rerr := c.ensureJournal()
+				c.mu.Unlock()
+				if rerr != nil {
+					return rerr
+				}
+				if err = c.db.Writable(); err == nil {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("client: %w: %w", ErrNotRecorded, err)
 	}
 	return nil
 }
@@ -246,7 +299,7 @@ func (c *Client) appendDeferred(e journal.Event) error {
 		e.Slot = c.slot
 	}
 	if err := c.db.AppendDeferred(e); err != nil {
-		return fmt.Errorf("client: %w", err)
+		return notRecorded(err)
 	}
 	return nil
 }
@@ -441,6 +494,10 @@ func (c *Client) begin(ctx context.Context) (_ context.Context, end func(), err 
 	if err := c.lock(); err != nil {
 		return nil, nil, err
 	}
+	if err := c.ensureJournal(); err != nil {
+		c.mu.Unlock()
+		return nil, nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(c.life, cancel)
 	return ctx, func() {
@@ -501,6 +558,10 @@ func (c *Client) claim(ctx context.Context) error {
 	if n := c.heldNumber(); n != 0 {
 		c.log.Info("handing back the held job", slog.Int("job", n), slog.Bool("resumed", c.Resumed()))
 		return nil
+	}
+	// Take on no job whose completion could not be recorded.
+	if err := c.db.Writable(); err != nil {
+		return fmt.Errorf("client: newJob: not claiming a job whose completion could not be recorded: %w: %w", ErrNotRecorded, err)
 	}
 	retried, refusals := false, 0
 	for {
@@ -706,6 +767,11 @@ func (c *Client) settle(ctx context.Context, op replay.Op, resend bool) (replay.
 	name, lost := c.DisplayName(), c.heldNumber()
 	res, err := replay.Settle(ctx, c.db, c.conn, c.slot, op, resend, func(op string) { c.hook(hooks.AfterSend, op) })
 	if err != nil {
+		if errors.Is(err, journal.ErrStopped) || errors.Is(err, journal.ErrFull) {
+			// Sent, but the tracker's answer could not be recorded: the
+			// action stays pending in the journal and is resent.
+			return res, fmt.Errorf("client: %s: %w: the tracker's answer could not be recorded: %w", op, ErrUnconfirmed, err)
+		}
 		return res, fmt.Errorf("client: %s: %w", op, err)
 	}
 	switch o := res.Outcome; {
@@ -899,8 +965,9 @@ func (c *Client) Checkpoint(ctx context.Context, data []byte) error {
 // Log records progress text, shown on the tracker's dashboard (cut to 255
 // characters, the most the tracker accepts). It returns at once whatever the
 // network and the disk do: the text goes to the journal's in-memory buffer
-// (journal.AppendProgress) and is sent by the background goroutine, latest
-// wins.
+// (journal.AppendProgress) and is sent by the background goroutine half a
+// second later, latest wins: text that a newer Log, a completion, a flag or
+// a release supersedes before then is not sent.
 func (c *Client) Log(text string) {
 	if utf8.RuneCountInString(text) > session.MaxProgressLen {
 		text = cutRunes(text, session.MaxProgressLen)
@@ -909,10 +976,7 @@ func (c *Client) Log(text string) {
 	if !c.closed.Load() {
 		c.db.AppendProgress(c.slot, text)
 	}
-	select {
-	case c.kick <- struct{}{}:
-	default:
-	}
+	c.logged()
 }
 
 func cutRunes(s string, n int) string {

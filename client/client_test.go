@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -278,5 +279,41 @@ func TestAnswerLost(t *testing.T) {
 		if !hasEvent(evs, journal.KindCompletionSettled, journal.OutcomeAppliedEarlier) {
 			t.Errorf("no applied-earlier in the journal")
 		}
+	})
+}
+
+// TestProgressSupersededNotSent: a Log text that a newer text or the job's
+// completion supersedes before it is due is never sent: a job that logs and
+// completes costs newJob and completeJob only. (The text waits an hour
+// here, so nothing is due during the test.)
+func TestProgressSupersededNotSent(t *testing.T) {
+	e := newEnv(t, trackertest.Options{Jobs: []any{"in 1", "in 2"}})
+	c := e.init("a", client.WithProgressDelay(time.Hour))
+	for i := range 2 {
+		wantNoErr(t, "NewJob", c.NewJob(e.ctx))
+		c.Log(fmt.Sprintf("job %d: half way", i))
+		c.Log(fmt.Sprintf("job %d: almost", i))
+		wantNoErr(t, "CompleteJob", c.CompleteJob(e.ctx, "out"))
+	}
+	st := e.tr.Stats()
+	if n := st["updateProgress"].Requests; n != 0 {
+		t.Errorf("%d updateProgress requests, want 0: every text was superseded", n)
+	}
+	if n, m := st["newJob"].Requests, st["completeJob"].Requests; n != 2 || m != 2 {
+		t.Errorf("newJob %d, completeJob %d requests, want 2 and 2", n, m)
+	}
+}
+
+// TestProgressLatestSent: the text that is still current when it is due is
+// sent, the latest of those logged.
+func TestProgressLatestSent(t *testing.T) {
+	e := newEnv(t, trackertest.Options{Jobs: []any{"in"}})
+	c := e.init("a", client.WithProgressDelay(time.Millisecond))
+	wantNoErr(t, "NewJob", c.NewJob(e.ctx))
+	c.Log("half way")
+	c.Log("almost")
+	eventually(t, "the latest text at the tracker", func() bool {
+		w := e.tr.Workers()
+		return len(w) == 1 && w[0].Progress == "almost"
 	})
 }

@@ -46,6 +46,16 @@ var (
 	// again, exportable with dcjournal. It comes with ErrWorkerGone or the
 	// tracker's refusal.
 	ErrOrphaned = errors.New("the output is kept in the journal as an orphan")
+	// ErrNotRecorded: the record of the action could not be made durable in
+	// the journal (a failed write or fsync, a full or read-only disk, the
+	// journal's size limit), so its request was not sent: the write-ahead
+	// rule. Nothing was sent; the caller still holds its output or flag
+	// and should try again later. The journal's error is wrapped too
+	// (journal.ErrStopped, journal.ErrFull and the OS error:
+	// errors.Is(err, syscall.ENOSPC) holds on a full disk). The client
+	// reopens a stopped journal by itself at the next call; see
+	// Client.JournalHealth.
+	ErrNotRecorded = errors.New("not recorded in the journal, so not sent")
 )
 
 // ServerError is an answer the protocol does not foresee (including a 5xx

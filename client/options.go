@@ -61,6 +61,9 @@ type options struct {
 	waitMin     time.Duration
 	waitMax     time.Duration
 	aliveEvery  int
+	// progressDelay: how long a Log text waits before it is sent
+	// (heartbeat.go); 0 means progressDelay. Tests set it (export_test.go).
+	progressDelay time.Duration
 }
 
 func defaultOptions() options {

@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"errors"
 	"log/slog"
 	"sort"
 	"time"
@@ -286,6 +287,9 @@ func (db *DB) commitBatch(batch []*request) {
 		if err := w.finish(); err != nil {
 			return err
 		}
+		if err := db.checkSpace(tx, w.bytes); err != nil {
+			return err
+		}
 		written = w.written
 		cw = w
 		return nil
@@ -294,6 +298,11 @@ func (db *DB) commitBatch(batch []*request) {
 	if err == nil && cw != nil {
 		cw.keep()
 		touched = cw.touched()
+	}
+	if err != nil && len(taken) > 0 && errors.Is(err, ErrStopped) {
+		db.dmu.Lock()
+		db.lostTaken = taken // for Reopen: the failed commit may have reached the file
+		db.dmu.Unlock()
 	}
 	db.settleDeferred(taken, err == nil, refused, fails, touched, txid)
 	if err == nil {
@@ -326,19 +335,33 @@ func (db *DB) flusher() {
 	t := time.NewTicker(db.opts.ProgressInterval)
 	defer t.Stop()
 	ticks := 0
+	failing := false
 	for {
 		select {
 		case <-db.stop:
 			return
 		case <-t.C:
 		}
+		if db.Stopped() != nil {
+			continue // Reopen (by the owner) brings the DB back; failStop logged the stop once
+		}
 		db.pmu.Lock()
 		n := len(db.pending)
 		db.pmu.Unlock()
 		if n > 0 || db.hasDeferred() {
-			// A failure keeps progress and deferred events for the next try.
-			if err := db.flushBackground(); err != nil {
-				db.logger().Warn("background flush failed", slog.Any("err", err))
+			// A failure keeps progress and deferred events for the next try;
+			// it is logged when it starts, not every tick.
+			switch err := db.flushBackground(); {
+			case errors.Is(err, ErrInvalidEvent):
+				db.logger().Warn("background flush refused a deferred event", slog.Any("err", err))
+			case err != nil:
+				if !failing {
+					db.logger().Warn("background flush failed; retrying every interval", slog.Any("err", err))
+				}
+				failing = true
+			case failing:
+				failing = false
+				db.logger().Info("background flush succeeded again", slog.String("path", db.path))
 			}
 		}
 		ticks++

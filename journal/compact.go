@@ -49,24 +49,33 @@ func (db *DB) Compact() (before, after int64, err error) {
 	if db.closed.Load() {
 		return 0, 0, db.wrap("compact", ErrClosed)
 	}
-	if err := db.flushLocked("compact"); err != nil {
+	if err := db.stopped("compact"); err != nil {
+		return 0, 0, err
+	}
+	return db.compactLocked("compact")
+}
+
+// compactLocked is Compact for operation op; the caller holds mu
+// exclusively.
+func (db *DB) compactLocked(op string) (before, after int64, err error) {
+	if err := db.flushLocked(op); err != nil {
 		return 0, 0, err
 	}
 	fi, err := os.Stat(db.path)
 	if err != nil {
-		return 0, 0, db.wrap("compact", err)
+		return 0, 0, db.wrap(op, err)
 	}
 	before = fi.Size()
 	tmp := db.path + ".compact"
 	_ = os.Remove(tmp)
 	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: DefaultTimeout, NoSync: true})
 	if err != nil {
-		return before, before, db.wrap("compact", err)
+		return before, before, db.wrap(op, err)
 	}
 	fail := func(err error) (int64, int64, error) {
 		dst.Close()
 		os.Remove(tmp)
-		return before, before, db.wrap("compact", err)
+		return before, before, db.wrap(op, err)
 	}
 	if err := compactGuarded(dst, db.bolt); err != nil {
 		return fail(err)
@@ -87,6 +96,9 @@ func (db *DB) Compact() (before, after int64, err error) {
 	db.dmu.Unlock()
 	if fi, err := os.Stat(db.path); err == nil {
 		after = fi.Size()
+		db.smu.Lock()
+		db.fi = fi // the file swapped in, for Reopen
+		db.smu.Unlock()
 	}
 	return before, after, nil
 }

@@ -79,13 +79,26 @@ func TestCrashChild(t *testing.T) {
 				}
 				// A progress event may be replaced by the next one of its
 				// slot, by design: only other kinds must survive.
-				if got.Kind != journal.KindProgress {
+				// So may a checkpoint, by a newer one of its job: it is
+				// printed with its slot and job.
+				switch got.Kind {
+				case journal.KindProgress:
+				case journal.KindCheckpoint:
+					fmt.Printf("%d %s %d\n", got.Seq, got.Slot, got.Job)
+				default:
 					os.Stdout.Write([]byte(strconv.FormatUint(got.Seq, 10) + "\n"))
 				}
 			}
 		}()
 	}
 	wg.Wait()
+}
+
+// checkpointRef names a checkpoint event printed by the child.
+type checkpointRef struct {
+	seq  uint64
+	slot string
+	job  int
 }
 
 // TestCrash SIGKILLs a child process that appends durable events, at random
@@ -115,6 +128,7 @@ func TestCrash(t *testing.T) {
 		}
 		var mu sync.Mutex
 		var seqs []uint64
+		checkpoints := make(map[uint64]checkpointRef)
 		first := make(chan struct{})
 		readDone := make(chan struct{})
 		go func() {
@@ -126,8 +140,15 @@ func TestCrash(t *testing.T) {
 				if line == "ready" {
 					continue
 				}
-				seq, err := strconv.ParseUint(line, 10, 64)
-				if err != nil {
+				var cp checkpointRef
+				n, _ := fmt.Sscanf(line, "%d %s %d", &cp.seq, &cp.slot, &cp.job)
+				if n == 3 {
+					mu.Lock()
+					checkpoints[cp.seq] = cp
+					mu.Unlock()
+				}
+				seq, err := strconv.ParseUint(strings.Fields(line + " x")[0], 10, 64)
+				if err != nil || (n != 3 && strings.Contains(line, " ")) {
 					continue // a line cut by the kill, or test output
 				}
 				mu.Lock()
@@ -168,13 +189,22 @@ func TestCrash(t *testing.T) {
 			t.Fatalf("run %d: open after kill: %v", i, err)
 		}
 		have := make(map[uint64]bool)
+		newest := make(map[checkpointRef]uint64) // by slot and job: the newest checkpoint's seq
 		if err := db.Events(journal.Filter{}, func(e journal.Event) error {
 			have[e.Seq] = true
+			if e.Kind == journal.KindCheckpoint {
+				k := checkpointRef{slot: e.Slot, job: e.Job}
+				newest[k] = max(newest[k], e.Seq)
+			}
 			return nil
 		}); err != nil {
 			t.Fatalf("run %d: %v", i, err)
 		}
 		for _, seq := range want {
+			cp, isCheckpoint := checkpoints[seq]
+			if isCheckpoint && newest[checkpointRef{slot: cp.slot, job: cp.job}] > seq {
+				continue // replaced by a newer checkpoint of its job
+			}
 			if !have[seq] {
 				t.Errorf("run %d: seq %d was acknowledged to the child but is not in the journal", i, seq)
 			}

@@ -55,6 +55,23 @@
 // copy into a new file, fsync, rename over the old one, under the lock) when
 // free pages pass CompactFreeRatio of a file over CompactMinSize.
 //
+// Only the newest checkpoint of a job is kept: each one deletes the one
+// before (the state does not change), so a job that checkpoints megabytes
+// in a loop does not fill the disk. Options.MaxSize (DefaultMaxSize) bounds
+// the file and Options.MinFree (DefaultMinFree) keeps room on its file
+// system: a commit that would pass either is refused with ErrFull before
+// anything is written, and the DB goes on.
+//
+// # Disk faults: fail-stop
+//
+// A commit that fails (a write, an fsync, the file's growth) stops the DB:
+// every later write fails with ErrStopped, wrapping the cause, and the file
+// handle is closed. Reopen opens the file afresh, drops the caches, and
+// rewrites it through a new file, so that what it holds is on disk whatever
+// the failed fsync left in the kernel's cache; failstop.go says why a
+// failed fsync is never retried on the same handle. Writable tells, without
+// writing, whether a write can succeed now (stopped, full, read-only).
+//
 // # File layout
 //
 // Keys that are sequence numbers are 8-byte big-endian, so cursor order is

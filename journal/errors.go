@@ -40,7 +40,49 @@ var (
 	// current state (nothing was written). The error is an
 	// *InvalidEventError.
 	ErrInvalidEvent = errors.New("invalid event")
+	// ErrStopped: an earlier write, fsync or commit of this DB failed, so
+	// it refuses every write until Reopen (fail-stop: see Reopen). The error
+	// is a *StoppedError that also wraps the failure's cause, so
+	// errors.Is(err, syscall.ENOSPC) and the like hold.
+	ErrStopped = errors.New("journal stopped after a failed write; it must be reopened")
+	// ErrFull: the write would grow the file past Options.MaxSize, or
+	// into the last Options.MinFree bytes of its file system. Nothing was
+	// written and the DB goes on (it is not stopped). The error is a
+	// *FullError.
+	ErrFull = errors.New("journal is full")
 )
+
+// StoppedError is the error of a write to a DB that stopped after a failed
+// write: Err is the failure that stopped it (an error of the operating
+// system, typically: EIO, ENOSPC, EROFS). errors.Is(err, ErrStopped) holds
+// for it, and so does errors.Is(err, cause) for Err's chain.
+type StoppedError struct {
+	Err error
+}
+
+func (e *StoppedError) Error() string {
+	return ErrStopped.Error() + ": " + e.Err.Error()
+}
+
+func (e *StoppedError) Unwrap() []error { return []error{ErrStopped, e.Err} }
+
+// FullError says why a write was refused for space: the file would pass
+// Options.MaxSize (Free is then -1), or its file system would keep fewer than
+// Options.MinFree bytes.
+type FullError struct {
+	Size  int64 // the file's size in bytes after the write
+	Limit int64 // Options.MaxSize, or Options.MinFree
+	Free  int64 // bytes free on the file system after the write; -1 for the size limit
+}
+
+func (e *FullError) Error() string {
+	if e.Free < 0 {
+		return fmt.Sprintf("%s: the write would grow the file to %d bytes, over its limit of %d (Options.MaxSize)", ErrFull, e.Size, e.Limit)
+	}
+	return fmt.Sprintf("%s: the write would leave %d bytes free on the disk, under the %d kept free (Options.MinFree)", ErrFull, e.Free, e.Limit)
+}
+
+func (e *FullError) Unwrap() error { return ErrFull }
 
 // Error is the error of an operation on a journal file, in the manner of
 // *os.PathError: what was done, to which file, and what went wrong.

@@ -47,3 +47,13 @@ var (
 
 // Precheck is Open's structural check of the file at path, alone.
 func Precheck(path string) error { return precheck(path, true) }
+
+// SetFault makes the DB's commits call fn before (after false) and after
+// (true) bbolt commits them; an error fails the commit as a failed write or
+// fsync would, the one after it with the commit on disk (a failed fdatasync
+// of the meta page whose write reached the kernel).
+func (db *DB) SetFault(fn func(after bool) error) {
+	db.commitMu.Lock()
+	defer db.commitMu.Unlock()
+	db.fault = fn
+}

@@ -30,6 +30,16 @@ const (
 	// DefaultProgressInterval is the longest time progress text given to
 	// AppendProgress stays in memory before it is written.
 	DefaultProgressInterval = time.Second
+	// DefaultMaxSize is the file size past which writes are refused with
+	// ErrFull. A journal of default retention stays far under it: it is a
+	// guard against a runaway (a job checkpointing megabytes in a loop), not
+	// a budget.
+	DefaultMaxSize = 1 << 30
+	// DefaultMinFree is how many bytes a write that grows the file leaves
+	// free on its file system at least; a write that would leave fewer is
+	// refused with ErrFull, so that a filling disk is reported as such
+	// before the kernel answers ENOSPC in the middle of a commit.
+	DefaultMinFree = 1 << 20
 )
 
 // Options configures Open. A nil *Options means all defaults.
@@ -54,6 +64,14 @@ type Options struct {
 	// NoAutoCompact disables compaction by the background flusher (Compact
 	// can still be called).
 	NoAutoCompact bool
+	// MaxSize bounds the file: a write that would grow it past MaxSize
+	// bytes is refused with ErrFull (nothing written; the DB goes on). 0
+	// means DefaultMaxSize, a negative value no limit.
+	MaxSize int64
+	// MinFree is how many bytes a write that grows the file must leave free
+	// on its file system, else it is refused with ErrFull. 0 means
+	// DefaultMinFree, a negative value no check.
+	MinFree int64
 	// Logger receives what the background flusher cannot return to a
 	// caller: events given to AppendDeferred and refused when written.
 	// nil: discard.
@@ -130,6 +148,20 @@ type DB struct {
 	stop        chan struct{}
 	flusherDone chan struct{}
 
+	// Fail-stop (see Reopen): the failure that stopped the DB, nil while it
+	// writes, and the id of the write transaction that failed.
+	smu       sync.Mutex
+	stopErr   error
+	failedTx  int
+	landed    bool         // see Landed
+	reopening bool         // Reopen rewrites the file (see failStop)
+	fi        os.FileInfo  // the file as opened (or last swapped in), for Reopen; guarded by smu
+	size      atomic.Int64 // the file's high-water mark in bytes at the last commit (see Writable)
+	// fault, set by tests only, fails a commit before (after false) or
+	// after (true) bbolt commits it, as a failed write or fsync would.
+	fault     func(after bool) error
+	lostTaken []*deferredEvent // deferred events the failed commit took; guarded by dmu
+
 	now func() time.Time
 }
 
@@ -151,6 +183,12 @@ func Open(path string, opts *Options) (*DB, error) {
 	if o.ProgressInterval <= 0 {
 		o.ProgressInterval = DefaultProgressInterval
 	}
+	if o.MaxSize == 0 {
+		o.MaxSize = DefaultMaxSize
+	}
+	if o.MinFree == 0 {
+		o.MinFree = DefaultMinFree
+	}
 	db := &DB{path: path, opts: o, retention: o.Retention, now: time.Now, gatherCh: make(chan struct{}, 1)}
 	if db.retention == 0 {
 		db.retention = DefaultRetention
@@ -165,26 +203,16 @@ func Open(path string, opts *Options) (*DB, error) {
 		}
 	}
 
-	var bdb *bolt.DB
-	for attempt := 0; ; attempt++ {
-		var file *os.File
-		var err error
-		bdb, file, err = openBolt(path, o)
-		if err != nil {
-			return nil, err
-		}
-		// A process that waited for the lock while another compacted the
-		// file got the lock of the replaced file: open the new one.
-		if sameFile(file, path) || attempt == 5 {
-			break
-		}
-		bdb.Close()
+	bdb, err := openLocked(path, o)
+	if err != nil {
+		return nil, err
 	}
 	db.bolt = bdb
 	if err := db.checkFile(); err != nil {
 		bdb.Close()
 		return nil, err
 	}
+	db.fi, _ = os.Stat(path)
 	if !o.ReadOnly {
 		os.Remove(path + ".compact") // left by a compaction that crashed
 		db.pending = make(map[string]string)
@@ -193,6 +221,23 @@ func Open(path string, opts *Options) (*DB, error) {
 		go db.flusher()
 	}
 	return db, nil
+}
+
+// openLocked opens the bbolt file at path and returns it with its lock
+// held.
+func openLocked(path string, o Options) (*bolt.DB, error) {
+	for attempt := 0; ; attempt++ {
+		bdb, file, err := openBolt(path, o)
+		if err != nil {
+			return nil, err
+		}
+		// A process that waited for the lock while another compacted the
+		// file got the lock of the replaced file: open the new one.
+		if sameFile(file, path) || attempt == 5 {
+			return bdb, nil
+		}
+		bdb.Close()
+	}
 }
 
 // openBolt opens the bbolt file and maps its errors (and panics) onto the
@@ -422,23 +467,55 @@ func (db *DB) view(op string, fn func(*bolt.Tx) error) (err error) {
 }
 
 // update runs fn in a write transaction (fsynced unless NoSync), turning
-// panics into ErrCorrupt.
+// panics into ErrCorrupt. An error of fn rolls the transaction back and is
+// returned; a failure to commit it (a write or an fsync that failed), or a
+// panic, stops the DB (see Reopen) and is returned as a *StoppedError. A
+// stopped DB runs no transaction.
 func (db *DB) update(op string, fn func(*bolt.Tx) error) (err error) {
+	if err := db.stopped(op); err != nil {
+		return err
+	}
+	var tx *bolt.Tx
 	old := debug.SetPanicOnFault(true)
 	defer func() {
 		debug.SetPanicOnFault(old)
 		if r := recover(); r != nil {
-			err = db.wrap(op, corrupt("", 0, "%v", r))
+			txid := 0
+			if tx != nil {
+				txid = tx.ID()
+				_ = tx.Rollback()
+			}
+			err = db.failStop(op, corrupt("", 0, "%v", r), txid)
 		}
 	}()
-	err = db.wrap(op, db.bolt.Update(fn))
-	if err == nil {
-		db.commits.Add(1)
-		if !db.opts.NoSync {
-			db.synced.Add(1)
+	tx, err = db.bolt.Begin(true)
+	if err != nil {
+		return db.failStop(op, err, 0)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return db.wrap(op, err)
+	}
+	txid := tx.ID()
+	if db.fault != nil {
+		if err := db.fault(false); err != nil {
+			_ = tx.Rollback()
+			return db.failStop(op, err, txid)
 		}
 	}
-	return err
+	if err := tx.Commit(); err != nil {
+		return db.failStop(op, err, txid)
+	}
+	if db.fault != nil {
+		if err := db.fault(true); err != nil {
+			return db.failStop(op, err, txid)
+		}
+	}
+	db.commits.Add(1)
+	if !db.opts.NoSync {
+		db.synced.Add(1)
+	}
+	return nil
 }
 
 // WriteSnapshot writes a consistent copy of the journal file to w (a bbolt

@@ -103,6 +103,7 @@ func (w *txWriter) putEvent(key, data []byte) error {
 				return err
 			}
 		}
+		w.bytes += int64(len(data))
 		if size := tailElem + len(data); !w.bulk && w.tailBytes+size <= w.tailBudget {
 			w.tailBytes += size
 			return w.tail.Put(key, data)

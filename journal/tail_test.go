@@ -3,6 +3,7 @@ package journal
 import (
 	"errors"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -73,7 +74,9 @@ func pageWrites(db *DB) int64 {
 // counted by bbolt (TxStats.Write: one per page written, meta included).
 func TestLoneAppendWritesOnePage(t *testing.T) {
 	db := openTailTest(t)
-	e := Event{Slot: "s", Kind: KindCheckpoint, Checkpoint: []byte(strings.Repeat("c", 64))}
+	// Failed events, which (unlike checkpoints and progress) never replace
+	// one another.
+	e := Event{Slot: "s", Kind: KindFailed, Reason: strings.Repeat("c", 64)}
 	light, heavy := 0, 0
 	for i := 0; i < 64; i++ {
 		before := pageWrites(db)
@@ -101,7 +104,7 @@ func TestLoneAppendWritesOnePage(t *testing.T) {
 	}
 	// Of every perCycle+1 appends, perCycle fit the tail and one moves it
 	// (perCycle = 3 with 4 KiB pages and this ~230-byte record).
-	rec, err := encodeEvent(Event{Version: FormatVersion, Seq: 100, Time: db.now().UTC(), Slot: "s", Kind: KindCheckpoint, Job: 1, Checkpoint: e.Checkpoint})
+	rec, err := encodeEvent(Event{Version: FormatVersion, Seq: 100, Time: db.now().UTC(), Slot: "s", Kind: KindFailed, Job: 1, Reason: e.Reason})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +131,7 @@ func TestTailOrderAndBudget(t *testing.T) {
 		if i%23 == 0 {
 			size = 2 * budget // never fits
 		}
-		got, err := db.Append(Event{Slot: "s", Kind: KindCheckpoint, Checkpoint: []byte(strings.Repeat("x", size))})
+		got, err := db.Append(Event{Slot: "s", Kind: KindFailed, Reason: strings.Repeat("x", size)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -223,7 +226,7 @@ func TestLostTailDoesNotReuseSeqs(t *testing.T) {
 	db := openTailTest(t)
 	var last uint64
 	for i := 0; i < 10; i++ {
-		e, err := db.Append(Event{Slot: "s", Kind: KindCheckpoint, Checkpoint: []byte{byte(i)}})
+		e, err := db.Append(Event{Slot: "s", Kind: KindFailed, Reason: strconv.Itoa(i)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -240,7 +243,7 @@ func TestLostTailDoesNotReuseSeqs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	e, err := db.Append(Event{Slot: "s", Kind: KindCheckpoint, Checkpoint: []byte("after")})
+	e, err := db.Append(Event{Slot: "s", Kind: KindFailed, Reason: "after"})
 	if err != nil {
 		t.Fatal(err)
 	}

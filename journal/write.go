@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -94,6 +95,7 @@ type txWriter struct {
 	cache      map[string]*slotTx
 	order      []string
 	written    int64 // events written
+	bytes      int64 // bytes of events and states written (see checkSpace)
 	// writable: a commit's writer, which reads and updates db.slots (the
 	// states it writes, cached) instead of decoding them from the file.
 	writable bool
@@ -284,6 +286,11 @@ func (w *txWriter) append(e Event, at time.Time) (Event, error) {
 			}
 		}
 	}
+	if e.Kind == KindCheckpoint {
+		if err := w.dropCheckpoint(s); err != nil {
+			return Event{}, err
+		}
+	}
 	// Copy on append (slices.Clip): the committed slotMeta cached in
 	// db.slots shares the array.
 	s.meta.pending = append(slices.Clip(s.meta.pending), idxEntry{seq: seq, kind: string(e.Kind)})
@@ -364,6 +371,52 @@ func (w *txWriter) deleteEvent(key []byte, kind Kind, job int) error {
 	return w.removeEvent(key)
 }
 
+// dropCheckpoint deletes the slot's previous checkpoint of the job it
+// holds, if there is one: only the newest checkpoint of a job is kept. Fold
+// of a checkpoint overwrites all an older one set, so the state does not
+// change; without this a job that checkpoints megabytes in a loop fills the
+// disk (retention counts events, not bytes). Since every checkpoint drops
+// the one before, the search back stops at the first checkpoint or at the
+// job's claim, a few entries back.
+func (w *txWriter) dropCheckpoint(s *slotTx) error {
+	p := s.meta.pending
+	for i := len(p) - 1; i >= 0; i-- {
+		switch Kind(p[i].kind) {
+		case KindCheckpoint:
+			if err := w.deleteEvent(u64(p[i].seq), KindCheckpoint, 0); err != nil {
+				return err
+			}
+			s.meta.pending = slices.Delete(slices.Clone(p), i, i+1) // a copy: db.slots shares p
+			s.meta.n--
+			return nil
+		case KindClaimed:
+			return nil
+		}
+	}
+	idx, err := w.bucket(&w.slotIdx, bucketSlotIdx)
+	if err != nil {
+		return err
+	}
+	prefix := slotPrefix(s.name)
+	c := idx.Cursor()
+	for k, v := lastOfSlot(c, s.name); k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(s.name)+9; k, v = c.Prev() {
+		switch Kind(v) {
+		case KindCheckpoint:
+			if err := w.deleteEvent(k[len(k)-8:], KindCheckpoint, 0); err != nil {
+				return err
+			}
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			s.meta.n--
+			return nil
+		case KindClaimed:
+			return nil
+		}
+	}
+	return nil
+}
+
 // cachedSlot is a slot's state and counters as last committed.
 type cachedSlot struct {
 	state State
@@ -420,6 +473,7 @@ func (w *txWriter) finish() error {
 		if err != nil {
 			return err
 		}
+		w.bytes += int64(len(data))
 		if err := w.states.Put([]byte(name), data); err != nil {
 			return err
 		}

@@ -47,7 +47,9 @@ if [ ${#pkgs[@]} -eq 0 ]; then
     ./cmd/dctracker
     ./internal/corruption
     ./internal/proxy
+    ./internal/statusserver
     ./cmd/dcproxy
+    ./internal/storagefault
   )
 fi
 

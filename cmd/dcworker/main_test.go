@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/distcompute/distcompute-go/internal/worker"
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/trackertest"
 	"github.com/rogpeppe/go-internal/testscript"
@@ -111,6 +112,9 @@ func TestExitCode(t *testing.T) {
 		if got := exitCode(err, &errb); got != tc.want {
 			t.Errorf("dcworker %v: exit %d, want %d (err %v)", tc.args, got, tc.want, err)
 		}
+	}
+	if got := exitCode(fmt.Errorf("%w since ...: disk full", worker.ErrJournalUnwritable), discard{}); got != 4 {
+		t.Errorf("journal unwritable past the deadline: exit %d, want 4", got)
 	}
 }
 

@@ -20,7 +20,9 @@ commands:
 
 exit status: 0 done (drained or, with --exit-when-empty, no jobs left);
 1 error (including a second stop signal); 2 usage, or the command cannot
-start; 3 the command failed --max-failed-runs times in a row (default 10).
+start; 3 the command failed --max-failed-runs times in a row (default 10);
+4 the journal stayed unwritable (full, read-only or failing disk) for
+--journal-deadline (default 10m): the worker drained and stopped.
 `
 
 // run dispatches the subcommand.
@@ -55,6 +57,9 @@ func exitCode(err error, stderr io.Writer) int {
 	case errors.Is(err, worker.ErrFailing):
 		fmt.Fprintln(stderr, "dcworker:", term.ErrorLine("dcworker", err))
 		return 3
+	case errors.Is(err, worker.ErrJournalUnwritable):
+		fmt.Fprintln(stderr, "dcworker:", term.ErrorLine("dcworker", err))
+		return 4
 	case errors.Is(err, worker.ErrUsage), errors.Is(err, worker.ErrConfig):
 		if errors.Is(err, worker.ErrConfig) {
 			fmt.Fprintln(stderr, "dcworker:", term.ErrorLine("dcworker", err))

@@ -15,6 +15,7 @@ type collector struct {
 	o                                        Options
 	counters                                 []*prometheus.Desc
 	stateSeconds, slots, draining, reachable *prometheus.Desc
+	writable, writeFails, held               *prometheus.Desc
 }
 
 func newCollector(o Options) collector {
@@ -24,6 +25,9 @@ func newCollector(o Options) collector {
 		slots:        prometheus.NewDesc(o.Name+"_slots", "Slots currently in each state.", []string{"state"}, nil),
 		draining:     prometheus.NewDesc(o.Name+"_draining", "1 while the program drains after a stop signal or preemption notice.", nil, nil),
 		reachable:    prometheus.NewDesc(o.Name+"_tracker_reachable", "1 while the tracker answers, 0 from the first request it left unanswered (or answered 5xx/429) until one succeeds.", nil, nil),
+		writable:     prometheus.NewDesc(o.Name+"_journal_writable", "1 while the journal can be written, 0 from a write it refused (full, read-only or failing disk) until one succeeds.", nil, nil),
+		writeFails:   prometheus.NewDesc(o.Name+"_journal_write_failures_total", "Journal writes refused (each attempt: a completion, flag, release, checkpoint or claim that could not be recorded).", nil, nil),
+		held:         prometheus.NewDesc(o.Name+"_held_in_memory", "Outputs, flags and releases held in memory because the journal cannot be written.", nil, nil),
 	}
 	for _, k := range o.Counters {
 		c.counters = append(c.counters, prometheus.NewDesc(k.Metric, k.Help, nil, nil))
@@ -57,6 +61,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.draining, prometheus.GaugeValue, boolFloat(st.Draining))
 	if st.Reach != nil {
 		ch <- prometheus.MustNewConstMetric(c.reachable, prometheus.GaugeValue, boolFloat(st.Reachable))
+	}
+	if js := st.JournalStatus; js != nil {
+		ch <- prometheus.MustNewConstMetric(c.writable, prometheus.GaugeValue, boolFloat(js.Writable))
+		ch <- prometheus.MustNewConstMetric(c.writeFails, prometheus.CounterValue, float64(js.Failures))
+		ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, float64(len(js.Held)))
 	}
 }
 

@@ -46,6 +46,7 @@ type pageState struct {
 	Now           time.Time        `json:"now"`
 	Draining      bool             `json:"draining"`
 	Reach         *Reach           `json:"reach,omitempty"`
+	Disk          *JournalStatus   `json:"disk,omitempty"`
 	Slots         []pageSlot       `json:"slots"`
 	Counters      map[string]int64 `json:"counters"`
 	CounterLabels [][2]string      `json:"counter_labels"` // key, label
@@ -76,7 +77,7 @@ func newPageState(o Options) pageState {
 	st := o.Status()
 	ps := pageState{
 		Name: o.Name, BusyState: o.BusyState, Tracker: st.Tracker, Stage: st.Stage, Journal: st.Journal, Command: o.Command,
-		Now: now.UTC(), Draining: st.Draining, Reach: st.Reach, Counters: st.Counters,
+		Now: now.UTC(), Draining: st.Draining, Reach: st.Reach, Disk: st.JournalStatus, Counters: st.Counters,
 		Slots: []pageSlot{}, CounterLabels: [][2]string{}, Events: []pageEvent{},
 	}
 	for _, c := range o.Counters {

@@ -34,8 +34,10 @@ type Status struct {
 	Slots    []SlotStatus     `json:"slots"`
 	Counters map[string]int64 `json:"counters"`
 	// Reach is nil where the program does not follow the tracker's
-	// reachability.
+	// reachability; JournalStatus where it does not follow the journal's
+	// writability.
 	*Reach
+	*JournalStatus
 }
 
 // SlotStatus is one slot (one journaled worker) in GET /status.
@@ -60,6 +62,24 @@ type Reach struct {
 	Reachable bool       `json:"tracker_reachable"`
 	DownSince *time.Time `json:"tracker_unreachable_since,omitempty"`
 	LastError string     `json:"tracker_error,omitempty"`
+}
+
+// JournalStatus is the journal's writability as /status and the page show
+// it.
+type JournalStatus struct {
+	Writable bool `json:"journal_writable"`
+	// Error is why the journal cannot be written ("" while writable).
+	Error string `json:"journal_error,omitempty"`
+	// Since is when it stopped being writable.
+	Since *time.Time `json:"journal_unwritable_since,omitempty"`
+	// NextRetry is the next attempt to journal what is held.
+	NextRetry *time.Time `json:"journal_next_retry,omitempty"`
+	// Deadline is when the program gives up (drains, exits 4).
+	Deadline *time.Time `json:"journal_deadline,omitempty"`
+	// Held lists what the slots hold in memory, not journaled yet.
+	Held []string `json:"held_in_memory"`
+	// Failures counts journal writes refused since the start.
+	Failures int64 `json:"journal_write_failures"`
 }
 
 // Counter is one of the program's counters: its key in Status.Counters, its

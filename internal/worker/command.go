@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -88,12 +91,17 @@ func start(ctx context.Context, s spec) (*proc, error) {
 	if s.poll <= 0 {
 		s.poll = 200 * time.Millisecond
 	}
-	cmd := exec.CommandContext(ctx, s.argv[0], s.argv[1:]...)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// Not exec.CommandContext: its context watcher is a goroutine per run,
+	// which Wait hands the result to and waits for; context.AfterFunc
+	// kills the group (p.kill, as Cancel did) without one.
+	cmd := exec.Command(s.argv[0], s.argv[1:]...)
 	p := &proc{cmd: cmd, done: make(chan struct{})}
 	cmd.Env = s.env
 	cmd.Stdin = strings.NewReader(s.stdin)
 	p.prepare()
-	cmd.Cancel = p.kill
 	cmd.WaitDelay = s.waitDelay
 	if cmd.WaitDelay <= 0 {
 		cmd.WaitDelay = 5 * time.Second
@@ -101,12 +109,8 @@ func start(ctx context.Context, s spec) (*proc, error) {
 
 	out := &limitWriter{limit: s.maxOutput}
 	cmd.Stdout = out
-	tail := &tailBuffer{max: stderrTailSize}
-	if s.stderr != nil {
-		cmd.Stderr = io.MultiWriter(tail, s.stderr)
-	} else {
-		cmd.Stderr = tail
-	}
+	tail := &tailBuffer{max: stderrTailSize, also: s.stderr}
+	cmd.Stderr = tail
 	pr, pw, err := progressPipe(cmd)
 	if err != nil {
 		return nil, err
@@ -122,6 +126,7 @@ func start(ctx context.Context, s spec) (*proc, error) {
 		closeAll(pr)
 		return nil, err
 	}
+	stopKill := context.AfterFunc(ctx, func() { _ = p.kill() })
 
 	progressDone := make(chan struct{})
 	go func() {
@@ -131,39 +136,46 @@ func start(ctx context.Context, s spec) (*proc, error) {
 		}
 	}()
 
-	watchDone := make(chan struct{})
-	watchStopped := make(chan struct{})
 	cw := &checkpointWatch{path: s.checkpointPath, fn: s.onCheckpoint, max: s.maxOutput, tooBig: s.onCheckpointTooBig}
 	cw.prime()
 	ft := &fileTail{path: s.progressPath, fn: s.onProgress}
-	go func() {
-		defer close(watchStopped)
-		t := time.NewTicker(s.poll)
-		defer t.Stop()
-		for {
-			select {
-			case <-watchDone:
-				return
-			case <-t.C:
-				cw.check(false)
-				ft.read(false)
-			}
+	// The files are polled by a timer that re-arms itself, not by a
+	// goroutine with a ticker: a short command (most of them) never sees a
+	// tick, and stopping needs no hand-over to another goroutine.
+	var (
+		wmu     sync.Mutex // held by a tick; stopped under it
+		stopped bool
+		poll    *time.Timer
+	)
+	wmu.Lock() // a tick reads poll
+	poll = time.AfterFunc(s.poll, func() {
+		wmu.Lock()
+		defer wmu.Unlock()
+		if stopped {
+			return
 		}
-	}()
+		cw.check(false)
+		ft.read(false)
+		poll.Reset(s.poll)
+	})
+	wmu.Unlock()
 
 	go func() {
 		defer close(p.done)
 		// Wait returns once the process has exited and its stdout and stderr
 		// are copied, or WaitDelay after exit if a grandchild keeps them open.
 		werr := cmd.Wait()
+		stopKill()
 		select {
 		case <-progressDone:
 		case <-time.After(cmd.WaitDelay):
 		}
 		closeAll(pr) // unblocks the progress reader if a grandchild holds fd 3
 		<-progressDone
-		close(watchDone)
-		<-watchStopped
+		wmu.Lock() // waits for a tick in progress
+		stopped = true
+		poll.Stop()
+		wmu.Unlock()
 		cw.check(true) // the last checkpoint the command wrote
 		ft.read(true)
 		p.res = result{exitCode: -1, stderrTail: tail.bytes()}
@@ -219,6 +231,45 @@ func (w *limitWriter) Write(p []byte) (int, error) {
 	return w.buf.Write(p)
 }
 
+// ReadFrom reads r to its end into the buffer itself: os/exec copies a
+// command's stdout with io.Copy, which would otherwise allocate a 32 KiB
+// buffer per run (most of what a run allocated).
+func (w *limitWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var n int64
+	var discard []byte // over the limit: read and dropped
+	for {
+		var b []byte
+		if w.tooLarge {
+			if discard == nil {
+				discard = make([]byte, 4<<10)
+			}
+			b = discard
+		} else {
+			w.buf.Grow(512)
+			b = w.buf.AvailableBuffer()
+			b = b[:cap(b)]
+		}
+		k, err := r.Read(b)
+		n += int64(k)
+		if k > 0 && !w.tooLarge {
+			if w.limit > 0 && int64(w.buf.Len()+k) > w.limit {
+				w.tooLarge = true
+				w.buf = bytes.Buffer{}
+			} else {
+				w.buf.Write(b[:k]) // b is the buffer's own spare room: no copy to new memory
+			}
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
 func (w *limitWriter) result() ([]byte, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -258,16 +309,21 @@ func trimLine(b []byte) string {
 	return string(b)
 }
 
-// tailBuffer keeps the last max bytes written to it.
+// tailBuffer keeps the last max bytes written to it and passes them on to
+// also, if set (the command's stderr, prefixed).
 type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
+	mu   sync.Mutex
+	max  int
+	buf  []byte
+	also io.Writer
 }
 
 func (t *tailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.also != nil {
+		_, _ = t.also.Write(p) // the tail is kept even if the log cannot be written
+	}
 	n := len(p)
 	if len(p) >= t.max {
 		t.buf = append(t.buf[:0], p[len(p)-t.max:]...)
@@ -278,6 +334,26 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 		t.buf = append(t.buf[:0], t.buf[over:]...)
 	}
 	return n, nil
+}
+
+// ReadFrom copies r through a small buffer: io.Copy would allocate 32 KiB
+// per run for a stderr that is most often empty.
+func (t *tailBuffer) ReadFrom(r io.Reader) (int64, error) {
+	b := make([]byte, 1<<10)
+	var n int64
+	for {
+		k, err := r.Read(b)
+		if k > 0 {
+			n += int64(k)
+			_, _ = t.Write(b[:k])
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
 }
 
 func (t *tailBuffer) bytes() []byte {
@@ -303,10 +379,14 @@ func (c *checkpointWatch) prime() {
 	if c.path == "" {
 		return
 	}
-	if fi, err := os.Stat(c.path); err == nil {
-		c.size, c.mtime = fi.Size(), fi.ModTime()
+	fi, err := os.Stat(c.path)
+	if err != nil {
+		return
 	}
-	c.last, _ = os.ReadFile(c.path)
+	c.size, c.mtime = fi.Size(), fi.ModTime()
+	if fi.Size() > 0 { // an empty file (a job without a checkpoint) need not be read
+		c.last, _ = os.ReadFile(c.path)
+	}
 }
 
 func (c *checkpointWatch) check(final bool) {
@@ -327,8 +407,13 @@ func (c *checkpointWatch) check(final bool) {
 		}
 		return
 	}
-	data, err := os.ReadFile(c.path)
-	if err != nil || bytes.Equal(data, c.last) {
+	var data []byte // an empty file is not read
+	if fi.Size() > 0 {
+		if data, err = os.ReadFile(c.path); err != nil {
+			return
+		}
+	}
+	if bytes.Equal(data, c.last) {
 		return
 	}
 	if len(data) == 0 && len(c.last) == 0 {
@@ -348,6 +433,15 @@ type fileTail struct {
 
 func (f *fileTail) read(final bool) {
 	if f.path == "" || f.fn == nil {
+		return
+	}
+	// Most commands never write the file: a stat tells that it has not
+	// grown, without opening and reading it.
+	if fi, err := os.Stat(f.path); err != nil || fi.Size() == f.off {
+		if final && len(f.partial) > 0 {
+			f.fn(trimLine(f.partial))
+			f.partial = nil
+		}
 		return
 	}
 	file, err := os.Open(f.path)
@@ -429,4 +523,60 @@ func (p *prefixWriter) flush() {
 		p.partial = append(p.partial, '\n')
 		p.emit()
 	}
+}
+
+// jobFiles are a slot's checkpoint and progress files ($DC_CHECKPOINT_FILE,
+// $DC_PROGRESS_FILE). They are kept from job to job and emptied before each
+// run rather than created and removed per job: creating and unlinking two
+// files per job cost a directory update each on the disk (openat with
+// O_CREAT was an eighth of dcworker's CPU per job). A file the command
+// replaced or removed is made afresh.
+type jobFiles struct {
+	dir, checkpoint, progress string
+}
+
+func newJobFiles(workDir string, slot int) jobFiles {
+	dir := filepath.Join(workDir, "slot-"+strconv.Itoa(slot))
+	return jobFiles{dir: dir, checkpoint: filepath.Join(dir, "checkpoint"), progress: filepath.Join(dir, "progress")}
+}
+
+// prepare makes the directory and fills the checkpoint file with data.
+func (f jobFiles) prepare(data []byte) error {
+	if err := os.MkdirAll(f.dir, 0o700); err != nil {
+		return err
+	}
+	if len(data) == 0 {
+		return emptyFile(f.checkpoint)
+	}
+	return os.WriteFile(f.checkpoint, data, 0o600)
+}
+
+// emptyProgress empties the progress file for a run.
+func (f jobFiles) emptyProgress() error { return emptyFile(f.progress) }
+
+// remove deletes the files (the slot stops).
+func (f jobFiles) remove() {
+	os.Remove(f.checkpoint)
+	os.Remove(f.progress)
+}
+
+// emptyFile leaves an empty regular file at path: an empty one is left as it
+// is (no write), a longer one truncated, anything else (missing, replaced by
+// a link or a directory) made afresh.
+func emptyFile(path string) error {
+	fi, err := os.Lstat(path)
+	switch {
+	case err == nil && fi.Mode().IsRegular():
+		if fi.Size() == 0 {
+			return nil
+		}
+		return os.Truncate(path, 0)
+	case err == nil:
+		if err := os.RemoveAll(path); err != nil {
+			return err
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	return os.WriteFile(path, nil, 0o600)
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -215,5 +216,79 @@ func TestPrefixWriter(t *testing.T) {
 	p.flush()
 	if got, want := out.String(), "[s j] one\n[s j] two\n[s j] three\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// TestEmptyFile: emptyFile leaves an empty regular file whatever was at the
+// path, and writes nothing to a file that is empty already.
+func TestEmptyFile(t *testing.T) {
+	dir := t.TempDir()
+	outside := filepath.Join(dir, "outside")
+	if err := os.WriteFile(outside, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		make func(path string) error
+	}{
+		{"missing", func(string) error { return nil }},
+		{"empty", func(p string) error { return os.WriteFile(p, nil, 0o600) }},
+		{"written", func(p string) error { return os.WriteFile(p, []byte("old checkpoint"), 0o600) }},
+		{"directory", func(p string) error { return os.MkdirAll(filepath.Join(p, "sub"), 0o700) }},
+		{"symlink", func(p string) error { return os.Symlink(outside, p) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, tc.name)
+			if err := tc.make(p); err != nil {
+				t.Fatal(err)
+			}
+			if err := emptyFile(p); err != nil {
+				t.Fatalf("emptyFile: %v", err)
+			}
+			fi, err := os.Lstat(p)
+			if err != nil || !fi.Mode().IsRegular() || fi.Size() != 0 {
+				t.Fatalf("after emptyFile: %v, %v; want an empty regular file", fi, err)
+			}
+		})
+	}
+	if b, err := os.ReadFile(outside); err != nil || string(b) != "keep" {
+		t.Errorf("the symlink's target: %q, %v; want it untouched", b, err)
+	}
+}
+
+// TestWritersReadFrom: the stdout and stderr writers read a command's pipe
+// themselves (os/exec's copy would allocate 32 KiB per run) and keep what
+// Write would have kept: stdout up to the limit, the tail of stderr, which
+// also goes on to the log.
+func TestWritersReadFrom(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		in       string
+		limit    int64
+		want     string
+		tooLarge bool
+	}{
+		{"empty", "", 10, "", false},
+		{"under", "0123456789", 10, "0123456789", false},
+		{"over", "0123456789a", 10, "", true},
+		{"large", strings.Repeat("x", 100<<10), 0, strings.Repeat("x", 100<<10), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &limitWriter{limit: tc.limit}
+			n, err := w.ReadFrom(iotest.HalfReader(strings.NewReader(tc.in)))
+			out, tooLarge := w.result()
+			if n != int64(len(tc.in)) || err != nil || string(out) != tc.want || tooLarge != tc.tooLarge {
+				t.Errorf("ReadFrom = %d, %v; kept %d bytes, too large %v; want %d, nil, %d bytes, %v",
+					n, err, len(out), tooLarge, len(tc.in), len(tc.want), tc.tooLarge)
+			}
+		})
+	}
+	var log bytes.Buffer
+	tb := &tailBuffer{max: 4, also: &log}
+	if _, err := tb.ReadFrom(iotest.OneByteReader(strings.NewReader("abcdef"))); err != nil {
+		t.Fatal(err)
+	}
+	if string(tb.bytes()) != "cdef" || log.String() != "abcdef" {
+		t.Errorf("tail %q, log %q; want cdef, abcdef", tb.bytes(), log.String())
 	}
 }

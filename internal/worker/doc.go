@@ -21,6 +21,13 @@
 // with Config.StatusJournal a snapshot of the journal at /journal, which
 // holds them all.
 //
+// When the journal cannot be written (a full, read-only or failing disk:
+// client.ErrNotRecorded), the engine claims no job, holds outputs, flags and
+// releases in memory and tries again (JournalRetryMin doubling to
+// JournalRetryMax), says so in one log line per change, in /status and in
+// the dcworker_journal_* metrics, and carries on when the disk is back; past
+// Config.JournalDeadline it drains and Run returns ErrJournalUnwritable.
+//
 // On the first stop signal (or a cloud preemption notice) the engine stops
 // claiming, passes the signal to the running commands' process groups, waits
 // Config.Grace, completes what finished in time and leaves the rest held in

@@ -29,6 +29,8 @@ anything else is retried --retries times, then the job is released.
 Progress: lines written to fd 3 (or appended to $DC_PROGRESS_FILE).
 Checkpoint: whatever is in $DC_CHECKPOINT_FILE, handed back on resume.
 SIGTERM/SIGINT drain (grace period, then resumable); a second one stops at once.
+A journal that cannot be written (full, read-only or failing disk) stops the
+claims; outputs wait in memory until it can, --journal-deadline at most (exit 4).
 
 flags:
 `
@@ -59,6 +61,7 @@ func ParseRunArgs(args []string, stdout, stderr io.Writer) (Config, *RunFlags, e
 	maxFailed := fs.Int("max-failed-runs", DefaultMaxFailedRuns, "stop the worker (exit 3) after this many failed command runs in a row, across jobs; 0 never stops")
 	fs.IntVar(&cfg.InvalidExitCode, "invalid-exit-code", DefaultInvalidExitCode, "exit `code` meaning \"the job's input is invalid\" (65 = EX_DATAERR)")
 	maxOut := fs.String("max-output", "16MiB", "stdout size limit (bytes, or with KiB/MiB/GiB); over it the run fails")
+	maxJournal := fs.String("journal-max-size", "1GiB", "the journal file's size limit (bytes, or with KiB/MiB/GiB); a write past it is refused like one on a full disk")
 	fs.DurationVar(&cfg.Grace, "grace", DefaultGrace, "time given to running commands after SIGTERM/SIGINT or a preemption notice")
 	fs.BoolVar(&cfg.ReleaseOnExit, "release-on-exit", false, "on a drain, release unfinished jobs instead of leaving them resumable")
 	fs.BoolVar(&cfg.ExitWhenEmpty, "exit-when-empty", false, "exit when the stage has no open job and no slot is busy")
@@ -71,6 +74,7 @@ func ParseRunArgs(args []string, stdout, stderr io.Writer) (Config, *RunFlags, e
 	fs.DurationVar(&rf.IdleTimeout, "idle-timeout", 0, "the tracker's idle timeout (default 7200s)")
 	fs.DurationVar(&rf.WaitMax, "wait-max", 0, "longest pause between claims on an empty queue (default: the client's, 30s)")
 	fs.DurationVar(&cfg.EmptyPoll, "empty-poll", DefaultEmptyPoll, "with --exit-when-empty, pause between claims on an empty queue")
+	fs.DurationVar(&cfg.JournalDeadline, "journal-deadline", DefaultJournalDeadline, "while the journal cannot be written (full, read-only or failing disk) the worker claims nothing and holds outputs in memory; still unwritable after this, it drains and exits 4")
 	fs.BoolVar(&cfg.Verbose, "v", false, "verbose (debug) logging")
 	fs.BoolVar(&rf.JSONLog, "json-log", false, "log JSON lines instead of text")
 
@@ -117,6 +121,9 @@ func ParseRunArgs(args []string, stdout, stderr io.Writer) (Config, *RunFlags, e
 		return usage("--max-output: %v", err)
 	}
 	cfg.MaxOutput = n
+	if cfg.JournalMaxSize, err = ParseSize(*maxJournal); err != nil || cfg.JournalMaxSize <= 0 {
+		return usage("--journal-max-size: want a size above 0, like 1GiB")
+	}
 	if *notice != "" {
 		p, err := preempt.ParseProvider(*notice)
 		if err != nil {
@@ -126,6 +133,9 @@ func ParseRunArgs(args []string, stdout, stderr io.Writer) (Config, *RunFlags, e
 	}
 	if cfg.Grace <= 0 {
 		return usage("--grace must be positive")
+	}
+	if cfg.JournalDeadline <= 0 {
+		return usage("--journal-deadline must be positive")
 	}
 	return cfg, rf, nil
 }

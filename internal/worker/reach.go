@@ -137,6 +137,7 @@ func shortNetError(err error) string {
 type retryQuiet struct {
 	slog.Handler
 	reach *reachability
+	disk  *diskState // nil: no journal state to consult
 }
 
 // retryMessage is the message of the session package's per-attempt retry warning;
@@ -145,10 +146,18 @@ type retryQuiet struct {
 const (
 	retryMessage = "session: retrying"
 	waitMessage  = "tracker unavailable; waiting"
+	// stopMessage is the journal's error line each time a write fails
+	// and stops it; while the engine already reports the journal
+	// unwritable (one line per change), each retry that fails again says
+	// nothing new.
+	stopMessage = "journal stopped after a failed write; writes are refused until it is reopened"
 )
 
 func (h retryQuiet) Handle(ctx context.Context, rec slog.Record) error {
 	if rec.Level == slog.LevelWarn && rec.Message == waitMessage && !h.reach.snapshot().Reachable {
+		return h.debug(ctx, rec)
+	}
+	if rec.Message == stopMessage && h.disk != nil && h.disk.unwritable() {
 		return h.debug(ctx, rec)
 	}
 	if rec.Level != slog.LevelWarn || !strings.HasPrefix(rec.Message, retryMessage) {
@@ -184,9 +193,9 @@ func (h retryQuiet) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h retryQuiet) WithAttrs(as []slog.Attr) slog.Handler {
-	return retryQuiet{Handler: h.Handler.WithAttrs(as), reach: h.reach}
+	return retryQuiet{Handler: h.Handler.WithAttrs(as), reach: h.reach, disk: h.disk}
 }
 
 func (h retryQuiet) WithGroup(name string) slog.Handler {
-	return retryQuiet{Handler: h.Handler.WithGroup(name), reach: h.reach}
+	return retryQuiet{Handler: h.Handler.WithGroup(name), reach: h.reach, disk: h.disk}
 }

@@ -19,11 +19,12 @@ const (
 	stateCompleting = "completing" // sending the output
 	stateFlagging   = "flagging"   // flagging invalid data
 	stateReleasing  = "releasing"  // handing a failed job back
+	stateHolding    = "holding"    // the journal cannot be written: an output, flag or release held in memory
 	stateDraining   = "draining"   // stop signal passed on, grace period running
 	stateStopped    = "stopped"    // the slot is done
 )
 
-var allStates = []string{stateIdle, stateWaiting, stateRunning, stateCompleting, stateFlagging, stateReleasing, stateDraining, stateStopped}
+var allStates = []string{stateIdle, stateWaiting, stateRunning, stateCompleting, stateFlagging, stateReleasing, stateHolding, stateDraining, stateStopped}
 
 // metrics are the engine's counters; all safe for concurrent use.
 type metrics struct {
@@ -107,8 +108,8 @@ func (e *engine) counters() map[string]int64 {
 // status server (JSON, metrics, HTML) is built from it or from counters,
 // never from the configuration or the journal directly.
 func (e *engine) status() Status {
-	reach := e.reach.snapshot()
-	st := Status{Tracker: redactedURL(e.cfg.TrackerURL), Stage: e.cfg.Stage, Journal: e.cfg.Journal, Draining: e.isDraining(), Counters: e.counters(), Reach: &reach}
+	reach, disk := e.reach.snapshot(), e.disk.snapshot()
+	st := Status{Tracker: redactedURL(e.cfg.TrackerURL), Stage: e.cfg.Stage, Journal: e.cfg.Journal, Draining: e.isDraining(), Counters: e.counters(), Reach: &reach, JournalStatus: &disk}
 	for i, s := range e.slots {
 		s.mu.Lock()
 		st.Slots = append(st.Slots, SlotStatus{Slot: s.index, JournalSlot: e.clients[i].Slot(), DisplayName: s.name, State: s.state, Since: s.since, Job: s.job, Progress: s.progress})
@@ -194,6 +195,18 @@ func (c *countWriter) Write(p []byte) (int, error) {
 // serveStatus starts the status server; the returned func stops it.
 func (e *engine) serveStatus() (func(), error) {
 	e.snapshots = make(chan struct{}, maxSnapshots)
+	stop, err := statusserver.Serve(e.statusOptions())
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	return stop, nil
+}
+
+// statusHandler serves what the status server serves.
+func (e *engine) statusHandler() http.Handler { return statusserver.Handler(e.statusOptions()) }
+
+// statusOptions is what the status server serves for dcworker.
+func (e *engine) statusOptions() statusserver.Options {
 	o := statusserver.Options{
 		Addr: e.cfg.StatusAddr, Listening: e.cfg.StatusListening, Logger: e.log,
 		Name: "dcworker", Status: e.status, Counters: counterHelp, States: allStates, BusyState: stateRunning,
@@ -206,11 +219,7 @@ func (e *engine) serveStatus() (func(), error) {
 	if e.cfg.StatusJournal {
 		o.Serves = "/journal (holds the worker tokens and the tracker's password)"
 	}
-	stop, err := statusserver.Serve(o)
-	if err != nil {
-		return nil, fmt.Errorf("worker: %w", err)
-	}
-	return stop, nil
+	return o
 }
 
 // redactedURL hides a password in the tracker URL.

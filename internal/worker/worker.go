@@ -99,6 +99,13 @@ type Config struct {
 	Hook            hooks.Func    // crash-test hook of every slot's client (the quick start's kill)
 	ExitWhenEmpty   bool          // return when the stage has no open job and no slot is busy
 	EmptyPoll       time.Duration // poll interval for ExitWhenEmpty; default DefaultEmptyPoll
+	// JournalDeadline is how long the journal may stay unwritable (a full,
+	// read-only or failing disk) before the worker drains and Run returns
+	// ErrJournalUnwritable; default DefaultJournalDeadline.
+	JournalDeadline time.Duration
+	// JournalMaxSize bounds the journal file (journal.Options.MaxSize); 0
+	// means journal.DefaultMaxSize.
+	JournalMaxSize int64
 
 	// PreemptionNotice, when set, watches that cloud's metadata service and
 	// drains on its notice as on SIGTERM.
@@ -200,6 +207,9 @@ func (c *Config) setDefaults() error {
 	if c.PollInterval <= 0 {
 		c.PollInterval = DefaultPollInterval
 	}
+	if c.JournalDeadline <= 0 {
+		c.JournalDeadline = DefaultJournalDeadline
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -216,6 +226,7 @@ type engine struct {
 	slots   []*slotState
 	m       *metrics
 	reach   *reachability
+	disk    *diskState
 	workDir string
 
 	runCtx context.Context // ends on a hard stop: commands are killed
@@ -302,6 +313,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("worker: journal directory: %w", err)
 	}
 	e.cfg.Journal = jpath
+	e.disk = newDiskState(jpath, e.log, e.cfg.JournalDeadline, e.journalExpired)
 
 	// Watch for a preemption notice from the start: the replay in OpenPool
 	// may take a while when the tracker is hard to reach.
@@ -326,7 +338,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Hook != nil {
 		openCtx = hooks.With(openCtx, cfg.Hook)
 	}
-	pool, err := client.OpenPool(openCtx, cfg.TrackerURL, cfg.Stage, cfg.Slots, opts...)
+	pool, err := e.openPool(openCtx, opts)
 	openCancel()
 	if err != nil {
 		switch {
@@ -398,13 +410,16 @@ func Run(ctx context.Context, cfg Config) error {
 
 func (e *engine) clientOptions() []client.Option {
 	opts := []client.Option{
-		client.WithLogger(slog.New(retryQuiet{Handler: e.log.Handler(), reach: e.reach})),
+		client.WithLogger(slog.New(retryQuiet{Handler: e.log.Handler(), reach: e.reach, disk: e.disk})),
 		client.WithVerbose(e.cfg.Verbose),
 	}
 	if e.cfg.Nickname != "" {
 		opts = append(opts, client.WithNickname(e.cfg.Nickname))
 	}
 	opts = append(opts, client.WithJournal(e.cfg.Journal))
+	if e.cfg.JournalMaxSize > 0 {
+		opts = append(opts, client.WithJournalOptions(&journal.Options{MaxSize: e.cfg.JournalMaxSize}))
+	}
 	hc := e.cfg.HTTPClient
 	if hc == nil {
 		hc = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -551,6 +566,7 @@ func (e *engine) runSlot(i int) {
 	c := e.clients[i]
 	st := e.slots[i]
 	defer st.set(e.m, stateStopped, 0)
+	defer newJobFiles(e.workDir, i).remove()
 	// Only a job handed back by the journal's replay is run without a claim
 	// first. A job still held after runJob is one this slot gave up on (a
 	// flag the tracker refused, a release or flag not confirmed): it is
@@ -582,14 +598,24 @@ func (e *engine) runSlot(i int) {
 // should stop (draining, hard stop).
 func (e *engine) giveBack(i int) bool {
 	c := e.clients[i]
-	pause := time.Second
+	pause, jpause := time.Second, JournalRetryMin
 	for e.runCtx.Err() == nil && !e.isDraining() {
-		e.slots[i].set(e.m, stateReleasing, c.JobID())
+		num := c.JobID()
+		e.slots[i].set(e.m, stateReleasing, num)
 		ctx, cancel := e.netCtx()
 		err := releaseJob(ctx, c)
 		cancel()
 		if err == nil {
+			e.disk.ok(i)
 			return true
+		}
+		if journalRefused(err) {
+			e.slots[i].set(e.m, stateHolding, num)
+			if !e.holdRetry(e.runCtx, i, fmt.Sprintf("the release of job %d (given up)", num), err, &jpause) {
+				e.disk.drop(i) // the job stays held: released after a restart
+				return false
+			}
+			continue
 		}
 		e.log.Warn("releasing a job given up failed; trying again", "slot", c.Slot(), "err", err, "pause", pause)
 		ctx, cancel = e.claimCtx()
@@ -600,6 +626,7 @@ func (e *engine) giveBack(i int) bool {
 		}
 		pause = min(2*pause, time.Minute)
 	}
+	e.disk.drop(i) // a release not journaled: the job is still held, released after a restart
 	return false
 }
 
@@ -613,8 +640,12 @@ func (e *engine) claim(i int) bool {
 	c := e.clients[i]
 	ctx, cancel := e.claimCtx()
 	defer cancel()
-	pause := time.Second
+	pause, jpause := time.Second, JournalRetryMin
 	for {
+		// No claim while the journal cannot be written (see diskState).
+		if !e.waitClaim(ctx, i, &jpause) {
+			return false
+		}
 		var err error
 		if e.cfg.ExitWhenEmpty {
 			err = c.NewJob(ctx)
@@ -622,11 +653,22 @@ func (e *engine) claim(i int) bool {
 			err = c.WaitForJob(ctx)
 		}
 		if err == nil {
+			e.disk.ok(i)
 			return true
 		}
 		if ctx.Err() != nil {
 			return false
 		}
+		if journalRefused(err) {
+			// The client could not record what it had to before claiming
+			// (a registration, a claim, the answer to a completion it
+			// resent), or its journal cannot take a job's completion now.
+			if !e.holdRetry(ctx, i, "", err, &jpause) {
+				return false
+			}
+			continue
+		}
+		jpause = JournalRetryMin
 		wait := e.cfg.EmptyPoll
 		switch {
 		case permanent(err):
@@ -695,19 +737,12 @@ func (e *engine) runJob(i int, resumed bool) bool {
 	job := c.Job()
 	num := c.JobID()
 	log := e.log.With("slot", c.Slot(), "job", num)
-	dir := filepath.Join(e.workDir, fmt.Sprintf("slot-%d", i))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		log.Error("cannot create the work directory", "err", err)
-		return false
-	}
-	cpPath := filepath.Join(dir, "checkpoint")
-	progPath := filepath.Join(dir, "progress")
-	if err := os.WriteFile(cpPath, c.LastCheckpoint(), 0o600); err != nil {
+	files := newJobFiles(e.workDir, i)
+	cpPath, progPath := files.checkpoint, files.progress
+	if err := files.prepare(c.LastCheckpoint()); err != nil {
 		log.Error("cannot write the checkpoint file", "err", err)
 		return false
 	}
-	defer os.Remove(cpPath)
-	defer os.Remove(progPath)
 	st.mu.Lock()
 	st.name = c.DisplayName() // a lost worker is replaced by a new registration
 	st.mu.Unlock()
@@ -716,7 +751,7 @@ func (e *engine) runJob(i int, resumed bool) bool {
 	}
 
 	for attempt := 1; ; attempt++ {
-		if err := os.WriteFile(progPath, nil, 0o600); err != nil {
+		if err := files.emptyProgress(); err != nil {
 			log.Error("cannot create the progress file", "err", err)
 			return false
 		}
@@ -732,30 +767,53 @@ func (e *engine) runJob(i int, resumed bool) bool {
 		}
 		switch {
 		case res.ok():
-			st.set(e.m, stateCompleting, num)
 			out := outputPayload(res.output)
-			ctx, cancel := e.netCtx()
-			err := c.CompleteJob(ctx, out)
-			cancel()
+			what := fmt.Sprintf("the output of job %d (%d bytes)", num, len(res.output))
+			err := e.record(i, num, stateCompleting, what, func(ctx context.Context) error { return c.CompleteJob(ctx, out) })
+			switch {
+			case notRecorded(err):
+				return false // given up: see record
+			case errors.Is(err, client.ErrNoJobHeld):
+				// The journal failed before the claim was written: after the
+				// client reopened it, the job is not held. The tracker still
+				// assigns it to this worker and re-opens it at the next claim.
+				log.Warn("the job's claim was lost with the journal write that failed: output dropped, the job is run again", "err", err)
+				return !drained
+			}
 			if errors.Is(err, client.ErrWorkerGone) {
 				e.m.orphaned.Add(1)
 				log.Warn("the tracker had lost this worker: output kept in the journal as an orphan", "err", err)
 				return !drained
 			}
-			if err != nil {
-				// Unconfirmed: the output stays in the journal and the
-				// client resends it before the next claim (or on restart).
+			if errors.Is(err, client.ErrUnconfirmed) {
+				// The output is in the journal and the client resends it
+				// before the next claim (or on restart).
 				log.Error("completing the job failed; the output stays in the journal", "err", err)
+				return !drained
+			}
+			if errors.Is(err, journal.ErrStopped) || errors.Is(err, journal.ErrFull) {
+				// The output was recorded (else the error would be
+				// ErrNotRecorded) and sent; recording the tracker's answer
+				// failed (and stopped the journal, or the disk is full).
+				// The client (reopens it and) resends what is still pending
+				// before the next claim (the tracker then says it was
+				// applied earlier).
+				e.disk.failures.Add(1)
+				log.Warn("the tracker's answer to the completion could not be journaled; the output is in the journal and is resent before the next claim", "err", err)
+				return !drained
+			}
+			if err != nil {
+				log.Error("completing the job failed", "err", err)
 				return !drained
 			}
 			e.m.completed.Add(1)
 			log.Debug("output submitted", "output_bytes", len(res.output), "kind", out.Kind().String())
 			return !drained
 		case res.err == nil && res.signal == 0 && !res.tooLarge && res.exitCode == e.cfg.InvalidExitCode:
-			st.set(e.m, stateFlagging, num)
-			ctx, cancel := e.netCtx()
-			err := c.FlagInvalidData(ctx)
-			cancel()
+			err := e.record(i, num, stateFlagging, fmt.Sprintf("the invalid-data flag of job %d", num), c.FlagInvalidData)
+			if notRecorded(err) {
+				return false // given up: see record
+			}
 			if err != nil {
 				// An unconfirmed flag is resent before the job is released;
 				// a refused one (the upstream 5th-flag bug) leaves the job
@@ -795,6 +853,9 @@ func (e *engine) runJob(i int, resumed bool) bool {
 		e.m.failed.Add(1)
 		tail := res.stderrTail
 		if err := e.recordFailure(i, reason, tail); err != nil {
+			if notRecorded(err) {
+				e.disk.failed(i, "", err, 0) // informational: not retried
+			}
 			log.Error("journaling the failure failed", "err", err)
 		}
 		ctx, cancel := e.netCtx()
@@ -856,9 +917,18 @@ func (e *engine) runOnce(i int, c *client.Client, job session.Payload, num int, 
 			ctx, cancel := e.netCtx()
 			defer cancel()
 			if err := c.Checkpoint(ctx, data); err != nil {
+				if notRecorded(err) {
+					// Not held: the command's next checkpoint is tried
+					// when it writes one, and its output is held. The
+					// journal's state has its own log line.
+					e.disk.failed(i, "", err, 0)
+					log.Debug("storing a checkpoint failed: the journal cannot be written", "err", err, "bytes", len(data))
+					return
+				}
 				log.Error("storing a checkpoint failed", "err", err, "bytes", len(data))
 				return
 			}
+			e.disk.ok(i)
 			e.m.checkpoints.Add(1)
 		},
 		onCheckpointTooBig: func(size int64) {

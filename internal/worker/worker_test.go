@@ -2,6 +2,8 @@ package worker_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -499,7 +501,10 @@ func TestStatusServer(t *testing.T) {
 	m := get("/metrics")
 	checkExposition(t, m)
 	for _, want := range []string{"dcworker_jobs_completed_total 1", "dcworker_jobs_failed_total 0", "dcworker_jobs_flagged_total 0",
-		"dcworker_jobs_resubmitted_total 0", "dcworker_jobs_orphaned_total 0", "dcworker_heartbeat_failures_total 0",
+		"dcworker_jobs_resubmitted_total 0", "dcworker_jobs_orphaned_total 0",
+		// Present, whatever its value: a heartbeat may time out on a loaded
+		// machine (flakehunt saw one beside a CPU hog).
+		"dcworker_heartbeat_failures_total ",
 		`dcworker_state_seconds_total{state="running"}`, `dcworker_slots{state="running"} 1`} {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %q", want)
@@ -690,5 +695,75 @@ func runUntilRuns(t *testing.T, cfg worker.Config, runs string, n int) {
 	sigs <- syscall.SIGTERM
 	if err := waitErr(t, done, 10*time.Second); err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// TestJobFilesFreshPerJob: a slot keeps its checkpoint and progress files
+// from job to job, but every job starts with both empty whatever the last
+// one left in them (written, replaced by a directory, removed), and Run
+// removes them when the slot stops.
+func TestJobFilesFreshPerJob(t *testing.T) {
+	srv := startTracker(t, "one", "two", "three", "four")
+	sh := script(t, `
+cp=$(cat "$DC_CHECKPOINT_FILE"); pg=$(cat "$DC_PROGRESS_FILE")
+test -f "$DC_CHECKPOINT_FILE" && test -f "$DC_PROGRESS_FILE" && files=ok
+case "$DC_JOB_NUMBER" in
+1) printf 'step 1' > "$DC_CHECKPOINT_FILE"; echo "half way" >> "$DC_PROGRESS_FILE" ;;
+2) rm "$DC_CHECKPOINT_FILE"; rm "$DC_PROGRESS_FILE"; mkdir "$DC_PROGRESS_FILE" ;;
+3) printf 'x' > "$DC_CHECKPOINT_FILE.tmp"; mv "$DC_CHECKPOINT_FILE.tmp" "$DC_CHECKPOINT_FILE" ;;
+esac
+echo "cp=[$cp] pg=[$pg] files=$files"`)
+	cfg := config(t, srv.URL, sh)
+	cfg.WorkDir = t.TempDir()
+	run(t, cfg)
+	for n := 1; n <= 4; n++ {
+		if got := output(job(t, srv, n), "a"); got != "cp=[] pg=[] files=ok" {
+			t.Errorf("job %d: output %q, want empty files", n, got)
+		}
+	}
+	slot := filepath.Join(cfg.WorkDir, "slot-0")
+	for _, f := range []string{"checkpoint", "progress"} {
+		if _, err := os.Lstat(filepath.Join(slot, f)); !os.IsNotExist(err) {
+			t.Errorf("%s left after Run: %v", f, err)
+		}
+	}
+}
+
+// The journal's size limit (--journal-max-size) is a full disk to the
+// worker: outputs that would pass it are held, not lost, no job is claimed,
+// and past --journal-deadline the worker exits with ErrJournalUnwritable.
+// No job is completed without its output recorded first.
+func TestJournalMaxSize(t *testing.T) {
+	var jobs []any
+	for i := 0; i < 40; i++ {
+		jobs = append(jobs, fmt.Sprintf("job-%d", i))
+	}
+	srv := startTracker(t, jobs...)
+	// Each output is 64 KiB: a 1 MiB journal holds a few before it is full.
+	cfg := config(t, srv.URL, script(t, `head -c 65536 /dev/zero | tr '\0' x`))
+	cfg.Slots = 1
+	cfg.JournalMaxSize = 1 << 20
+	cfg.JournalDeadline = 500 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err := worker.Run(ctx, cfg)
+	if !errors.Is(err, worker.ErrJournalUnwritable) || !errors.Is(err, journal.ErrFull) {
+		t.Fatalf("Run with a 1 MiB journal limit: %v, want ErrJournalUnwritable wrapping journal.ErrFull", err)
+	}
+	fi, err := os.Stat(cfg.Journal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() > 2<<20 {
+		t.Errorf("journal grew to %d bytes past its 1 MiB limit", fi.Size())
+	}
+	done := 0
+	for _, j := range srv.Tracker.Jobs() {
+		if j.Completions["a"] > 0 {
+			done++
+		}
+	}
+	if done == 0 || done >= len(jobs) {
+		t.Errorf("%d of %d jobs completed, want some (before the limit) but not all", done, len(jobs))
 	}
 }

@@ -1,0 +1,138 @@
+//go:build linux
+
+package storagefault_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/distcompute/distcompute-go/internal/worker"
+)
+
+const (
+	eioJobs = 30
+	eioPad  = 64
+)
+
+// strace returns strace's path, or skips (fails under CI) without it.
+func strace(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("strace")
+	need(t, err == nil, "strace is not installed (apt-get install strace; .ci/run installs it)")
+	return p
+}
+
+// straced prefixes argv with strace failing the Nth fdatasync of the file
+// at path (and only of that file: -P) with EIO. -qq -o /dev/null: strace
+// says nothing of its own, the program's output is unchanged.
+func straced(stracePath, path string, n int, argv ...string) []string {
+	return append([]string{stracePath, "-f", "-qq", "-o", "/dev/null", "-P", path,
+		"-e", "trace=fdatasync", "-e", fmt.Sprintf("inject=fdatasync:error=EIO:when=%d", n)}, argv...)
+}
+
+// TestFsyncEIO fails fdatasyncs of dcworker's journal with EIO, at
+// several points of the run: the journal stops, what the failed commit
+// carried is held in memory, the journal is reopened (and rewritten) on the
+// next attempt, and the run goes on. The points are counted in fdatasync
+// calls on the journal file; a job costs a few of them, so the Ns land on
+// different records (the journal's creation, registrations, claims,
+// completions), and at least one must hit the commit of a completion: the
+// log then names an output held in memory. strace counts calls per thread,
+// so each thread of the Go runtime that makes N calls fails its Nth: a run
+// sees one to a few failures, each its own spell.
+func TestFsyncEIO(t *testing.T) {
+	requireRoot(t)
+	st := strace(t)
+	build(t)
+	t.Parallel()
+	var (
+		mu       sync.Mutex
+		outputs  int // runs whose fault hit a completion
+		rowsDone int
+	)
+	for _, n := range []int{2, 5, 9, 14, 22} {
+		t.Run(fmt.Sprintf("when=%d", n), func(t *testing.T) {
+			t.Parallel()
+			began := time.Now()
+			srv := startTracker(t, eioJobs, eioPad)
+			jpath := filepath.Join(t.TempDir(), "journal.db")
+			dc := start(t, "dcworker", straced(st, jpath, n, dcworkerArgs(srv.URL, jpath, 1)...)...)
+			waitExit(t, dc, 120*time.Second, 0)
+			checkTracker(t, "dcworker", srv, eioPad)
+			noPanic(t, dc)
+			verify(t, jpath)
+			log := dc.log.String()
+			if !strings.Contains(log, "input/output error") {
+				t.Fatalf("the injected EIO never reached dcworker's log (the run has fewer than %d fdatasyncs on its journal?)", n)
+			}
+			// Each spell: one line when it began, one when it ended (at
+			// the start, before the slots exist, the lines say "not
+			// starting until it can" and "starting"). An EIO on the record
+			// of the tracker's answer makes no spell: nothing waits, the
+			// next call reopens the journal and resends what is pending.
+			down := dc.log.count(msgUnwritable) + dc.log.count(msgNotStarting)
+			up := dc.log.count(msgWritable)
+			if down != up {
+				t.Errorf("dcworker logged %d lines saying its journal cannot be written and %d saying it is writable again; want as many", down, up)
+			}
+			held := heldLine(log)
+			// A single failure: the next attempt reopens the journal and
+			// succeeds, after the first pause.
+			spell := downFor(log)
+			if spell > worker.JournalRetryMin+30*time.Second {
+				t.Errorf("the journal was unwritable for %s after a single failed fdatasync", spell)
+			}
+			mu.Lock()
+			rowsDone++
+			if strings.Contains(held, "the output of job") {
+				outputs++
+			}
+			mu.Unlock()
+			figures(t, "jobs=%d, EIO at fdatasync #%d of the journal, held then: %s; %d spells, the first %s long; wall %s", eioJobs, n, held, down, spell.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+		})
+	}
+	t.Cleanup(func() {
+		if rowsDone > 0 && outputs == 0 && !t.Failed() {
+			t.Errorf("no N hit the commit of a completion (no run held an output): move the Ns")
+		}
+	})
+}
+
+// heldLine returns the held_in_memory attribute of dcworker's "cannot be
+// written" line ("" when it held nothing then), or "-" without such a line.
+func heldLine(log string) string {
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, msgUnwritable) {
+			continue
+		}
+		if i := strings.Index(line, `"held_in_memory":`); i >= 0 {
+			rest := line[i+len(`"held_in_memory":`):]
+			if j := strings.Index(rest, "]"); j >= 0 {
+				return rest[:j+1]
+			}
+		}
+		return ""
+	}
+	return "-"
+}
+
+// downFor returns the down_for attribute of dcworker's "writable again"
+// line (slog's JSON handler writes a duration in nanoseconds).
+func downFor(log string) time.Duration {
+	for _, line := range strings.Split(log, "\n") {
+		var l struct {
+			Msg     string `json:"msg"`
+			DownFor int64  `json:"down_for"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && strings.Contains(l.Msg, msgWritable) {
+			return time.Duration(l.DownFor)
+		}
+	}
+	return 0
+}

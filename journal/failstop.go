@@ -1,0 +1,272 @@
+package journal
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"syscall"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Fail-stop. When a write transaction fails to commit (a write, an fsync,
+// the growth of the file) or panics, the DB stops: every later write fails
+// with a *StoppedError until Reopen, and nothing retries on the same file
+// handle. Two reasons:
+//
+//   - After a failed commit, what the file holds is unknown to this process:
+//     bbolt rolls its memory back, but the meta page may already be in the
+//     kernel's cache (a failed fdatasync after the meta write), so the next
+//     read transaction could see the commit that "failed" while the caches
+//     of this package (published states, the commit cache of slot states)
+//     say it did not. Only reading the file afresh settles it.
+//   - A failed fsync must never be retried on the same handle: the kernel
+//     may have dropped the dirty pages and marked them clean, so a second
+//     fsync "succeeds" with the data lost (PostgreSQL's fsync bug of 2018).
+//     Reopen therefore rewrites the whole file through a new one (Compact),
+//     so that every byte this process believes in is written and fsynced
+//     again.
+
+// failStop records err, the failure of write transaction txid (0: none
+// began), as the reason the DB stopped, unless it stopped already, and
+// returns the *Error of op to give the caller. The file handle is dropped
+// soon after (dropHandle), not reused.
+func (db *DB) failStop(op string, err error, txid int) error {
+	db.smu.Lock()
+	first := db.stopErr == nil
+	if first {
+		db.stopErr = err
+		db.failedTx = txid
+	}
+	cause := db.stopErr
+	db.smu.Unlock()
+	if first && !db.reopening {
+		db.logger().Error("journal stopped after a failed write; writes are refused until it is reopened",
+			"path", db.path, "op", op, "err", err)
+		go db.dropHandle()
+	}
+	return db.wrap(op, &StoppedError{Err: cause})
+}
+
+// dropHandle closes the bbolt handle of a stopped DB: nothing may be
+// written through it again, and while it is open the file system it is on
+// cannot be unmounted (an operator repairing a disk that turned read-only
+// must be able to). Reads of the file fail until Reopen; the states the DB
+// published (State) stay readable.
+func (db *DB) dropHandle() {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.closed.Load() || db.Stopped() == nil {
+		return
+	}
+	_ = db.bolt.Close()
+}
+
+// stopped returns the *Error of op if the DB is stopped, else nil.
+func (db *DB) stopped(op string) error {
+	db.smu.Lock()
+	defer db.smu.Unlock()
+	if db.stopErr == nil {
+		return nil
+	}
+	return db.wrap(op, &StoppedError{Err: db.stopErr})
+}
+
+// Stopped returns the failure that stopped the DB (a *StoppedError:
+// errors.Is(err, ErrStopped) holds), or nil while it writes. It is cheap.
+func (db *DB) Stopped() error {
+	db.smu.Lock()
+	defer db.smu.Unlock()
+	if db.stopErr == nil {
+		return nil
+	}
+	return &StoppedError{Err: db.stopErr}
+}
+
+// Reopen brings a stopped DB back: it closes the file, opens it again
+// (with the checks of Open), drops every cache of what the file holds, and
+// rewrites the file through a new one (Compact), so that what it holds is
+// on disk whatever the failed fsync left in the kernel's cache. Deferred
+// events taken by the commit that failed are written again unless that
+// commit turned out to have reached the file. Buffered progress is kept.
+//
+// If any of it fails the DB stays stopped, with that failure as its cause,
+// and Reopen can be called again later (when the disk has space again, or
+// is writable again). Reopen of a DB that is not stopped does nothing. The
+// caller should read the states it relies on afresh afterwards: the events
+// of a failed Append may or may not be in the file (Landed tells).
+func (db *DB) Reopen() error {
+	if db.opts.ReadOnly {
+		return nil
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.closed.Load() {
+		return db.wrap("reopen", ErrClosed)
+	}
+	db.smu.Lock()
+	cause, failedTx := db.stopErr, db.failedTx
+	db.smu.Unlock()
+	if cause == nil {
+		return nil
+	}
+	_ = db.bolt.Close() // its errors are the failure's: the handle is dropped either way
+	// The path must still name the journal: a disk unmounted under it
+	// leaves an empty folder where Open would create a new, empty journal
+	// and the worker would go on without its history.
+	if fi, err := os.Stat(db.path); err != nil {
+		return db.restop("reopen", fmt.Errorf("the journal file is gone (was its disk unmounted?): %w", err))
+	} else if db.fi != nil && !os.SameFile(fi, db.fi) {
+		return db.restop("reopen", fmt.Errorf("the path names another file than the journal that stopped (was its disk replaced?)"))
+	}
+	bdb, err := openLocked(db.path, db.opts)
+	if err != nil {
+		return db.restop("reopen", err)
+	}
+	db.bolt = bdb
+	landed := false
+	if failedTx > 0 {
+		err := db.view("reopen", func(tx *bolt.Tx) error {
+			landed = tx.ID() >= failedTx
+			return nil
+		})
+		if err != nil {
+			return db.restop("reopen", err)
+		}
+	}
+	db.slots = nil // mu is held exclusively: no commit runs
+	db.dmu.Lock()
+	db.pub = nil
+	kept := db.deferred[:0:0]
+	for _, d := range db.deferred {
+		if landed && slices.Contains(db.lostTaken, d) {
+			continue // the failed commit wrote it after all
+		}
+		d.tx = 0
+		kept = append(kept, d)
+	}
+	db.deferred, db.lostTaken = kept, nil
+	db.dmu.Unlock()
+	db.smu.Lock()
+	db.stopErr, db.failedTx, db.landed = nil, 0, landed
+	db.reopening = true // a failure of the rewrite is Reopen's to report, once
+	db.smu.Unlock()
+	_, _, err = db.compactLocked("reopen")
+	db.smu.Lock()
+	db.reopening = false
+	db.smu.Unlock()
+	if err != nil {
+		var se *StoppedError
+		if errors.As(err, &se) {
+			return err // the rewrite's commit stopped the DB again
+		}
+		return db.restop("reopen", err)
+	}
+	return nil
+}
+
+// restop stops the DB again with err, the failure of Reopen, as its
+// cause, and closes the handle Reopen opened. The caller holds mu.
+func (db *DB) restop(op string, err error) error {
+	db.smu.Lock()
+	db.stopErr = err
+	db.failedTx = 0
+	db.smu.Unlock()
+	_ = db.bolt.Close()
+	db.logger().Debug("journal still stopped: reopening failed", "path", db.path, "err", err)
+	return db.wrap(op, &StoppedError{Err: err})
+}
+
+// Landed reports whether the commit whose failure stopped the DB before the
+// last successful Reopen reached the file after all (its events, and the
+// deferred events it took, are then in the journal). A caller that got a
+// *StoppedError from Append reads the slot's State after Reopen to know
+// whether its event is there; Landed says whether it may be.
+func (db *DB) Landed() bool {
+	db.smu.Lock()
+	defer db.smu.Unlock()
+	return db.landed
+}
+
+// checkSpace refuses a commit that writes about bytes of records when it
+// could grow the file past Options.MaxSize, or leave fewer than
+// Options.MinFree bytes free on its file system: ErrFull, returned by the
+// transaction's function so that nothing is written and the DB goes on.
+//
+// bbolt allocates pages only when it commits, so the growth is estimated:
+// twice the records' bytes (a B-tree page is half full at worst) plus four
+// pages (branches, freelist, meta), less the free pages the file already
+// has. The disk check ignores the file's free pages: it costs one statfs (a
+// microsecond beside two fsyncs), and a disk that full refuses every write
+// rather than the one that would hit ENOSPC in the middle of a commit.
+func (db *DB) checkSpace(tx *bolt.Tx, bytes int64) error {
+	db.size.Store(tx.Size())
+	page := int64(tx.DB().Info().PageSize)
+	need := 2*bytes + 4*page
+	if max := db.opts.MaxSize; max > 0 {
+		st := db.bolt.Stats()
+		growth := need - int64(st.FreePageN+st.PendingPageN)*page
+		if size := tx.Size(); growth > 0 && size+growth > max {
+			return &FullError{Size: size + growth, Limit: max, Free: -1}
+		}
+	}
+	if min := db.opts.MinFree; min > 0 {
+		free, _, err := diskFree(db.path)
+		if err == nil && free-need < min {
+			return &FullError{Size: tx.Size(), Limit: min, Free: free - need}
+		}
+	}
+	return nil
+}
+
+// Writable reports whether a write may succeed now, without writing: the
+// DB's stop (a *StoppedError) if it is stopped, a *FullError if the file
+// has reached Options.MaxSize or its file system has less than
+// Options.MinFree bytes free, else nil. A caller that is about to take on
+// work it must record later (the client, before it claims a job) asks
+// first, so as not to start what it cannot finish.
+func (db *DB) Writable() error {
+	if db.opts.ReadOnly {
+		return db.wrap("write", ErrReadOnly)
+	}
+	if err := db.stopped("write"); err != nil {
+		return err
+	}
+	size := db.size.Load()
+	if max := db.opts.MaxSize; max > 0 && size >= max {
+		if err := db.acquire("write"); err != nil {
+			return err
+		}
+		st := db.bolt.Stats()
+		db.release()
+		if st.FreePageN+st.PendingPageN < 8 {
+			return db.wrap("write", &FullError{Size: size, Limit: max, Free: -1})
+		}
+	}
+	free, readOnly, err := diskFree(db.path)
+	if err != nil {
+		return nil // no answer: let the write tell
+	}
+	// A file system that cannot be written stops the DB as a failed write
+	// would: the next Reopen drops the handle on it (a file system
+	// repaired and mounted again is a new one: only a new open reaches it).
+	if readOnly {
+		err := db.failStop("write", fmt.Errorf("the file system is mounted read-only: %w", syscall.EROFS), 0)
+		db.dropHandle()
+		return err
+	}
+	// A file system can also turn read-only without its mount flags saying
+	// so (ext4's errors=remount-ro sets emergency_ro): opening the file for
+	// writing asks the file system itself (see probeWrite).
+	if err := probeWrite(db.path); err != nil {
+		err = db.failStop("write", &fs.PathError{Op: "open", Path: db.path, Err: err}, 0)
+		db.dropHandle()
+		return err
+	}
+	if min := db.opts.MinFree; min > 0 && free < min {
+		return db.wrap("write", &FullError{Size: size, Limit: min, Free: free})
+	}
+	return nil
+}
