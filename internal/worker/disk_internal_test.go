@@ -17,22 +17,28 @@ import (
 	"github.com/distcompute/distcompute-go/client"
 )
 
-// syncBuf is a log destination safe for the deadline's timer goroutine.
-type syncBuf struct {
+// SyncBuffer is a bytes.Buffer safe for concurrent writes (a log that
+// timer goroutines write to), for this package's tests, internal and
+// external.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuf) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuf) lines() []string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return strings.Split(strings.TrimSpace(s.b.String()), "\n")
+	return s.b.String()
+}
+
+func (s *SyncBuffer) lines() []string {
+	return strings.Split(strings.TrimSpace(s.String()), "\n")
 }
 
 var errFull = fmt.Errorf("client: %w: journal is full: %w", client.ErrNotRecorded, syscall.ENOSPC)
@@ -40,7 +46,7 @@ var errFull = fmt.Errorf("client: %w: journal is full: %w", client.ErrNotRecorde
 // The journal's state changes make one log line each; attempts that
 // change nothing make none; claims wait while something is held.
 func TestDiskStateSpell(t *testing.T) {
-	var buf syncBuf
+	var buf SyncBuffer
 	d := newDiskState("/j.db", slog.New(slog.NewTextHandler(&buf, nil)), time.Hour, func(time.Time, error) { t.Error("deadline passed") })
 	if claim, _, _ := d.mayClaim(0); !claim {
 		t.Fatal("a writable journal refuses a claim")

@@ -10,29 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/distcompute/distcompute-go/internal/worker"
 	"github.com/distcompute/distcompute-go/journal"
 )
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuf = worker.SyncBuffer
 
 // TestStatusAddressHoldsNoSecret: with a tracker URL that carries a
 // password, no page of the status address holds the password or a token;
