@@ -3,10 +3,12 @@ package journal_test
 import (
 	"errors"
 	"os"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/distcompute/distcompute-go/internal/journaltest"
 	"github.com/distcompute/distcompute-go/journal"
@@ -213,8 +215,17 @@ func TestReopenRefusesAnotherFile(t *testing.T) {
 		t.Fatalf("append: %v, want ErrStopped", err)
 	}
 	saved := db.Path() + ".saved"
-	if err := os.Rename(db.Path(), saved); err != nil {
-		t.Fatal(err)
+	// The stopped DB lets go of its file soon after the failure (see
+	// dropHandle); Windows renames no file that is open, so wait for it.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		err := os.Rename(db.Path(), saved)
+		if err == nil {
+			break
+		}
+		if runtime.GOOS != "windows" || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if err := db.Reopen(); !errors.Is(err, journal.ErrStopped) || !strings.Contains(err.Error(), "gone") {
 		t.Fatalf("Reopen with the file gone: %v, want a refusal saying so", err)
