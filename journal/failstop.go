@@ -118,7 +118,9 @@ func (db *DB) Reopen() error {
 	// and the worker would go on without its history.
 	if fi, err := os.Stat(db.path); err != nil {
 		return db.restop("reopen", fmt.Errorf("the journal file is gone (was its disk unmounted?): %w", err))
-	} else if db.fi != nil && !os.SameFile(fi, db.fi) {
+	} else if fi.Size() == 0 || (db.fi != nil && !os.SameFile(fi, db.fi)) {
+		// (An empty file would be made a new journal; file identity is
+		// all some file systems give, and Wine not even that.)
 		return db.restop("reopen", fmt.Errorf("the path names another file than the journal that stopped (was its disk replaced?)"))
 	}
 	bdb, err := openLocked(db.path, db.opts)
