@@ -40,9 +40,9 @@ func (db *DB) failStop(op string, err error, txid int) error {
 		db.stopErr = err
 		db.failedTx = txid
 	}
-	cause := db.stopErr
+	cause, reopening := db.stopErr, db.reopening
 	db.smu.Unlock()
-	if first && !db.reopening {
+	if first && !reopening {
 		db.logger().Error("journal stopped after a failed write; writes are refused until it is reopened",
 			"path", db.path, "op", op, "err", err)
 		go db.dropHandle()
@@ -162,7 +162,8 @@ func (db *DB) Reopen() error {
 	if err != nil {
 		var se *StoppedError
 		if errors.As(err, &se) {
-			return err // the rewrite's commit stopped the DB again
+			_ = db.bolt.Close() // the rewrite's commit stopped the DB again
+			return err
 		}
 		return db.restop("reopen", err)
 	}
