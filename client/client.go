@@ -269,8 +269,9 @@ func (c *Client) ensureJournal() error {
 // JournalHealth returns why the journal cannot be written now, or nil: the
 // failure that stopped it (journal.ErrStopped; the next action reopens it),
 // or a full disk or file (journal.ErrFull). The error wraps ErrNotRecorded.
-// It writes nothing and is cheap (a stat and a statfs); a worker asks it
-// before claiming, and to tell when the disk is back.
+// It writes nothing and is cheap (a statfs and an open of the file for
+// writing, about 10 µs); a worker asks it before claiming, and to tell when
+// the disk is back.
 func (c *Client) JournalHealth() error {
 	if err := c.db.Writable(); err != nil {
 		if errors.Is(err, journal.ErrStopped) {
@@ -700,6 +701,9 @@ func (c *Client) settlePending(ctx context.Context) error {
 //     claimed again; the client registers afresh.
 //   - ErrNoJobHeld: no job held (nothing recorded).
 //   - ErrInvalidArgument: output refused before anything was recorded.
+//   - ErrNotRecorded: the disk refused the record (full, read-only,
+//     failing): nothing was sent; keep the output and call again later (the
+//     client reopens its journal by itself).
 //   - another error (network down after the retry policy gave up, ctx
 //     done): the completion stays pending in the journal, is resent by the
 //     next CompleteJob, NewJob or Bye (or on restart) before any claim.
