@@ -47,13 +47,17 @@ func TestFullDisk(t *testing.T) {
 	// Both journals fill: dcworker's refuses a write (ErrFull) and holds an
 	// output, goworker's commit fails with ENOSPC.
 	var st worker.Status
-	waitFor(t, 90*time.Second, "dcworker to hold an output with its journal full", func() bool {
+	// The output is then held in memory (the completion's record was
+	// refused) or pending in the journal (the record of the tracker's
+	// answer was refused): which one depends on the record that meets the
+	// full disk first; either way the journal is unwritable and claims wait.
+	waitFor(t, 90*time.Second, "dcworker's journal to be unwritable with the disk full", func() bool {
 		var ok bool
 		st, ok = status(addr)
 		if dc.exited() {
 			t.Fatalf("dcworker exited (%d) before its journal filled: make %s smaller", dc.code, dcFullSize)
 		}
-		return ok && !st.Writable && len(st.Held) > 0
+		return ok && !st.Writable
 	})
 	waitFor(t, 90*time.Second, "goworker to hold an output with its disk full", func() bool {
 		if gw.exited() {
@@ -105,12 +109,12 @@ func TestFullDisk(t *testing.T) {
 		s2 := nextAttempt(s1.Failures)
 		c2, w2 := claims(dcSrv), dc.log.count(msgWritable)
 		st = s2
-		if s1.Writable || s2.Writable || len(s1.Held) == 0 || len(s2.Held) == 0 || w1 != w2 {
+		if s1.Writable || s2.Writable || w1 != w2 {
 			continue // the spell ended in between
 		}
 		clean = true
 		if c2 != c1 {
-			t.Errorf("dcworker claimed %d times while it held %v", c2-c1, s2.Held)
+			t.Errorf("dcworker claimed %d times while its journal was unwritable (held in memory: %v)", c2-c1, s2.Held)
 		}
 	}
 	if !clean {

@@ -169,6 +169,26 @@ func (d *diskState) ok(slot int) {
 	close(d.writable)
 }
 
+// inJournal records that what slot held reached the journal although the
+// journal is still unwritable (a later record of the same action was
+// refused): the slot holds nothing any more, the spell goes on, and the
+// slots waiting for it to end look again, so that one becomes the prober
+// when nothing is held (else they would wait for a holder that no longer
+// tries).
+func (d *diskState) inJournal(slot int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.held, slot)
+	delete(d.retryAt, slot)
+	if d.prober == slot {
+		d.prober = -1
+	}
+	if d.err != nil {
+		close(d.writable)
+		d.writable = make(chan struct{})
+	}
+}
+
 // drop forgets what slot held without it having been journaled (the run
 // stops, or the client no longer holds the job it belonged to); the caller
 // logs why.
@@ -355,9 +375,18 @@ func (e *engine) record(i, num int, state, what string, act func(context.Context
 		err := act(ctx)
 		cancel()
 		if !notRecorded(err) {
-			if recorded(err) {
+			switch {
+			case recorded(err) && journalRefused(err):
+				// Recorded and sent, but the tracker's answer could not be
+				// recorded (client.ErrUnconfirmed wrapping the journal's
+				// refusal): the output is safe in the journal, nothing is
+				// held in memory, and the journal is still unwritable: the
+				// spell goes on (claims wait, the prober asks).
+				e.disk.failed(i, "", err, 0)
+				e.disk.inJournal(i)
+			case recorded(err):
 				e.disk.ok(i)
-			} else {
+			default:
 				e.disk.drop(i) // the caller logs what became of it
 			}
 			return err

@@ -687,6 +687,10 @@ func runUntilRuns(t *testing.T, cfg worker.Config, runs string, n int) {
 	t.Helper()
 	sigs := make(chan os.Signal, 2)
 	cfg.Signals = sigs
+	// The test stops the worker once it saw n runs; the worker's own stop
+	// after MaxFailedRuns failed runs must not come first on a machine
+	// where the poll below is slow (flakehunt caught it).
+	cfg.MaxFailedRuns = -1
 	done := start(t, context.Background(), cfg)
 	waitFor(t, 10*time.Second, "a release and a new claim", func() bool {
 		b, _ := os.ReadFile(runs)
