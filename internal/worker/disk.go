@@ -139,11 +139,7 @@ func (d *diskState) ok(slot int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	what, had := d.held[slot]
-	delete(d.held, slot)
-	delete(d.retryAt, slot)
-	if d.prober == slot {
-		d.prober = -1
-	}
+	d.forgetLocked(slot)
 	if d.err == nil {
 		return
 	}
@@ -178,14 +174,20 @@ func (d *diskState) ok(slot int) {
 func (d *diskState) inJournal(slot int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.forgetLocked(slot)
+	if d.err != nil {
+		close(d.writable)
+		d.writable = make(chan struct{})
+	}
+}
+
+// forgetLocked forgets what slot held, when it retries, and that it
+// probes. The caller holds mu.
+func (d *diskState) forgetLocked(slot int) {
 	delete(d.held, slot)
 	delete(d.retryAt, slot)
 	if d.prober == slot {
 		d.prober = -1
-	}
-	if d.err != nil {
-		close(d.writable)
-		d.writable = make(chan struct{})
 	}
 }
 
@@ -195,11 +197,7 @@ func (d *diskState) inJournal(slot int) {
 func (d *diskState) drop(slot int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	delete(d.held, slot)
-	delete(d.retryAt, slot)
-	if d.prober == slot {
-		d.prober = -1
-	}
+	d.forgetLocked(slot)
 }
 
 // mayClaim reports whether slot may claim a job now (the journal is
