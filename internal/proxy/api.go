@@ -143,7 +143,7 @@ func (p *Proxy) adopt(stage string, prog int) *local {
 		return nil
 	}
 	delete(p.workers, pick.token)
-	pick.token, pick.dead, pick.prog, pick.delivered, pick.last = randomToken(), false, prog, 0, lastAction{}
+	pick.token, pick.dead, pick.prog, pick.delivered, pick.last, pick.ahead = randomToken(), false, prog, 0, lastAction{}, false
 	pick.touch()
 	p.workers[pick.token] = pick
 	p.m.adopted.Add(1)
@@ -154,34 +154,120 @@ func (p *Proxy) adopt(stage string, prog int) *local {
 
 // jobCount is GET /api/jobCount, passed through (retried: it changes
 // nothing), plus the jobs dead programs hold at that stage, which the next
-// newJob there gets.
+// newJob there gets, plus the job claimed ahead for the asking program, if
+// any (it would be open at the tracker had the proxy not claimed it yet).
+// A count above zero asked by a program that has just completed (or
+// flagged) a job starts the claim of its next job (see claimAhead), after
+// the tracker's count was taken.
 func (p *Proxy) jobCount(w http.ResponseWriter, r *http.Request, path string, body []byte) {
 	status, hdr, out, err := p.roundTrip(r, path, body, true)
 	if err != nil {
 		hangUp(w) // the program hung up
 		return
 	}
-	if status == http.StatusOK {
-		if n, err := strconv.Atoi(string(out)); err == nil {
-			if extra := p.heldByDead(r.URL.Query().Get("stage")); extra > 0 {
-				writeText(w, status, strconv.Itoa(n+extra))
-				return
-			}
-		}
+	if status != http.StatusOK {
+		relay(w, status, hdr, out)
+		return
 	}
-	relay(w, status, hdr, out)
+	n, err := strconv.Atoi(string(out))
+	if err != nil {
+		relay(w, status, hdr, out)
+		return
+	}
+	stage := r.URL.Query().Get("stage")
+	asker := askerOf(r)
+	extra := p.heldFor(stage, asker)
+	if asker != nil && asker.stage == stage && n+extra > 0 {
+		p.claimAhead(asker)
+	}
+	if extra == 0 {
+		relay(w, status, hdr, out)
+		return
+	}
+	writeText(w, status, strconv.Itoa(n+extra))
 }
 
-func (p *Proxy) heldByDead(stage string) int {
+// heldFor counts the jobs held at stage that the tracker's count misses
+// and that a newJob of asker (nil: unknown) can get: those of dead
+// programs' workers, and asker's job claimed ahead.
+func (p *Proxy) heldFor(stage string, asker *local) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := 0
 	for _, l := range p.bySlot {
-		if _, _, held := l.c.job(); l.dead && held && l.stage == stage {
+		if l.stage != stage {
+			continue
+		}
+		if _, _, held := l.c.job(); held && (l.dead || (l == asker && l.ahead && !l.gone)) {
 			n++
 		}
 	}
 	return n
+}
+
+// claimAhead claims l's next job in the background, so that the program's
+// newJob finds it held and durable: the upstream client asks jobCount just
+// before newJob, and the claim (a tracker round trip and, for a program
+// beside the proxy, a commit) runs while the program reads the count and
+// sends its newJob, instead of after.
+//
+// It changes no answer and no rule. The claim is made under l.mu after the
+// previous completion's settle (its outcome durable before the claim is
+// sent, as for a newJob), and made durable before newJob hands it out (see
+// claimDurable). It is asked only by a request that proves the program
+// received its last completion's (or flag's) answer: the jobCount comes on
+// the connection of one of l's requests, after it (an HTTP/1.1 client
+// sends a request once the previous answer is read), so the program cannot
+// resend that completion onto the job claimed ahead, even after a restart
+// of the proxy that finds the job held. A completion or flag from the
+// program before the job is handed out is answered as with no job held. A
+// newJob, completion, flag or bye that comes first cancels the claim; a
+// job claimed ahead that the program never asks for is released like any
+// held job (bye, death, silence, ReleaseOnExit). The count the program saw
+// was the tracker's, taken before the claim.
+func (p *Proxy) claimAhead(l *local) {
+	p.mu.Lock()
+	_, _, held := l.c.job()
+	if l.gone || l.dead || held || l.last.kind == "" || l.wantAhead {
+		p.mu.Unlock()
+		return
+	}
+	l.wantAhead = true
+	p.mu.Unlock()
+	// Counted as busy before the drain is checked (see watchSilence).
+	p.busy.add()
+	if p.isDraining() {
+		p.busy.done()
+		return
+	}
+	go func() {
+		defer p.busy.done()
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		p.mu.Lock()
+		ok := l.wantAhead && !l.gone && !l.dead && l.last.kind != ""
+		l.wantAhead = false
+		p.mu.Unlock()
+		if !ok || p.waitSettle(p.ctx, l) != nil || p.isDraining() {
+			return
+		}
+		if _, _, held := l.c.job(); held {
+			return
+		}
+		if err := l.c.claim(p.ctx); err != nil {
+			// The program's newJob claims, with its retries and answers.
+			p.log.Debug("claim ahead failed; the program's newJob claims", "slot", l.slotName, "err", err)
+			return
+		}
+		p.m.claims.Add(1)
+		if err := p.claimDurable(); err != nil {
+			p.log.Debug("claim ahead not durable; the program's newJob makes it durable", "slot", l.slotName, "err", err)
+			return
+		}
+		p.mu.Lock()
+		l.ahead = true
+		p.mu.Unlock()
+	}()
 }
 
 // tokenCall serves the calls that carry a token in a JSON body. A body the
@@ -215,6 +301,9 @@ func (p *Proxy) tokenCall(w http.ResponseWriter, r *http.Request, path string, b
 	defer l.inflight.Add(-1)
 	l.touch()
 	defer l.touch()
+	if c := connOf(r); c != nil {
+		c.last.Store(l)
+	}
 	switch call {
 	case "validateWorker":
 		writeText(w, http.StatusOK, "True")
@@ -281,6 +370,7 @@ const maxPoisonClaims = 20
 func (p *Proxy) newJob(w http.ResponseWriter, r *http.Request, l *local) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	p.cancelAhead(l)
 	ctx := r.Context()
 	if p.waitSettle(ctx, l) != nil {
 		hangUp(w)
@@ -299,10 +389,12 @@ func (p *Proxy) newJob(w http.ResponseWriter, r *http.Request, l *local) {
 		}
 		n, data, held := l.c.job()
 		p.mu.Lock()
-		delivered := l.delivered
+		delivered, ahead := l.delivered, l.ahead
 		p.mu.Unlock()
-		if held && n != delivered && !p.isPoison(l.stage, n) {
-			p.m.handedBack.Add(1)
+		if held && (n != delivered || ahead) && !p.isPoison(l.stage, n) {
+			if !ahead {
+				p.m.handedBack.Add(1)
+			}
 			p.deliver(w, l, n, data)
 			return
 		}
@@ -362,7 +454,7 @@ func (p *Proxy) claimDurable() error {
 
 func (p *Proxy) deliver(w http.ResponseWriter, l *local, n int, data session.Payload) {
 	p.mu.Lock()
-	l.delivered, l.last, l.progress = n, lastAction{}, ""
+	l.delivered, l.last, l.progress, l.ahead = n, lastAction{}, "", false
 	p.mu.Unlock()
 	writeJSON(w, http.StatusOK, jobBody(n, data.Wire()))
 }
@@ -379,6 +471,7 @@ func (p *Proxy) isPoison(stage string, n int) bool {
 func (p *Proxy) settle(w http.ResponseWriter, r *http.Request, l *local, kind journal.Kind, output string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	p.cancelAhead(l)
 	ctx := r.Context()
 	if p.waitSettle(ctx, l) != nil {
 		hangUp(w)
@@ -387,6 +480,9 @@ func (p *Proxy) settle(w http.ResponseWriter, r *http.Request, l *local, kind jo
 	n, _, held := l.c.job()
 	p.mu.Lock()
 	last := l.last
+	if l.ahead {
+		held = false // claimed ahead: the program has not got it
+	}
 	p.mu.Unlock()
 	if !held {
 		// A resend of the last completion (same output) or flag, whose
@@ -472,6 +568,14 @@ func (p *Proxy) settle(w http.ResponseWriter, r *http.Request, l *local, kind jo
 	p.answerSettle(w, r, kind, result)
 }
 
+// cancelAhead cancels a claim ahead asked for l and not started (see
+// claimAhead). The caller holds l.mu.
+func (p *Proxy) cancelAhead(l *local) {
+	p.mu.Lock()
+	l.wantAhead = false
+	p.mu.Unlock()
+}
+
 // closeOnce returns a func that closes ch the first time it is called. It
 // is not safe for concurrent use.
 func closeOnce(ch chan struct{}) func() {
@@ -524,6 +628,7 @@ func (p *Proxy) answerSettle(w http.ResponseWriter, r *http.Request, kind journa
 func (p *Proxy) bye(w http.ResponseWriter, r *http.Request, l *local) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	p.cancelAhead(l)
 	if p.waitSettle(r.Context(), l) != nil {
 		hangUp(w)
 		return

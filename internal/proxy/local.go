@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -40,6 +42,8 @@ type local struct {
 	dead      bool // its program died: adoptable by the next registration at its stage
 	gone      bool // removed: its token is unknown from now on
 	delivered int  // job number handed to the program in this process's lifetime
+	ahead     bool // the job held was claimed ahead (see claimAhead), durable, not handed to the program yet
+	wantAhead bool // a claim ahead is asked for and not started; a newJob, completion, flag or bye cancels it
 	last      lastAction
 	progress  string // the program's latest progress text for its job
 
@@ -160,4 +164,32 @@ func (p *Proxy) waitSettle(ctx context.Context, l *local) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// conn is what the proxy knows of one connection of a program: the local
+// worker of its last token call, which names the program asking jobCount
+// (a call without a token) on the same connection.
+type conn struct {
+	last atomic.Pointer[local]
+}
+
+type connKey struct{}
+
+// withConn is the local server's ConnContext.
+func withConn(ctx context.Context, _ net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, &conn{})
+}
+
+func connOf(r *http.Request) *conn {
+	c, _ := r.Context().Value(connKey{}).(*conn)
+	return c
+}
+
+// askerOf is the local worker whose program sent r, as far as its
+// connection tells (nil: unknown).
+func askerOf(r *http.Request) *local {
+	if c := connOf(r); c != nil {
+		return c.last.Load()
+	}
+	return nil
 }

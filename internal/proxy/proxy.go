@@ -37,8 +37,9 @@ type Proxy struct {
 	db       *journal.DB
 	key      []byte
 	tracker  *url.URL
-	slotHTTP *http.Client // the slot clients': cfg.HTTPClient with acceptTransport
+	slotHTTP *http.Client // the slot clients': cfg.HTTPClient (with reachTransport) with acceptTransport
 	addr     string       // the local server's address, host:port
+	reach    *reachability
 
 	ctx  context.Context // ends with Run: background settles stop, pending stays journaled
 	hard context.CancelFunc
@@ -91,7 +92,9 @@ func Run(ctx context.Context, cfg Config, ln net.Listener) error {
 	}
 	p.ctx, p.hard = context.WithCancel(ctx)
 	defer p.hard()
-	p.slotHTTP = watchedClient(cfg.HTTPClient)
+	p.reach = newReachability(tu, p.log)
+	p.cfg.HTTPClient = reachClient(cfg.HTTPClient, p.reach)
+	p.slotHTTP = watchedClient(p.cfg.HTTPClient)
 
 	jpath := cfg.Journal
 	if jpath == "" {
@@ -138,7 +141,7 @@ func Run(ctx context.Context, cfg Config, ln net.Listener) error {
 		}
 		defer stop()
 	}
-	srv := &http.Server{Handler: p.handler(), ReadHeaderTimeout: 30 * time.Second}
+	srv := &http.Server{Handler: p.handler(), ReadHeaderTimeout: 30 * time.Second, ConnContext: withConn}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	if cfg.Listening != nil {

@@ -86,11 +86,13 @@ func (p *Proxy) Status() Status {
 // status request first saw that state.
 func (p *Proxy) slotStatus() statusserver.Status {
 	now := time.Now()
+	reach := p.reach.snapshot()
 	st := statusserver.Status{Tracker: statusserver.RedactURL(p.tracker.String()), Journal: p.cfg.Journal,
-		Draining: p.isDraining(), Counters: p.counters(), Slots: []statusserver.SlotStatus{}}
+		Draining: p.isDraining(), Counters: p.counters(), Slots: []statusserver.SlotStatus{}, Reach: &reach}
 	p.mu.Lock()
 	for _, l := range p.bySlot {
 		n, _, held := l.c.job()
+		held = held && !l.ahead // a job claimed ahead is not the program's yet
 		d, _, _ := l.c.names()
 		state := stateIdle
 		switch {
