@@ -160,6 +160,22 @@ func (p *Proxy) adopt(stage string, prog int) *local {
 // flagged) a job starts the claim of its next job (see claimAhead), after
 // the tracker's count was taken.
 func (p *Proxy) jobCount(w http.ResponseWriter, r *http.Request, path string, body []byte) {
+	asker := askerOf(r)
+	if asker != nil {
+		// A claim ahead of this program's in flight: the tracker's count
+		// and the job claimed ahead are taken once it ended.
+		p.mu.Lock()
+		ahead := asker.aheadRun
+		p.mu.Unlock()
+		if ahead != nil {
+			select {
+			case <-ahead:
+			case <-r.Context().Done():
+				hangUp(w)
+				return
+			}
+		}
+	}
 	status, hdr, out, err := p.roundTrip(r, path, body, true)
 	if err != nil {
 		hangUp(w) // the program hung up
@@ -175,7 +191,6 @@ func (p *Proxy) jobCount(w http.ResponseWriter, r *http.Request, path string, bo
 		return
 	}
 	stage := r.URL.Query().Get("stage")
-	asker := askerOf(r)
 	extra := p.heldFor(stage, asker)
 	if asker != nil && asker.stage == stage && n+extra > 0 {
 		p.claimAhead(asker)
@@ -224,24 +239,36 @@ func (p *Proxy) heldFor(stage string, asker *local) int {
 // newJob, completion, flag or bye that comes first cancels the claim; a
 // job claimed ahead that the program never asks for is released like any
 // held job (bye, death, silence, ReleaseOnExit). The count the program saw
-// was the tracker's, taken before the claim.
+// was the tracker's, taken before the claim; a later jobCount of the same
+// program waits for the claim, then adds the job claimed ahead to the
+// tracker's count.
 func (p *Proxy) claimAhead(l *local) {
 	p.mu.Lock()
 	_, _, held := l.c.job()
-	if l.gone || l.dead || held || l.last.kind == "" || l.wantAhead {
+	if l.gone || l.dead || held || l.last.kind == "" || l.wantAhead || l.aheadRun != nil {
 		p.mu.Unlock()
 		return
 	}
-	l.wantAhead = true
-	p.mu.Unlock()
 	// Counted as busy before the drain is checked (see watchSilence).
 	p.busy.add()
 	if p.isDraining() {
+		p.mu.Unlock()
 		p.busy.done()
 		return
 	}
+	run := make(chan struct{})
+	l.wantAhead, l.aheadRun = true, run
+	p.mu.Unlock()
 	go func() {
 		defer p.busy.done()
+		defer func() {
+			p.mu.Lock()
+			if l.aheadRun == run {
+				l.aheadRun = nil
+			}
+			p.mu.Unlock()
+			close(run)
+		}()
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		p.mu.Lock()

@@ -31,6 +31,11 @@
 //   - updateProgress answers at once (latest text wins, sent in the
 //     background); validateWorker answers locally; jobCount and every other
 //     path are passed through to the tracker.
+//   - A jobCount above zero that follows a completion (or flag) on the
+//     program's connection starts the claim of its next job in the
+//     background (see claimAhead): the program's newJob then finds the job
+//     held and durable instead of waiting for the claim's round trip and
+//     commit. The count answered is the tracker's, taken before that claim.
 //
 // Programs: with Config.Command the proxy runs the program itself, each copy
 // with its own URL path (DISTCOMPUTE_URL), restarts it when it fails, and

@@ -38,12 +38,13 @@ type local struct {
 	mu       sync.Mutex
 	settling chan struct{} // closed when the background settle ends; nil if none
 
-	prog      int  // program copy that registered it; -1 without Command
-	dead      bool // its program died: adoptable by the next registration at its stage
-	gone      bool // removed: its token is unknown from now on
-	delivered int  // job number handed to the program in this process's lifetime
-	ahead     bool // the job held was claimed ahead (see claimAhead), durable, not handed to the program yet
-	wantAhead bool // a claim ahead is asked for and not started; a newJob, completion, flag or bye cancels it
+	prog      int           // program copy that registered it; -1 without Command
+	dead      bool          // its program died: adoptable by the next registration at its stage
+	gone      bool          // removed: its token is unknown from now on
+	delivered int           // job number handed to the program in this process's lifetime
+	ahead     bool          // the job held was claimed ahead (see claimAhead), durable, not handed to the program yet
+	wantAhead bool          // a claim ahead is asked for and not started; a newJob, completion, flag or bye cancels it
+	aheadRun  chan struct{} // closed when the claim ahead in flight ends; nil if none
 	last      lastAction
 	progress  string // the program's latest progress text for its job
 
