@@ -249,18 +249,14 @@ func (p *Proxy) claimAhead(l *local) {
 		p.mu.Unlock()
 		return
 	}
-	// Counted as busy before the drain is checked (see watchSilence).
-	p.busy.add()
 	if p.isDraining() {
 		p.mu.Unlock()
-		p.busy.done()
 		return
 	}
 	run := make(chan struct{})
 	l.wantAhead, l.aheadRun = true, run
 	p.mu.Unlock()
 	go func() {
-		defer p.busy.done()
 		defer func() {
 			p.mu.Lock()
 			if l.aheadRun == run {
@@ -271,11 +267,16 @@ func (p *Proxy) claimAhead(l *local) {
 		}()
 		l.mu.Lock()
 		defer l.mu.Unlock()
+		// Busy (a drain waits for it) from here, not while waiting for
+		// l.mu: a newJob that holds it during a drain waits for the end.
+		// Counted before the drain is checked (see watchSilence).
+		p.busy.add()
+		defer p.busy.done()
 		p.mu.Lock()
 		ok := l.wantAhead && !l.gone && !l.dead && l.last.kind != ""
 		l.wantAhead = false
 		p.mu.Unlock()
-		if !ok || p.waitSettle(p.ctx, l) != nil || p.isDraining() {
+		if !ok || p.isDraining() || p.ctx.Err() != nil || p.waitSettle(p.ctx, l) != nil {
 			return
 		}
 		if _, _, held := l.c.job(); held {
