@@ -331,10 +331,20 @@ func (w *limitWriter) result() ([]byte, bool) {
 	return w.buf.Bytes(), w.tooLarge
 }
 
+// lineReaders are readLines' buffers, reused from run to run: a command
+// that writes no progress (most) would otherwise cost a fresh 4 KiB per
+// run, a quarter of what a run allocated.
+var lineReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, maxProgressLine) }}
+
 // readLines calls fn for each line of r (without the newline), cutting lines
 // longer than maxProgressLine.
 func readLines(r io.Reader, fn func(string)) {
-	br := bufio.NewReaderSize(r, maxProgressLine)
+	br := lineReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() {
+		br.Reset(nil) // holds no reader (nor its file) while pooled
+		lineReaders.Put(br)
+	}()
 	var line []byte
 	for {
 		frag, err := br.ReadSlice('\n')
@@ -391,10 +401,15 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// copyBufs are tailBuffer.ReadFrom's buffers, reused from run to run.
+var copyBufs = sync.Pool{New: func() any { return new([1 << 10]byte) }}
+
 // ReadFrom copies r through a small buffer: io.Copy would allocate 32 KiB
 // per run for a stderr that is most often empty.
 func (t *tailBuffer) ReadFrom(r io.Reader) (int64, error) {
-	b := make([]byte, 1<<10)
+	buf := copyBufs.Get().(*[1 << 10]byte)
+	defer copyBufs.Put(buf)
+	b := buf[:]
 	var n int64
 	for {
 		k, err := r.Read(b)
