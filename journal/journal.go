@@ -334,7 +334,7 @@ func (db *DB) checkFile() error {
 	if err != nil {
 		return openErr(db.path, err)
 	}
-	isNew := false
+	isNew, older := false, false
 	err = db.view("open", func(tx *bolt.Tx) error {
 		if tx.Size() > fi.Size() {
 			return corrupt("", 0, "truncated: the file has %d bytes, its pages need %d", fi.Size(), tx.Size())
@@ -356,13 +356,25 @@ func (db *DB) checkFile() error {
 		if err != nil || v < 1 {
 			return corrupt("", 0, "unreadable format version %q", meta.Get(keyFormat))
 		}
-		if v != FormatVersion {
+		if v < OldestFormatVersion || v > FormatVersion {
 			return &FormatError{Version: v, Record: "file"}
 		}
+		older = v < FormatVersion
 		return nil
 	})
-	if err != nil || db.opts.ReadOnly || !isNew {
+	if err != nil || db.opts.ReadOnly {
 		return err
+	}
+	if older {
+		// A file of an older format this version reads (see
+		// OldestFormatVersion) is one of the current format already; mark
+		// it so, before anything is written the older way would not read.
+		return db.update("open", func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(keyFormat, []byte(strconv.Itoa(FormatVersion)))
+		})
+	}
+	if !isNew {
+		return nil
 	}
 	return db.update("open", func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)

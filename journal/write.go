@@ -295,7 +295,12 @@ func (w *txWriter) append(e Event, at time.Time) (Event, error) {
 	// db.slots shares the array.
 	s.meta.pending = append(slices.Clip(s.meta.pending), idxEntry{seq: seq, kind: string(e.Kind)})
 	s.meta.n++
-	if e.Job != 0 && (e.Kind == KindClaimed || e.Kind == KindOrphanResolved) {
+	// A claim's entries in the job and claim indexes are written when its
+	// slot-index entry leaves the slotmeta record (see indexClaims), not
+	// now: a claim per job cycle would otherwise rewrite both indexes' last
+	// leaves in every cycle, two of the commit's pages and most of its
+	// allocations. An orphan resolution (rare) is indexed at once.
+	if e.Job != 0 && e.Kind == KindOrphanResolved {
 		jobs, err := w.bucket(&w.jobs, bucketJobs)
 		if err != nil {
 			return Event{}, err
@@ -305,13 +310,6 @@ func (w *txWriter) append(e Event, at time.Time) (Event, error) {
 		}
 	}
 	if e.Kind == KindClaimed {
-		claims, err := w.bucket(&w.claims, bucketClaims)
-		if err != nil {
-			return Event{}, err
-		}
-		if err := claims.Put(slotKey(e.Slot, seq), u64(uint64(e.Job))); err != nil {
-			return Event{}, err
-		}
 		s.meta.claims++
 	}
 	// Orphans.
@@ -457,6 +455,9 @@ func (w *txWriter) finish() error {
 			if err != nil {
 				return err
 			}
+			if err := w.indexClaims(s); err != nil {
+				return err
+			}
 			for _, p := range s.meta.pending {
 				if err := idx.Put(slotKey(name, p.seq), []byte(p.kind)); err != nil {
 					return err
@@ -482,4 +483,61 @@ func (w *txWriter) finish() error {
 		}
 	}
 	return nil
+}
+
+// indexClaims writes the job- and claim-index entries of the claims listed
+// in the slot's slotmeta record (pending: their slot-index entries are not
+// in slotidx yet), which append leaves out (format 4; see doc.go). finish
+// calls it when those entries move into slotidx, prune before it counts the
+// slot's claims. A claim older than the slot's prune point had its claim
+// entry deleted by an earlier pass of prune, which indexed it first: it is
+// not written again (its job entry goes with its event, when pruned). The
+// event records give the job numbers.
+func (w *txWriter) indexClaims(s *slotTx) error {
+	for _, p := range s.meta.pending {
+		if p.kind != string(KindClaimed) {
+			continue
+		}
+		key := u64(p.seq)
+		v := w.getEvent(key)
+		if v == nil {
+			return corrupt(s.name, 0, "the slot's counters name missing event %d", p.seq)
+		}
+		job, err := claimedJob(v)
+		if err != nil {
+			return at(err, s.name, p.seq)
+		}
+		if job != 0 { // a claim without a job number has no job entry
+			jobs, err := w.bucket(&w.jobs, bucketJobs)
+			if err != nil {
+				return err
+			}
+			if err := jobs.Put(jobKey(job, p.seq), []byte(s.name)); err != nil {
+				return err
+			}
+		}
+		if p.seq < s.meta.pruneTo {
+			continue
+		}
+		claims, err := w.bucket(&w.claims, bucketClaims)
+		if err != nil {
+			return err
+		}
+		if err := claims.Put(slotKey(s.name, p.seq), u64(uint64(job))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// claimedJob returns the job number of a stored claimed event.
+func claimedJob(record []byte) (int, error) {
+	e, err := DecodeEvent(record)
+	if err != nil {
+		return 0, err
+	}
+	if e.Kind != KindClaimed {
+		return 0, corrupt(e.Slot, e.Seq, "indexed as a claim, the record is a %s event", e.Kind)
+	}
+	return e.Job, nil
 }
