@@ -113,6 +113,7 @@ func (db *DB) Reopen() error {
 		return nil
 	}
 	_ = db.bolt.Close() // its errors are the failure's: the handle is dropped either way
+	db.forgetFree()
 	// The path must still name the journal: a disk unmounted under it
 	// leaves an empty folder where Open would create a new, empty journal
 	// and the worker would go on without its history.
@@ -216,7 +217,7 @@ func (db *DB) checkSpace(tx *bolt.Tx, bytes int64) error {
 		}
 	}
 	if min := db.opts.MinFree; min > 0 {
-		free, _, err := diskFree(db.path)
+		free, _, err := db.diskFree(min + need)
 		if err == nil && free-need < min {
 			return &FullError{Size: tx.Size(), Limit: min, Free: free - need}
 		}
@@ -248,7 +249,7 @@ func (db *DB) Writable() error {
 			return db.wrap("write", &FullError{Size: size, Limit: max, Free: -1})
 		}
 	}
-	free, readOnly, err := diskFree(db.path)
+	free, readOnly, err := db.diskFree(max(db.opts.MinFree, 0))
 	if err != nil {
 		return nil // no answer: let the write tell
 	}

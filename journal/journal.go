@@ -70,7 +70,9 @@ type Options struct {
 	MaxSize int64
 	// MinFree is how many bytes a write that grows the file must leave free
 	// on its file system, else it is refused with ErrFull. 0 means
-	// DefaultMinFree, a negative value no check.
+	// DefaultMinFree, a negative value no check. The free space is measured
+	// at each commit, or reused for half a second while it is 64 MiB more
+	// than needed (freecache.go).
 	MinFree int64
 	// Logger receives what the background flusher cannot return to a
 	// caller: events given to AppendDeferred and refused when written.
@@ -157,6 +159,7 @@ type DB struct {
 	reopening bool         // Reopen rewrites the file (see failStop)
 	fi        os.FileInfo  // the file as opened (or last swapped in), for Reopen; guarded by smu
 	size      atomic.Int64 // the file's high-water mark in bytes at the last commit (see Writable)
+	freeC     freeCache    // the last free-space measure (see freecache.go)
 	// fault, set by tests only, fails a commit before (after false) or
 	// after (true) bbolt commits it, as a failed write or fsync would.
 	fault     func(after bool) error
