@@ -111,11 +111,13 @@ func TestClaimIndexWritten(t *testing.T) {
 		}{{KindFailed, 0, 0}, {KindFailed, 1, 1}, {KindFailed, 3, 3}, {KindCheckpoint, 3, 1}} {
 			perJob := c.kept
 			t.Run(fmt.Sprintf("retention=%d/%s=%d", retention, c.kind, c.n), func(t *testing.T) {
-				db, err := Open(filepath.Join(t.TempDir(), "j.db"), &Options{NoSync: true, NoAutoCompact: true, Retention: retention})
+				path := filepath.Join(t.TempDir(), "j.db")
+				opts := &Options{NoSync: true, NoAutoCompact: true, Retention: retention}
+				db, err := Open(path, opts)
 				if err != nil {
 					t.Fatal(err)
 				}
-				defer db.Close()
+				defer func() { db.Close() }()
 				if _, err := db.Append(Event{Slot: "s", Kind: KindRegistered, Token: "0123456789abcdef", Stage: "a"}); err != nil {
 					t.Fatal(err)
 				}
@@ -126,6 +128,16 @@ func TestClaimIndexWritten(t *testing.T) {
 						t.Fatal(err)
 					}
 					claimSeq[job] = e.Seq
+					if job == 75 {
+						// Claims listed before a reopen are indexed from
+						// their records, not from memory.
+						if err := db.Close(); err != nil {
+							t.Fatal(err)
+						}
+						if db, err = Open(path, opts); err != nil {
+							t.Fatal(err)
+						}
+					}
 					for k := 0; k < c.n; k++ {
 						if _, err := db.Append(Event{Slot: "s", Kind: c.kind, Reason: strconv.Itoa(k), Checkpoint: []byte("c")}); err != nil {
 							t.Fatal(err)

@@ -106,6 +106,15 @@ type slotTx struct {
 	state State
 	meta  slotMeta
 	dirty bool
+	// jobs holds the job numbers of claims in meta.pending appended by
+	// this DB (see indexClaims); shared with db.slots: copy on append.
+	jobs []claimJob
+}
+
+// claimJob is a claim's seq and job number.
+type claimJob struct {
+	seq uint64
+	job int
 }
 
 func newTxWriter(tx *bolt.Tx, db *DB, now time.Time) (*txWriter, error) {
@@ -156,7 +165,7 @@ func (w *txWriter) slot(name string) (*slotTx, error) {
 	}
 	if w.writable {
 		if c, ok := w.db.slots[name]; ok {
-			s := &slotTx{name: name, state: c.state, meta: c.meta}
+			s := &slotTx{name: name, state: c.state, meta: c.meta, jobs: c.jobs}
 			w.cache[name] = s
 			w.order = append(w.order, name)
 			return s, nil
@@ -311,6 +320,7 @@ func (w *txWriter) append(e Event, at time.Time) (Event, error) {
 	}
 	if e.Kind == KindClaimed {
 		s.meta.claims++
+		s.jobs = append(slices.Clip(s.jobs), claimJob{seq: seq, job: e.Job})
 	}
 	// Orphans.
 	st := s.state
@@ -419,6 +429,7 @@ func (w *txWriter) dropCheckpoint(s *slotTx) error {
 type cachedSlot struct {
 	state State
 	meta  slotMeta
+	jobs  []claimJob
 }
 
 // keep caches the states and counters of the slots a committed transaction
@@ -430,7 +441,7 @@ func (w *txWriter) keep() {
 		w.db.slots = make(map[string]cachedSlot)
 	}
 	for name, s := range w.cache {
-		w.db.slots[name] = cachedSlot{state: s.state, meta: s.meta}
+		w.db.slots[name] = cachedSlot{state: s.state, meta: s.meta, jobs: s.jobs}
 	}
 }
 
@@ -463,7 +474,7 @@ func (w *txWriter) finish() error {
 					return err
 				}
 			}
-			s.meta.pending = nil
+			s.meta.pending, s.jobs = nil, nil
 		}
 		if w.db.retention > 0 {
 			if err := w.prune(s); err != nil {
@@ -498,14 +509,9 @@ func (w *txWriter) indexClaims(s *slotTx) error {
 		if p.kind != string(KindClaimed) {
 			continue
 		}
-		key := u64(p.seq)
-		v := w.getEvent(key)
-		if v == nil {
-			return corrupt(s.name, 0, "the slot's counters name missing event %d", p.seq)
-		}
-		job, err := claimedJob(v)
+		job, err := w.claimedJob(s, p.seq)
 		if err != nil {
-			return at(err, s.name, p.seq)
+			return err
 		}
 		if job != 0 { // a claim without a job number has no job entry
 			jobs, err := w.bucket(&w.jobs, bucketJobs)
@@ -530,11 +536,21 @@ func (w *txWriter) indexClaims(s *slotTx) error {
 	return nil
 }
 
-// claimedJob returns the job number of a stored claimed event.
-func claimedJob(record []byte) (int, error) {
-	e, err := DecodeEvent(record)
+// claimedJob returns the job number of the slot's claim at seq: from
+// memory if this DB appended it, else from its record.
+func (w *txWriter) claimedJob(s *slotTx, seq uint64) (int, error) {
+	for _, c := range s.jobs {
+		if c.seq == seq {
+			return c.job, nil
+		}
+	}
+	v := w.getEvent(u64(seq))
+	if v == nil {
+		return 0, corrupt(s.name, 0, "the slot's counters name missing event %d", seq)
+	}
+	e, err := DecodeEvent(v)
 	if err != nil {
-		return 0, err
+		return 0, at(err, s.name, seq)
 	}
 	if e.Kind != KindClaimed {
 		return 0, corrupt(e.Slot, e.Seq, "indexed as a claim, the record is a %s event", e.Kind)
