@@ -219,7 +219,7 @@ func (db *DB) checkSpace(tx *bolt.Tx, bytes int64) error {
 	if min := db.opts.MinFree; min > 0 {
 		free, _, err := db.diskFree(min + need)
 		if err == nil && free-need < min {
-			return &FullError{Size: tx.Size(), Limit: min, Free: free - need}
+			return &FullError{Size: tx.Size(), Limit: min, Free: max(free-need, 0)}
 		}
 	}
 	return nil
