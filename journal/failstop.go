@@ -203,7 +203,8 @@ func (db *DB) Landed() bool {
 // twice the records' bytes (a B-tree page is half full at worst) plus four
 // pages (branches, freelist, meta), less the free pages the file already
 // has. The disk check ignores the file's free pages: it costs one statfs (a
-// microsecond beside two fsyncs), and a disk that full refuses every write
+// microsecond beside two fsyncs; none while a recent measure leaves far
+// more room, see freecache.go), and a disk that full refuses every write
 // rather than the one that would hit ENOSPC in the middle of a commit.
 func (db *DB) checkSpace(tx *bolt.Tx, bytes int64) error {
 	db.size.Store(tx.Size())
