@@ -202,8 +202,9 @@ func TestClaimIndexWritten(t *testing.T) {
 	}
 }
 
-// A file of format 3 (every claim indexed at once) opens read-only
-// unchanged and writable marked format 4, and reads and verifies as one.
+// A file of format 3 (every claim indexed at once) opens, reads and
+// verifies as one of format 4; Open leaves it unchanged, the first commit
+// marks it format 4.
 func TestFormat3Upgraded(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "j.db")
 	db, err := Open(path, &Options{NoSync: true})
@@ -251,12 +252,22 @@ func TestFormat3Upgraded(t *testing.T) {
 			t.Errorf("read-only=%v: %d events of job 7, want 1", ro, n)
 		}
 		db.Close()
-		want := "3"
-		if !ro {
-			want = strconv.Itoa(FormatVersion)
+		if got := format(); got != "3" {
+			t.Errorf("read-only=%v: format %q after Open and Close, want 3", ro, got)
 		}
-		if got := format(); got != want {
-			t.Errorf("read-only=%v: format %q after Open, want %q", ro, got, want)
-		}
+	}
+	db, err = Open(path, &Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Append(Event{Slot: "s", Kind: KindReleased}); err != nil {
+		t.Fatal(err)
+	}
+	if errs := db.Verify(); errs != nil {
+		t.Error(errs)
+	}
+	db.Close()
+	if got, want := format(), strconv.Itoa(FormatVersion); got != want {
+		t.Errorf("format %q after a commit, want %q", got, want)
 	}
 }

@@ -18,9 +18,9 @@ const FormatVersion = 4
 // OldestFormatVersion is the oldest file format this package reads. A file
 // of format 3 is a file of format 4 whose claims are all in the job and
 // claim indexes (format 4 writes a claim's index entries when its
-// slot-index entry leaves the slotmeta record); a writable Open marks it
-// format 4, so that a program that reads format 3 only refuses it from
-// then on.
+// slot-index entry leaves the slotmeta record); its first commit by this
+// version marks it format 4, so that a program that reads format 3 only
+// refuses it from then on.
 const OldestFormatVersion = 3
 
 // Kind names what an event records. The comment beside each constant lists

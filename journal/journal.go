@@ -160,6 +160,9 @@ type DB struct {
 	fi        os.FileInfo  // the file as opened (or last swapped in), for Reopen; guarded by smu
 	size      atomic.Int64 // the file's high-water mark in bytes at the last commit (see Writable)
 	freeC     freeCache    // the last free-space measure (see freecache.go)
+	// markFormat: the file has an older format (OldestFormatVersion up);
+	// the next commit sets its format to FormatVersion.
+	markFormat atomic.Bool
 	// fault, set by tests only, fails a commit before (after false) or
 	// after (true) bbolt commits it, as a failed write or fsync would.
 	fault     func(after bool) error
@@ -368,14 +371,11 @@ func (db *DB) checkFile() error {
 	if err != nil || db.opts.ReadOnly {
 		return err
 	}
-	if older {
-		// A file of an older format this version reads (see
-		// OldestFormatVersion) is one of the current format already; mark
-		// it so, before anything is written the older way would not read.
-		return db.update("open", func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketMeta).Put(keyFormat, []byte(strconv.Itoa(FormatVersion)))
-		})
-	}
+	// A file of an older format this version reads (see
+	// OldestFormatVersion) is one of the current format already; the
+	// first commit marks it so (see commitBatch), in the transaction that
+	// writes what the older format would not read.
+	db.markFormat.Store(older)
 	if !isNew {
 		return nil
 	}
