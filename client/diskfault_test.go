@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/distcompute/distcompute-go/client"
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/trackertest"
@@ -95,6 +97,19 @@ func (d *disk) repair() {
 	d.mount()
 }
 
+// syncFS commits the file system at dir to its disk (syncfs(2)).
+func syncFS(t *testing.T, dir string) {
+	t.Helper()
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		t.Fatalf("syncfs %s: %v", dir, err)
+	}
+}
+
 // fill writes a file until the disk is full and returns its path.
 func fill(t *testing.T, dir string) string {
 	t.Helper()
@@ -154,6 +169,10 @@ func TestDiskFaults(t *testing.T) {
 		if err := os.Remove(filler); err != nil {
 			t.Fatal(err)
 		}
+		// The unlink must reach ext4's journal: the read-only fault
+		// below aborts it, and an uncommitted unlink would be lost with
+		// it (e2fsck would find the filler again and the disk full).
+		syncFS(t, dir)
 	}
 	for _, f := range faults {
 		out := work()

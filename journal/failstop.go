@@ -113,6 +113,7 @@ func (db *DB) Reopen() error {
 		return nil
 	}
 	_ = db.bolt.Close() // its errors are the failure's: the handle is dropped either way
+	db.forgetFree()
 	// The path must still name the journal: a disk unmounted under it
 	// leaves an empty folder where Open would create a new, empty journal
 	// and the worker would go on without its history.
@@ -202,7 +203,8 @@ func (db *DB) Landed() bool {
 // twice the records' bytes (a B-tree page is half full at worst) plus four
 // pages (branches, freelist, meta), less the free pages the file already
 // has. The disk check ignores the file's free pages: it costs one statfs (a
-// microsecond beside two fsyncs), and a disk that full refuses every write
+// microsecond beside two fsyncs; none while a recent measure leaves far
+// more room, see freecache.go), and a disk that full refuses every write
 // rather than the one that would hit ENOSPC in the middle of a commit.
 func (db *DB) checkSpace(tx *bolt.Tx, bytes int64) error {
 	db.size.Store(tx.Size())
@@ -216,9 +218,9 @@ func (db *DB) checkSpace(tx *bolt.Tx, bytes int64) error {
 		}
 	}
 	if min := db.opts.MinFree; min > 0 {
-		free, _, err := diskFree(db.path)
+		free, _, err := db.diskFree(min + need)
 		if err == nil && free-need < min {
-			return &FullError{Size: tx.Size(), Limit: min, Free: free - need}
+			return &FullError{Size: tx.Size(), Limit: min, Free: max(free-need, 0)}
 		}
 	}
 	return nil
@@ -248,7 +250,7 @@ func (db *DB) Writable() error {
 			return db.wrap("write", &FullError{Size: size, Limit: max, Free: -1})
 		}
 	}
-	free, readOnly, err := diskFree(db.path)
+	free, readOnly, err := db.diskFree(max(db.opts.MinFree, 0))
 	if err != nil {
 		return nil // no answer: let the write tell
 	}

@@ -54,13 +54,15 @@ if [ ${#pkgs[@]} -eq 0 ]; then
 fi
 
 out=$(mktemp -d "${TMPDIR:-/tmp}/flakehunt.XXXXXX")
+status=0
 hogs=()
 stop_hogs() {
   for p in "${hogs[@]}"; do kill "$p" 2>/dev/null; done
   wait "${hogs[@]}" 2>/dev/null
   hogs=()
 }
-trap 'stop_hogs; rm -rf "$out"' EXIT
+# The logs are kept when a test failed (the path is printed), removed otherwise.
+trap 'stop_hogs; if [ "$status" -eq 0 ]; then rm -rf "$out"; else echo "flakehunt: logs kept in $out" >&2; fi' EXIT
 
 start_hogs() {
   local n
@@ -76,7 +78,6 @@ start_hogs() {
 }
 
 # hunt CONDITION: runs the packages once with -count, prints the failures.
-status=0
 hunt() {
   local cond=$1 log="$out/$1.json" t0 t1
   t0=$(date +%s)
@@ -95,6 +96,15 @@ hunt() {
     status=1
     echo "$cond: failures per test (count, package, test):"
     echo "$fails" | sed 's/^/  /'
+    # What each failing test said: its file:line messages, first of each.
+    if command -v jq >/dev/null; then
+      echo "$fails" | while read -r _ pkg test; do
+        echo "  $pkg $test said:"
+        jq -r --arg p "$pkg" --arg t "$test" \
+          'select(.Action == "output" and .Package == $p and .Test == $t) | .Output' "$log" |
+          grep -E '^\s+[A-Za-z0-9_]+\.go:[0-9]+:' | sort | uniq -c | sort -rn | head -8 | sed 's/^/    /'
+      done
+    fi
   elif [ $rc -ne 0 ]; then
     status=1
     echo "$cond: go test exited $rc without a failing test (a build error or a panic?):"
