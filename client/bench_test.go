@@ -129,3 +129,31 @@ func BenchmarkLogUnreachable(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "median-ns")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
 }
+
+// BenchmarkJobCycleOneLogNoSync is the cycle scripts/perf-table.sh times
+// (claim, one Log, complete) with the journal's NoSync, for allocation and
+// CPU profiles of the client's own work (-benchmem, -memprofile); the
+// loopback tracker runs in the same process, so its share is in them too.
+func BenchmarkJobCycleOneLogNoSync(b *testing.B) {
+	srv := benchTracker(b)
+	ctx := context.Background()
+	c, err := client.Init(ctx, srv.URL, "a", client.WithVerbose(false),
+		client.WithJournalOptions(&journal.Options{NoSync: true}),
+		client.WithJournal(filepath.Join(b.TempDir(), "journal.db")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	addJobs(b, srv, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := c.NewJob(ctx); err != nil {
+			b.Fatal(err)
+		}
+		c.Log("step 1 of 1")
+		if err := c.CompleteJob(ctx, "output"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

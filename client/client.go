@@ -269,8 +269,9 @@ func (c *Client) ensureJournal() error {
 // JournalHealth returns why the journal cannot be written now, or nil: the
 // failure that stopped it (journal.ErrStopped; the next action reopens it),
 // or a full disk or file (journal.ErrFull). The error wraps ErrNotRecorded.
-// It writes nothing and is cheap (a statfs and an open of the file for
-// writing, about 10 µs); a worker asks it before claiming, and to tell when
+// It writes nothing and is cheap (an open of the file for writing, and a
+// statfs unless one was made in the last half second with room to spare:
+// about 10 µs at most); a worker asks it before claiming, and to tell when
 // the disk is back.
 func (c *Client) JournalHealth() error {
 	if err := c.db.Writable(); err != nil {

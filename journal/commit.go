@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"sort"
+	"strconv"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -183,6 +184,11 @@ func (db *DB) commitBatch(batch []*request) {
 			return err
 		}
 		w.writable = true
+		if db.markFormat.Load() {
+			if err := tx.Bucket(bucketMeta).Put(keyFormat, []byte(strconv.Itoa(FormatVersion))); err != nil {
+				return err
+			}
+		}
 		// Deferred events first: they happened before this commit's events
 		// were submitted (a deferred claim precedes the checkpoint or
 		// completion of its job). One refused now is dropped, and so are
@@ -296,6 +302,7 @@ func (db *DB) commitBatch(batch []*request) {
 	})
 	var touched map[string]State
 	if err == nil && cw != nil {
+		db.markFormat.Store(false)
 		cw.keep()
 		touched = cw.touched()
 	}

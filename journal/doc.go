@@ -91,6 +91,10 @@
 //	claims    slot ++ NUL ++ seq -> job number (8 bytes), one per claim still kept
 //	jobs      job number (8 bytes) ++ seq -> slot name, for claims and orphan
 //	          resolutions (a job's other events follow its claim in its slot)
+//	          A claim gets its claims and jobs entries when its slot's
+//	          newest events move from slotmeta into slotidx, or when pruning
+//	          counts the slot's claims, not in its own commit (format 4;
+//	          format 3 wrote them at once and is read as format 4)
 //	orphans   seq of the completion-pending event -> Orphan
 //
 // Per-slot data lives in shared buckets, not a bucket per slot, so that a
@@ -98,11 +102,16 @@
 // For the same reason a slot's newest events are listed in its slotmeta
 // record, which every append to the slot rewrites anyway and which all
 // slots' records share a few pages for, and move into slotidx (a leaf page
-// per slot) 16 at a time. And a lone append's event goes to the tail, an
+// per slot) 16 at a time; their claims enter the claims and jobs indexes
+// then too, so that a job cycle's claim does not rewrite the last leaf of
+// each index (two of the commit's pages, and most of what it allocates).
+// Events with a Job filter find the claims still listed in slotmeta by
+// reading them. And a lone append's event goes to the tail, an
 // inline bucket inside the root page that every commit rewrites anyway, so
 // that it writes one data page instead of three (the last events leaf, the
 // branch above it and the root); the commit whose event does not fit moves
-// the tail into events. A file of another format version is refused.
+// the tail into events. A file of a format version outside
+// OldestFormatVersion to FormatVersion is refused.
 //
 // # Errors
 //

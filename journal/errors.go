@@ -192,15 +192,15 @@ type FormatError struct {
 }
 
 func (e *FormatError) Error() string {
-	if e.Version < FormatVersion {
-		return fmt.Sprintf("%s: the %s was written by a development version of format %d, this program reads format %d only; export it with that version",
-			ErrOldFormat, e.Record, e.Version, FormatVersion)
+	if e.Version < OldestFormatVersion {
+		return fmt.Sprintf("%s: the %s was written by a development version of format %d, this program reads formats %d to %d only; export it with that version",
+			ErrOldFormat, e.Record, e.Version, OldestFormatVersion, FormatVersion)
 	}
 	return fmt.Sprintf("%s: the %s has format version %d, this program reads up to %d", ErrNewerFormat, e.Record, e.Version, FormatVersion)
 }
 
 func (e *FormatError) Unwrap() error {
-	if e.Version < FormatVersion {
+	if e.Version < OldestFormatVersion {
 		return ErrOldFormat
 	}
 	return ErrNewerFormat

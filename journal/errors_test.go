@@ -30,7 +30,7 @@ func TestErrorMessages(t *testing.T) {
 		{&journal.FormatError{Version: journal.FormatVersion + 1, Record: "file"}, journal.ErrNewerFormat,
 			fmt.Sprintf(`journal: /v/j.db: events: journal has a newer format version: the file has format version %d, this program reads up to %d`, journal.FormatVersion+1, journal.FormatVersion)},
 		{&journal.FormatError{Version: 2, Record: "file"}, journal.ErrOldFormat,
-			fmt.Sprintf(`journal: /v/j.db: events: journal has an older format version: the file was written by a development version of format 2, this program reads format %d only; export it with that version`, journal.FormatVersion)},
+			fmt.Sprintf(`journal: /v/j.db: events: journal has an older format version: the file was written by a development version of format 2, this program reads formats %d to %d only; export it with that version`, journal.OldestFormatVersion, journal.FormatVersion)},
 		{&journal.NotJournalError{Reason: "the file is empty"}, journal.ErrNotJournal,
 			`journal: /v/j.db: events: not a journal: the file is empty`},
 		{checkpoint, journal.ErrInvalidEvent,

@@ -9,11 +9,19 @@ import (
 )
 
 // FormatVersion is the version of the record and file format this package
-// writes, and the only file format it reads (the layout is in doc.go).
-// Files and records of a higher version are refused with ErrNewerFormat
-// rather than misread; files of a lower one, written by development
-// versions before the first release, with ErrOldFormat.
-const FormatVersion = 3
+// writes (the layout is in doc.go). Files and records of a higher version
+// are refused with ErrNewerFormat rather than misread; files older than
+// OldestFormatVersion, written by development versions before the first
+// release, with ErrOldFormat.
+const FormatVersion = 4
+
+// OldestFormatVersion is the oldest file format this package reads. A file
+// of format 3 is a file of format 4 whose claims are all in the job and
+// claim indexes (format 4 writes a claim's index entries when its
+// slot-index entry leaves the slotmeta record); its first commit by this
+// version marks it format 4, so that a program that reads format 3 only
+// refuses it from then on.
+const OldestFormatVersion = 3
 
 // Kind names what an event records. The comment beside each constant lists
 // the Event fields it uses.

@@ -113,6 +113,7 @@ func (db *DB) Reopen() error {
 		return nil
 	}
 	_ = db.bolt.Close() // its errors are the failure's: the handle is dropped either way
+	db.forgetFree()
 	// The path must still name the journal: a disk unmounted under it
 	// leaves an empty folder where Open would create a new, empty journal
 	// and the worker would go on without its history.
@@ -202,7 +203,8 @@ func (db *DB) Landed() bool {
 // twice the records' bytes (a B-tree page is half full at worst) plus four
 // pages (branches, freelist, meta), less the free pages the file already
 // has. The disk check ignores the file's free pages: it costs one statfs (a
-// microsecond beside two fsyncs), and a disk that full refuses every write
+// microsecond beside two fsyncs; none while a recent measure leaves far
+// more room, see freecache.go), and a disk that full refuses every write
 // rather than the one that would hit ENOSPC in the middle of a commit.
 func (db *DB) checkSpace(tx *bolt.Tx, bytes int64) error {
 	db.size.Store(tx.Size())
@@ -216,7 +218,7 @@ func (db *DB) checkSpace(tx *bolt.Tx, bytes int64) error {
 		}
 	}
 	if min := db.opts.MinFree; min > 0 {
-		free, _, err := diskFree(db.path)
+		free, _, err := db.diskFree(min + need)
 		if err == nil && free-need < min {
 			return &FullError{Size: tx.Size(), Limit: min, Free: max(free-need, 0)}
 		}
@@ -226,8 +228,8 @@ func (db *DB) checkSpace(tx *bolt.Tx, bytes int64) error {
 
 // Writable reports whether a write may succeed now, without writing: the
 // DB's stop (a *StoppedError) if it is stopped, a *FullError if the file
-// has reached Options.MaxSize or its file system has less than
-// Options.MinFree bytes free, else nil. A caller that is about to take on
+// could not take a commit of a few KiB without passing Options.MaxSize or
+// leaving its file system less than Options.MinFree bytes free, else nil. A caller that is about to take on
 // work it must record later (the client, before it claims a job) asks
 // first, so as not to start what it cannot finish.
 func (db *DB) Writable() error {
@@ -237,18 +239,31 @@ func (db *DB) Writable() error {
 	if err := db.stopped("write"); err != nil {
 		return err
 	}
-	size := db.size.Load()
-	if max := db.opts.MaxSize; max > 0 && size >= max {
+	// Room for a small commit, as checkSpace counts it: a disk with less
+	// would pass this check and refuse the claim's own commit, and a
+	// caller that probes (dcworker) would see its disk turn writable and
+	// full again at every probe.
+	need := 2*int64(writableRoom) + 4*int64(os.Getpagesize())
+	size := db.size.Load() // as the last commit began: a read gives it as it ended
+	if max := db.opts.MaxSize; max > 0 {
 		if err := db.acquire("write"); err != nil {
 			return err
 		}
+		err := db.bolt.View(func(tx *bolt.Tx) error {
+			size = tx.Size()
+			return nil
+		})
 		st := db.bolt.Stats()
+		page := int64(db.bolt.Info().PageSize)
 		db.release()
-		if st.FreePageN+st.PendingPageN < 8 {
-			return db.wrap("write", &FullError{Size: size, Limit: max, Free: -1})
+		if err != nil {
+			return nil // no answer: let the write tell
+		}
+		if growth := need - int64(st.FreePageN+st.PendingPageN)*page; growth > 0 && size+growth > max {
+			return db.wrap("write", &FullError{Size: size + growth, Limit: max, Free: -1})
 		}
 	}
-	free, readOnly, err := diskFree(db.path)
+	free, readOnly, err := db.diskFree(max(db.opts.MinFree, 0) + need)
 	if err != nil {
 		return nil // no answer: let the write tell
 	}
@@ -268,8 +283,13 @@ func (db *DB) Writable() error {
 		db.dropHandle()
 		return err
 	}
-	if min := db.opts.MinFree; min > 0 && free < min {
-		return db.wrap("write", &FullError{Size: size, Limit: min, Free: free})
+	if min := db.opts.MinFree; min > 0 && free-need < min {
+		return db.wrap("write", &FullError{Size: size, Limit: min, Free: max(free-need, 0)})
 	}
 	return nil
 }
+
+// writableRoom is how many bytes of records Writable asks room for: a
+// claim of a job of up to about 4 KiB (its event, and the slot's state that
+// holds the job), or a completion of that size.
+const writableRoom = 8 << 10

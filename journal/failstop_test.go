@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -246,4 +247,43 @@ func TestReopenRefusesAnotherFile(t *testing.T) {
 		t.Fatalf("Reopen with the journal back: %v", err)
 	}
 	mustAppend(t, db, journal.Event{Slot: "s1", Kind: journal.KindClaimed, Job: 1})
+}
+
+// Writable answers what the next small commit will meet: while it says
+// writable, an append of a record of a few KiB goes through, and once such
+// an append is refused for space, it says full. (A Writable that passed a
+// disk the claim's own commit then met full made dcworker's spells of an
+// unwritable journal end and begin again at every probe.)
+func TestWritableAgreesWithAppend(t *testing.T) {
+	// Limits that fall on and between the file's page boundaries.
+	for max := int64(192 << 10); max <= 320<<10; max += 12345 {
+		writableAgreesWithAppend(t, max)
+	}
+}
+
+func writableAgreesWithAppend(t *testing.T, max int64) {
+	t.Helper()
+	db := journaltest.MustOpen(t, &journal.Options{MaxSize: max, Retention: -1, NoSync: true})
+	register(t, db, "s1")
+	input := strings.Repeat("i", 3<<10)
+	appends := 0
+	for ; appends < 10000; appends++ {
+		w := db.Writable()
+		_, err := db.Append(journal.Event{Slot: "s1", Kind: journal.KindClaimed, Job: appends + 1, Input: ptr(input + strconv.Itoa(appends))})
+		if err != nil {
+			if !errors.Is(err, journal.ErrFull) {
+				t.Fatalf("MaxSize %d, append %d: %v, want nil or ErrFull", max, appends, err)
+			}
+			if w == nil {
+				t.Fatalf("MaxSize %d: append %d refused (%v) right after Writable said writable", max, appends, err)
+			}
+			break
+		}
+	}
+	if appends == 10000 {
+		t.Fatalf("%d appends of 3 KiB fit in a journal of at most %d bytes", appends, max)
+	}
+	if err := db.Writable(); !errors.Is(err, journal.ErrFull) {
+		t.Fatalf("MaxSize %d: Writable after an append was refused for space = %v, want ErrFull", max, err)
+	}
 }

@@ -29,7 +29,7 @@ func formatOf(t *testing.T, path string) string {
 // before the first release, is refused by both kinds of Open, with a
 // *FormatError naming the version, and left unchanged.
 func TestOlderFormatRefused(t *testing.T) {
-	for v := 1; v < journal.FormatVersion; v++ {
+	for v := 1; v < journal.OldestFormatVersion; v++ {
 		for _, ro := range []bool{true, false} {
 			t.Run(fmt.Sprintf("version%d/read-only=%v", v, ro), func(t *testing.T) {
 				path := filepath.Join(t.TempDir(), "j.db")

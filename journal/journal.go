@@ -70,7 +70,9 @@ type Options struct {
 	MaxSize int64
 	// MinFree is how many bytes a write that grows the file must leave free
 	// on its file system, else it is refused with ErrFull. 0 means
-	// DefaultMinFree, a negative value no check.
+	// DefaultMinFree, a negative value no check. The free space is measured
+	// at each commit, or reused for half a second while it is 64 MiB more
+	// than needed (freecache.go).
 	MinFree int64
 	// Logger receives what the background flusher cannot return to a
 	// caller: events given to AppendDeferred and refused when written.
@@ -157,6 +159,10 @@ type DB struct {
 	reopening bool         // Reopen rewrites the file (see failStop)
 	fi        os.FileInfo  // the file as opened (or last swapped in), for Reopen; guarded by smu
 	size      atomic.Int64 // the file's high-water mark in bytes at the last commit (see Writable)
+	freeC     freeCache    // the last free-space measure (see freecache.go)
+	// markFormat: the file has an older format (OldestFormatVersion up);
+	// the next commit sets its format to FormatVersion.
+	markFormat atomic.Bool
 	// fault, set by tests only, fails a commit before (after false) or
 	// after (true) bbolt commits it, as a failed write or fsync would.
 	fault     func(after bool) error
@@ -334,7 +340,7 @@ func (db *DB) checkFile() error {
 	if err != nil {
 		return openErr(db.path, err)
 	}
-	isNew := false
+	isNew, older := false, false
 	err = db.view("open", func(tx *bolt.Tx) error {
 		if tx.Size() > fi.Size() {
 			return corrupt("", 0, "truncated: the file has %d bytes, its pages need %d", fi.Size(), tx.Size())
@@ -356,13 +362,22 @@ func (db *DB) checkFile() error {
 		if err != nil || v < 1 {
 			return corrupt("", 0, "unreadable format version %q", meta.Get(keyFormat))
 		}
-		if v != FormatVersion {
+		if v < OldestFormatVersion || v > FormatVersion {
 			return &FormatError{Version: v, Record: "file"}
 		}
+		older = v < FormatVersion
 		return nil
 	})
-	if err != nil || db.opts.ReadOnly || !isNew {
+	if err != nil || db.opts.ReadOnly {
 		return err
+	}
+	// A file of an older format this version reads (see
+	// OldestFormatVersion) is one of the current format already; the
+	// first commit marks it so (see commitBatch), in the transaction that
+	// writes what the older format would not read.
+	db.markFormat.Store(older)
+	if !isNew {
+		return nil
 	}
 	return db.update("open", func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)

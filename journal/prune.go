@@ -34,6 +34,10 @@ func (w *txWriter) prune(s *slotTx) error {
 	retention := uint64(w.db.retention)
 	prefix := slotPrefix(s.name)
 	if m.claims > retention {
+		// The claims bucket must hold every claim the counter counts.
+		if err := w.indexClaims(s); err != nil {
+			return err
+		}
 		claims, err := w.bucket(&w.claims, bucketClaims)
 		if err != nil {
 			return err

@@ -186,14 +186,12 @@ func (db *DB) eventsPage(f Filter, from uint64) (page []Event, next uint64, err 
 			}
 			seen := make(map[uint64]bool)
 			var seqs []uint64
-			prefix := jobKey(f.Job, 0)[:8]
-			jc := jobs.Cursor()
-			for k, v := jc.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = jc.Next() {
-				slot := string(v)
-				if f.Slot != "" && slot != f.Slot {
-					continue
-				}
-				start := be(k[8:])
+			starts, err := jobStarts(jobs, meta, f, get)
+			if err != nil {
+				return err
+			}
+			for _, st := range starts {
+				slot, start := st.slot, st.seq
 				var ferr error
 				err := slotEntries(idx, meta, slot, start, func(seq uint64, kind string) bool {
 					if seq != start && kind == string(KindClaimed) {
@@ -283,4 +281,51 @@ func (db *DB) Orphans() ([]Orphan, error) {
 		})
 	})
 	return out, err
+}
+
+// jobStart is where a job's events start in a slot's history: its claim
+// (or an orphan resolution naming it).
+type jobStart struct {
+	slot string
+	seq  uint64
+}
+
+// jobStarts lists the starts of f.Job (in f.Slot, if set): the job index's
+// entries, then the claims still listed in the slotmeta records, which the
+// job index does not hold yet (see txWriter.indexClaims).
+func jobStarts(jobs, meta *bolt.Bucket, f Filter, get func(uint64) (Event, bool, error)) ([]jobStart, error) {
+	var starts []jobStart
+	prefix := jobKey(f.Job, 0)[:8]
+	jc := jobs.Cursor()
+	for k, v := jc.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = jc.Next() {
+		if f.Slot == "" || string(v) == f.Slot {
+			starts = append(starts, jobStart{slot: string(v), seq: be(k[8:])})
+		}
+	}
+	if meta == nil {
+		return starts, nil
+	}
+	mc := meta.Cursor()
+	for k, v := mc.First(); k != nil; k, v = mc.Next() {
+		if f.Slot != "" && string(k) != f.Slot {
+			continue
+		}
+		m, ok := decodeSlotMeta(v)
+		if !ok {
+			return nil, corrupt(string(k), 0, "bad counters")
+		}
+		for _, p := range m.pending {
+			if p.kind != string(KindClaimed) {
+				continue
+			}
+			e, ok, err := get(p.seq)
+			if err != nil {
+				return nil, err
+			}
+			if ok && e.Job == f.Job {
+				starts = append(starts, jobStart{slot: string(k), seq: p.seq})
+			}
+		}
+	}
+	return starts, nil
 }

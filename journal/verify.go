@@ -113,7 +113,7 @@ func verifyTx(tx *bolt.Tx, add func(error)) {
 	if string(meta.Get(keyMagic)) != magic {
 		add(corrupt("", 0, "the meta bucket has the wrong magic"))
 	}
-	if v, err := strconv.Atoi(string(meta.Get(keyFormat))); err != nil || v != FormatVersion {
+	if v, err := strconv.Atoi(string(meta.Get(keyFormat))); err != nil || v < OldestFormatVersion || v > FormatVersion {
 		add(corrupt("", 0, "the meta bucket has format %q", meta.Get(keyFormat)))
 	}
 	b := make(map[string]*bolt.Bucket)

@@ -106,6 +106,15 @@ type slotTx struct {
 	state State
 	meta  slotMeta
 	dirty bool
+	// jobs holds the job numbers of claims in meta.pending appended by
+	// this DB (see indexClaims); shared with db.slots: copy on append.
+	jobs []claimJob
+}
+
+// claimJob is a claim's seq and job number.
+type claimJob struct {
+	seq uint64
+	job int
 }
 
 func newTxWriter(tx *bolt.Tx, db *DB, now time.Time) (*txWriter, error) {
@@ -156,7 +165,7 @@ func (w *txWriter) slot(name string) (*slotTx, error) {
 	}
 	if w.writable {
 		if c, ok := w.db.slots[name]; ok {
-			s := &slotTx{name: name, state: c.state, meta: c.meta}
+			s := &slotTx{name: name, state: c.state, meta: c.meta, jobs: c.jobs}
 			w.cache[name] = s
 			w.order = append(w.order, name)
 			return s, nil
@@ -295,7 +304,12 @@ func (w *txWriter) append(e Event, at time.Time) (Event, error) {
 	// db.slots shares the array.
 	s.meta.pending = append(slices.Clip(s.meta.pending), idxEntry{seq: seq, kind: string(e.Kind)})
 	s.meta.n++
-	if e.Job != 0 && (e.Kind == KindClaimed || e.Kind == KindOrphanResolved) {
+	// A claim's entries in the job and claim indexes are written when its
+	// slot-index entry leaves the slotmeta record (see indexClaims), not
+	// now: a claim per job cycle would otherwise rewrite both indexes' last
+	// leaves in every cycle, two of the commit's pages and most of its
+	// allocations. An orphan resolution (rare) is indexed at once.
+	if e.Job != 0 && e.Kind == KindOrphanResolved {
 		jobs, err := w.bucket(&w.jobs, bucketJobs)
 		if err != nil {
 			return Event{}, err
@@ -305,14 +319,8 @@ func (w *txWriter) append(e Event, at time.Time) (Event, error) {
 		}
 	}
 	if e.Kind == KindClaimed {
-		claims, err := w.bucket(&w.claims, bucketClaims)
-		if err != nil {
-			return Event{}, err
-		}
-		if err := claims.Put(slotKey(e.Slot, seq), u64(uint64(e.Job))); err != nil {
-			return Event{}, err
-		}
 		s.meta.claims++
+		s.jobs = append(slices.Clip(s.jobs), claimJob{seq: seq, job: e.Job})
 	}
 	// Orphans.
 	st := s.state
@@ -421,6 +429,7 @@ func (w *txWriter) dropCheckpoint(s *slotTx) error {
 type cachedSlot struct {
 	state State
 	meta  slotMeta
+	jobs  []claimJob
 }
 
 // keep caches the states and counters of the slots a committed transaction
@@ -432,7 +441,7 @@ func (w *txWriter) keep() {
 		w.db.slots = make(map[string]cachedSlot)
 	}
 	for name, s := range w.cache {
-		w.db.slots[name] = cachedSlot{state: s.state, meta: s.meta}
+		w.db.slots[name] = cachedSlot{state: s.state, meta: s.meta, jobs: s.jobs}
 	}
 }
 
@@ -457,12 +466,15 @@ func (w *txWriter) finish() error {
 			if err != nil {
 				return err
 			}
+			if err := w.indexClaims(s); err != nil {
+				return err
+			}
 			for _, p := range s.meta.pending {
 				if err := idx.Put(slotKey(name, p.seq), []byte(p.kind)); err != nil {
 					return err
 				}
 			}
-			s.meta.pending = nil
+			s.meta.pending, s.jobs = nil, nil
 		}
 		if w.db.retention > 0 {
 			if err := w.prune(s); err != nil {
@@ -482,4 +494,66 @@ func (w *txWriter) finish() error {
 		}
 	}
 	return nil
+}
+
+// indexClaims writes the job- and claim-index entries of the claims listed
+// in the slot's slotmeta record (pending: their slot-index entries are not
+// in slotidx yet), which append leaves out (format 4; see doc.go). finish
+// calls it when those entries move into slotidx, prune before it counts the
+// slot's claims. A claim older than the slot's prune point had its claim
+// entry deleted by an earlier pass of prune, which indexed it first: it is
+// not written again (its job entry goes with its event, when pruned). The
+// event records give the job numbers.
+func (w *txWriter) indexClaims(s *slotTx) error {
+	for _, p := range s.meta.pending {
+		if p.kind != string(KindClaimed) {
+			continue
+		}
+		job, err := w.claimedJob(s, p.seq)
+		if err != nil {
+			return err
+		}
+		if job != 0 { // a claim without a job number has no job entry
+			jobs, err := w.bucket(&w.jobs, bucketJobs)
+			if err != nil {
+				return err
+			}
+			if err := jobs.Put(jobKey(job, p.seq), []byte(s.name)); err != nil {
+				return err
+			}
+		}
+		if p.seq < s.meta.pruneTo {
+			continue
+		}
+		claims, err := w.bucket(&w.claims, bucketClaims)
+		if err != nil {
+			return err
+		}
+		if err := claims.Put(slotKey(s.name, p.seq), u64(uint64(job))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// claimedJob returns the job number of the slot's claim at seq: from
+// memory if this DB appended it, else from its record.
+func (w *txWriter) claimedJob(s *slotTx, seq uint64) (int, error) {
+	for _, c := range s.jobs {
+		if c.seq == seq {
+			return c.job, nil
+		}
+	}
+	v := w.getEvent(u64(seq))
+	if v == nil {
+		return 0, corrupt(s.name, 0, "the slot's counters name missing event %d", seq)
+	}
+	e, err := DecodeEvent(v)
+	if err != nil {
+		return 0, at(err, s.name, seq)
+	}
+	if e.Kind != KindClaimed {
+		return 0, corrupt(e.Slot, e.Seq, "indexed as a claim, the record is a %s event", e.Kind)
+	}
+	return e.Job, nil
 }

@@ -189,7 +189,7 @@ func fixtureOlder(path string) error {
 		return err
 	}
 	return boltUpdate(path, func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte("meta")).Put([]byte("format"), []byte(strconv.Itoa(journal.FormatVersion-1)))
+		return tx.Bucket([]byte("meta")).Put([]byte("format"), []byte(strconv.Itoa(journal.OldestFormatVersion-1)))
 	})
 }
 

@@ -138,7 +138,7 @@ func openError(path string, err error) error {
 	case errors.Is(err, journal.ErrNewerFormat):
 		return withCode(exitJournal, fmt.Errorf("%s was written by a newer version of distcompute-go; use a dcjournal of that version or later (%v)", path, err))
 	case errors.As(err, &format) && errors.Is(err, journal.ErrOldFormat):
-		return withCode(exitJournal, fmt.Errorf("%s was written by a development version of distcompute-go (journal format %d; this one reads %d); export it with the dcjournal of that version", path, format.Version, journal.FormatVersion))
+		return withCode(exitJournal, fmt.Errorf("%s was written by a development version of distcompute-go (journal format %d; this one reads %d to %d); export it with the dcjournal of that version", path, format.Version, journal.OldestFormatVersion, journal.FormatVersion))
 	case errors.As(err, &notJournal):
 		return withCode(exitJournal, fmt.Errorf("%s is not a distcompute journal (%s); check the path", path, notJournal.Reason))
 	case errors.As(err, &damage):

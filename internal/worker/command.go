@@ -30,6 +30,7 @@ const maxProgressLine = 4 << 10
 // spec is one run of the user's command for one job.
 type spec struct {
 	argv           []string
+	path           string   // argv[0] resolved (exec.LookPath); empty: resolved by os/exec at each run
 	env            []string // full environment
 	stdin          string   // the job's input, handed to the command without a copy
 	checkpointPath string   // pre-filled by the caller
@@ -75,15 +76,26 @@ func (r result) describe() string {
 // proc is a started command.
 type proc struct {
 	cmd    *exec.Cmd
-	done   chan struct{}
 	res    result
 	group  procGroup   // the command and its descendants (per OS)
 	killed atomic.Bool // kill was called
+
+	collect  func() // waits for the command and fills res (run once, by wait)
+	waitOnce sync.Once
+
+	// mu orders the signals sent to the command (a context's kill, a
+	// drain's signal) with its end: once it has been waited for (ended),
+	// its pid and process group may belong to another process.
+	mu    sync.Mutex
+	ended bool
 }
 
 // start launches s in its own process group (on Windows, also in a job
 // object that holds its descendants). The command is killed, with its
-// whole group, when ctx ends. Wait for it with wait.
+// whole group, when ctx ends. Wait for it with wait, which collects the
+// command in the caller's goroutine: a run costs no goroutine beyond the
+// copies of its outputs and the progress reader, and the command's end
+// wakes the goroutine that goes on with its result.
 func start(ctx context.Context, s spec) (*proc, error) {
 	if len(s.argv) == 0 {
 		return nil, errors.New("no command")
@@ -97,10 +109,29 @@ func start(ctx context.Context, s spec) (*proc, error) {
 	// Not exec.CommandContext: its context watcher is a goroutine per run,
 	// which Wait hands the result to and waits for; context.AfterFunc
 	// kills the group (p.kill, as Cancel did) without one.
-	cmd := exec.Command(s.argv[0], s.argv[1:]...)
-	p := &proc{cmd: cmd, done: make(chan struct{})}
+	var cmd *exec.Cmd
+	if s.path != "" {
+		// Resolved once by the caller: exec.Command would look the name
+		// up in $PATH again on every run.
+		cmd = &exec.Cmd{Path: s.path, Args: s.argv}
+	} else {
+		cmd = exec.Command(s.argv[0], s.argv[1:]...)
+	}
+	p := &proc{cmd: cmd}
 	cmd.Env = s.env
-	cmd.Stdin = strings.NewReader(s.stdin)
+	// The job's input goes into the pipe before the command starts when it
+	// fits in the pipe's buffer: no goroutine has to feed the command, which
+	// then never waits for one to be scheduled. Larger input is copied by
+	// os/exec's goroutine as the command reads it.
+	stdin, err := filledPipe(s.stdin)
+	if err != nil {
+		return nil, err
+	}
+	if stdin != nil {
+		cmd.Stdin = stdin
+	} else {
+		cmd.Stdin = strings.NewReader(s.stdin)
+	}
 	p.prepare()
 	cmd.WaitDelay = s.waitDelay
 	if cmd.WaitDelay <= 0 {
@@ -113,20 +144,22 @@ func start(ctx context.Context, s spec) (*proc, error) {
 	cmd.Stderr = tail
 	pr, pw, err := progressPipe(cmd)
 	if err != nil {
+		closeAll(stdin)
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		closeAll(pr, pw)
+	err = cmd.Start()
+	closeAll(stdin, pw) // the child holds its own copies
+	if err != nil {
+		closeAll(pr)
 		return nil, err
 	}
-	closeAll(pw) // the child holds its own copy
 	if err := p.started(); err != nil {
 		_ = p.kill()
 		_ = cmd.Wait()
 		closeAll(pr)
 		return nil, err
 	}
-	stopKill := context.AfterFunc(ctx, func() { _ = p.kill() })
+	stopKill := context.AfterFunc(ctx, func() { p.whileRunning(func() { _ = p.kill() }) })
 
 	progressDone := make(chan struct{})
 	go func() {
@@ -160,15 +193,23 @@ func start(ctx context.Context, s spec) (*proc, error) {
 	})
 	wmu.Unlock()
 
-	go func() {
-		defer close(p.done)
+	p.collect = func() {
 		// Wait returns once the process has exited and its stdout and stderr
 		// are copied, or WaitDelay after exit if a grandchild keeps them open.
 		werr := cmd.Wait()
 		stopKill()
+		p.mu.Lock()
+		p.ended = true
+		p.mu.Unlock()
 		select {
-		case <-progressDone:
-		case <-time.After(cmd.WaitDelay):
+		case <-progressDone: // most often: fd 3 closed with the command
+		default:
+			t := time.NewTimer(cmd.WaitDelay)
+			select {
+			case <-progressDone:
+			case <-t.C:
+			}
+			t.Stop()
 		}
 		closeAll(pr) // unblocks the progress reader if a grandchild holds fd 3
 		<-progressDone
@@ -189,14 +230,28 @@ func start(ctx context.Context, s spec) (*proc, error) {
 		if werr != nil && !errors.As(werr, &ee) && !errors.Is(werr, exec.ErrWaitDelay) {
 			p.res.err = werr
 		}
-	}()
+	}
 	return p, nil
 }
 
-// wait blocks until the command has exited and its output is collected.
+// wait blocks until the command has exited and its output is collected,
+// collecting it in the first caller's goroutine.
 func (p *proc) wait() result {
-	<-p.done
+	p.waitOnce.Do(p.collect)
 	return p.res
+}
+
+// whileRunning calls fn, which signals the command, unless the command has
+// been waited for; the wait does not end meanwhile. It reports whether fn
+// was called.
+func (p *proc) whileRunning(fn func()) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ended {
+		return false
+	}
+	fn()
+	return true
 }
 
 // closeAll closes the files that are not nil.
@@ -276,10 +331,20 @@ func (w *limitWriter) result() ([]byte, bool) {
 	return w.buf.Bytes(), w.tooLarge
 }
 
+// lineReaders are readLines' buffers, reused from run to run: a command
+// that writes no progress (most) would otherwise cost a fresh 4 KiB per
+// run, a quarter of what a run allocated.
+var lineReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, maxProgressLine) }}
+
 // readLines calls fn for each line of r (without the newline), cutting lines
 // longer than maxProgressLine.
 func readLines(r io.Reader, fn func(string)) {
-	br := bufio.NewReaderSize(r, maxProgressLine)
+	br := lineReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() {
+		br.Reset(nil) // holds no reader (nor its file) while pooled
+		lineReaders.Put(br)
+	}()
 	var line []byte
 	for {
 		frag, err := br.ReadSlice('\n')
@@ -336,10 +401,15 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// copyBufs are tailBuffer.ReadFrom's buffers, reused from run to run.
+var copyBufs = sync.Pool{New: func() any { return new([1 << 10]byte) }}
+
 // ReadFrom copies r through a small buffer: io.Copy would allocate 32 KiB
 // per run for a stderr that is most often empty.
 func (t *tailBuffer) ReadFrom(r io.Reader) (int64, error) {
-	b := make([]byte, 1<<10)
+	buf := copyBufs.Get().(*[1 << 10]byte)
+	defer copyBufs.Put(buf)
+	b := buf[:]
 	var n int64
 	for {
 		k, err := r.Read(b)

@@ -177,3 +177,6 @@ func (p *proc) exitSignal() syscall.Signal {
 // progressPipe offers no fd 3 on Windows (os/exec cannot pass extra
 // descriptors there): progress comes through $DC_PROGRESS_FILE only.
 func progressPipe(*exec.Cmd) (r, w *os.File, err error) { return nil, nil, nil }
+
+// filledPipe returns nil on Windows: os/exec feeds the command its input.
+func filledPipe(string) (*os.File, error) { return nil, nil }

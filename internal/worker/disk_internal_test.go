@@ -149,7 +149,8 @@ func TestParseJournalDeadline(t *testing.T) {
 func TestDiskStateServed(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	e := &engine{cfg: Config{TrackerURL: "http://127.0.0.1:1", Stage: "a", Journal: "/j.db"}, log: log, m: newMetrics(1),
-		reach: newReachability("http://127.0.0.1:1", log), drainCh: make(chan struct{})}
+		reach: newReachability("http://127.0.0.1:1", log)}
+	e.initDrain()
 	e.disk = newDiskState("/j.db", log, time.Hour, func(time.Time, error) {})
 	get := func(path string) string {
 		rec := httptest.NewRecorder()

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -86,7 +87,8 @@ type Config struct {
 	Journal string
 	// Slots is how many jobs run at once, one worker identity each (>= 1).
 	Slots int
-	// Command is the program and its arguments, run once per job.
+	// Command is the program and its arguments, run once per job. A name
+	// without a path separator is looked up in $PATH once, when Run starts.
 	Command []string
 
 	InvalidExitCode int           // default DefaultInvalidExitCode
@@ -228,15 +230,19 @@ type engine struct {
 	reach   *reachability
 	disk    *diskState
 	workDir string
+	cmdPath string   // cfg.Command[0] resolved once (exec.LookPath)
+	env     []string // the worker's environment, the base of each command's
 
 	runCtx context.Context // ends on a hard stop: commands are killed
 	hard   context.CancelFunc
 
-	drainOnce sync.Once
-	drainCh   chan struct{} // closed when draining starts
-	drainMu   sync.Mutex
-	drainSig  syscall.Signal
-	drainEnd  time.Time // grace deadline
+	drainOnce  sync.Once
+	drainCtx   context.Context    // ends when draining starts (not when the run ends)
+	drainStart context.CancelFunc // ends drainCtx
+	drainCh    <-chan struct{}    // drainCtx.Done()
+	drainMu    sync.Mutex
+	drainSig   syscall.Signal
+	drainEnd   time.Time // grace deadline
 
 	stderrMu sync.Mutex // serialises the commands' stderr lines
 
@@ -258,8 +264,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.setDefaults(); err != nil {
 		return err
 	}
-	e := &engine{cfg: cfg, log: cfg.Logger, drainCh: make(chan struct{}), m: newMetrics(cfg.Slots)}
+	e := &engine{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Slots)}
+	e.initDrain()
 	e.reach = newReachability(cfg.TrackerURL, e.log)
+	// Per run, os/exec would look the command up and os.Environ copy the
+	// environment again; neither changes while the worker runs.
+	if p, err := exec.LookPath(cfg.Command[0]); err == nil {
+		e.cmdPath = p
+	}
+	e.env = slices.Clip(os.Environ()) // clipped: each run's append copies it
 	e.runCtx, e.hard = context.WithCancel(ctx)
 	defer e.hard()
 
@@ -443,8 +456,16 @@ func (e *engine) drain(sig syscall.Signal, why string) {
 		e.drainWhy = why
 		e.drainEnd = time.Now().Add(e.cfg.Grace)
 		e.drainMu.Unlock()
-		close(e.drainCh)
+		e.drainStart()
 	})
+}
+
+// initDrain makes the drain's context: a context (not only a channel) so that
+// the calls that end with the drain are told by context.AfterFunc, without a
+// goroutine each waiting for it.
+func (e *engine) initDrain() {
+	e.drainCtx, e.drainStart = context.WithCancel(context.Background())
+	e.drainCh = e.drainCtx.Done()
 }
 
 // recordDrain journals a drained event with its reason in every slot once the
@@ -502,37 +523,41 @@ func (e *engine) drainState() (syscall.Signal, time.Time) {
 // grace period once a drain starts (also when the call began before it).
 // What does not reach the tracker in time stays in the journal and is
 // resent on restart.
+//
+// No goroutine waits for the drain (there is one such context per tracker
+// call): context.AfterFunc arms a timer when it starts.
 func (e *engine) netCtx() (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(e.runCtx)
-	go func() {
-		select {
-		case <-ctx.Done():
-			return
-		case <-e.drainCh:
-		}
+	var (
+		mu    sync.Mutex
+		timer *time.Timer
+		done  bool
+	)
+	stop := context.AfterFunc(e.drainCtx, func() {
 		_, end := e.drainState()
-		t := time.NewTimer(time.Until(end.Add(2 * time.Second)))
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-			cancel()
+		mu.Lock()
+		defer mu.Unlock()
+		if !done {
+			timer = time.AfterFunc(time.Until(end.Add(2*time.Second)), cancel)
 		}
-	}()
-	return ctx, cancel
+	})
+	return ctx, func() {
+		stop()
+		mu.Lock()
+		done = true
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel()
+	}
 }
 
 // claimCtx ends when draining starts or the run stops.
 func (e *engine) claimCtx() (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(e.runCtx)
-	go func() {
-		select {
-		case <-e.drainCh:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, cancel
+	stop := context.AfterFunc(e.drainCtx, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 func (e *engine) watchPreemption(ctx context.Context) {
@@ -756,7 +781,7 @@ func (e *engine) runJob(i int, resumed bool) bool {
 			return false
 		}
 		st.set(e.m, stateRunning, num)
-		res := e.runOnce(i, c, job, num, resumed, attempt, cpPath, progPath)
+		res := e.runOnce(i, c, log, job, num, resumed, attempt, cpPath, progPath)
 		drained := e.isDraining()
 		if e.runCtx.Err() != nil {
 			log.Warn("stopped at once: job left in the journal", "outcome", res.describe())
@@ -872,9 +897,9 @@ func (e *engine) runJob(i int, resumed bool) bool {
 }
 
 // runOnce starts the command for one attempt and waits for it, forwarding a
-// drain's signal and enforcing the grace period.
-func (e *engine) runOnce(i int, c *client.Client, job session.Payload, num int, resumed bool, attempt int, cpPath, progPath string) result {
-	log := e.log.With("slot", c.Slot(), "job", num)
+// drain's signal and enforcing the grace period. log is the job's logger
+// (runJob's, made once per job).
+func (e *engine) runOnce(i int, c *client.Client, log *slog.Logger, job session.Payload, num int, resumed bool, attempt int, cpPath, progPath string) result {
 	dataKind := "string"
 	switch job.Kind() {
 	case session.KindJSON:
@@ -882,7 +907,7 @@ func (e *engine) runOnce(i int, c *client.Client, job session.Payload, num int, 
 	case session.KindNull:
 		dataKind = "null"
 	}
-	env := append(os.Environ(),
+	env := append(e.env,
 		EnvJobNumber+"="+strconv.Itoa(num),
 		EnvStage+"="+c.Stage(),
 		EnvStageName+"="+c.StageName(),
@@ -903,6 +928,7 @@ func (e *engine) runOnce(i int, c *client.Client, job session.Payload, num int, 
 	}
 	s := spec{
 		argv:           e.cfg.Command,
+		path:           e.cmdPath,
 		env:            env,
 		stdin:          job.Text(),
 		checkpointPath: cpPath,
@@ -944,25 +970,32 @@ func (e *engine) runOnce(i int, c *client.Client, job session.Payload, num int, 
 		return result{exitCode: -1, err: fmt.Errorf("starting %s: %w", e.cfg.Command[0], err)}
 	}
 	e.m.runs.Add(1) // started: dcworker_command_runs_total counts runs started
-	select {
-	case <-p.done:
-		return p.res
-	case <-e.drainCh:
+	// A drain passes its signal on to the command, then kills it when the
+	// grace period is over; both come by callbacks (no goroutine per run)
+	// and never after the command has been waited for (whileRunning).
+	var kill *time.Timer // set under p.mu, read once the command has ended
+	stopDrain := context.AfterFunc(e.drainCtx, func() {
+		sig, end := e.drainState()
+		p.whileRunning(func() {
+			e.slots[i].set(e.m, stateDraining, num)
+			log.Info("passing the stop signal to the command", "signal", sig.String(), "grace_left", time.Until(end).Round(time.Millisecond))
+			p.signal(sig)
+			kill = time.AfterFunc(time.Until(end), func() {
+				p.whileRunning(func() {
+					log.Warn("grace period over: killing the command", "signal", "SIGKILL")
+					p.signal(syscall.SIGKILL)
+				})
+			})
+		})
+	})
+	res := p.wait() // in this goroutine: the command's end wakes it alone
+	stopDrain()
+	// A callback that set kill did so under p.mu before wait marked the
+	// command ended (under p.mu too); one that comes later sets nothing.
+	if kill != nil {
+		kill.Stop()
 	}
-	sig, end := e.drainState()
-	e.slots[i].set(e.m, stateDraining, num)
-	log.Info("passing the stop signal to the command", "signal", sig.String(), "grace_left", time.Until(end).Round(time.Millisecond))
-	p.signal(sig)
-	t := time.NewTimer(time.Until(end))
-	defer t.Stop()
-	select {
-	case <-p.done:
-		return p.res
-	case <-t.C:
-		log.Warn("grace period over: killing the command", "signal", "SIGKILL")
-		p.signal(syscall.SIGKILL)
-		return p.wait()
-	}
+	return res
 }
 
 func (e *engine) releaseAll() {
