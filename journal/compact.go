@@ -100,6 +100,7 @@ func (db *DB) compactLocked(op string) (before, after int64, err error) {
 		db.fi = fi // the file swapped in, for Reopen
 		db.smu.Unlock()
 	}
+	db.noteTx() // the new file's numbers
 	return before, after, nil
 }
 

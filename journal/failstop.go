@@ -85,12 +85,20 @@ func (db *DB) Stopped() error {
 	return &StoppedError{Err: db.stopErr}
 }
 
+// errAnotherFile is why Reopen refuses a path that names another file than
+// the journal that stopped.
+var errAnotherFile = errors.New("the path names another file than the journal that stopped (was its disk replaced?)")
+
 // Reopen brings a stopped DB back: it closes the file, opens it again
 // (with the checks of Open), drops every cache of what the file holds, and
 // rewrites the file through a new one (Compact), so that what it holds is
 // on disk whatever the failed fsync left in the kernel's cache. Deferred
 // events taken by the commit that failed are written again unless that
 // commit turned out to have reached the file. Buffered progress is kept.
+// It refuses a path that names another file than the journal that stopped:
+// the same file is the same inode, on the same device or, on a file system
+// mounted again under another device number, with its transactions at
+// least as far as this DB's (not an older copy).
 //
 // If any of it fails the DB stays stopped, with that failure as its cause,
 // and Reopen can be called again later (when the disk has space again, or
@@ -117,18 +125,36 @@ func (db *DB) Reopen() error {
 	// The path must still name the journal: a disk unmounted under it
 	// leaves an empty folder where Open would create a new, empty journal
 	// and the worker would go on without its history.
-	if fi, err := os.Stat(db.path); err != nil {
+	fi, err := os.Stat(db.path)
+	if err != nil {
 		return db.restop("reopen", fmt.Errorf("the journal file is gone (was its disk unmounted?): %w", err))
-	} else if fi.Size() == 0 || (db.fi != nil && !os.SameFile(fi, db.fi)) {
+	}
+	// The same file, or the same inode on a file system mounted again
+	// under another device number (then its transactions must go at least
+	// as far as this DB's: not an older copy).
+	same := db.fi == nil || os.SameFile(fi, db.fi)
+	if fi.Size() == 0 || (!same && !sameInode(fi, db.fi)) {
 		// (An empty file would be made a new journal; file identity is
 		// all some file systems give, and Wine not even that.)
-		return db.restop("reopen", fmt.Errorf("the path names another file than the journal that stopped (was its disk replaced?)"))
+		return db.restop("reopen", errAnotherFile)
 	}
 	bdb, err := openLocked(db.path, db.opts)
 	if err != nil {
 		return db.restop("reopen", err)
 	}
 	db.bolt = bdb
+	if !same {
+		older := false
+		_ = bdb.View(func(tx *bolt.Tx) error {
+			older = int64(tx.ID()) < db.lastTx.Load()
+			return nil
+		})
+		if older {
+			_ = bdb.Close()
+			return db.restop("reopen", errAnotherFile)
+		}
+		db.fi = fi
+	}
 	landed := false
 	if failedTx > 0 {
 		err := db.view("reopen", func(tx *bolt.Tx) error {

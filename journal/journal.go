@@ -159,7 +159,11 @@ type DB struct {
 	reopening bool         // Reopen rewrites the file (see failStop)
 	fi        os.FileInfo  // the file as opened (or last swapped in), for Reopen; guarded by smu
 	size      atomic.Int64 // the file's high-water mark in bytes at the last commit (see Writable)
-	freeC     freeCache    // the last free-space measure (see freecache.go)
+	// lastTx is the file's transaction ID as this DB last committed or
+	// opened it: a file found again by Reopen on a disk mounted anew must
+	// be at least as new (see Reopen).
+	lastTx atomic.Int64
+	freeC  freeCache // the last free-space measure (see freecache.go)
 	// markFormat: the file has an older format (OldestFormatVersion up);
 	// the next commit sets its format to FormatVersion.
 	markFormat atomic.Bool
@@ -219,6 +223,7 @@ func Open(path string, opts *Options) (*DB, error) {
 		return nil, err
 	}
 	db.fi, _ = os.Stat(path)
+	db.noteTx()
 	if !o.ReadOnly {
 		os.Remove(path + ".compact") // left by a compaction that crashed
 		db.pending = make(map[string]string)
@@ -521,6 +526,7 @@ func (db *DB) update(op string, fn func(*bolt.Tx) error) (err error) {
 	if err := tx.Commit(); err != nil {
 		return db.failStop(op, err, txid)
 	}
+	db.lastTx.Store(int64(txid))
 	if db.fault != nil {
 		if err := db.fault(true); err != nil {
 			return db.failStop(op, err, txid)
@@ -547,4 +553,13 @@ func (db *DB) WriteSnapshot(w io.Writer) (n int64, err error) {
 		return werr
 	})
 	return n, err
+}
+
+// noteTx records the file's newest transaction ID (see lastTx). The
+// caller holds mu or has not shared the DB yet.
+func (db *DB) noteTx() {
+	_ = db.bolt.View(func(tx *bolt.Tx) error {
+		db.lastTx.Store(int64(tx.ID()))
+		return nil
+	})
 }

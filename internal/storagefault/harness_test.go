@@ -152,6 +152,9 @@ type proc struct {
 	log  *logBuf
 	done chan struct{}
 	code int // exit status, once done is closed (-1: killed by a signal)
+	// quit: the test sent SIGQUIT (a hang): the Go program's output ends
+	// with its goroutines' stacks, shown whole.
+	quit bool
 }
 
 func start(t *testing.T, name string, argv ...string) *proc {
@@ -176,7 +179,11 @@ func start(t *testing.T, name string, argv ...string) *proc {
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("--- output of %s (exit %d):\n%s", p.name, p.code, tail(p.log.String(), 60))
+			out := p.log.String()
+			if !p.quit {
+				out = tail(out, 60)
+			}
+			t.Logf("--- output of %s (exit %d):\n%s", p.name, p.code, out)
 		}
 		if dir := os.Getenv("STORAGEFAULT_LOGS"); dir != "" {
 			name := filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()+"-"+p.name)+".log")
@@ -226,7 +233,15 @@ func waitExit(t *testing.T, p *proc, timeout time.Duration, want int) {
 	select {
 	case <-p.done:
 	case <-time.After(timeout):
-		t.Fatalf("%s did not exit within %s", p.name, timeout)
+		// A hang: SIGQUIT makes a Go program print every goroutine's
+		// stack and exit, which the cleanup shows.
+		p.quit = true
+		_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+		}
+		t.Fatalf("%s did not exit within %s (SIGQUIT sent: its goroutines are below)", p.name, timeout)
 	}
 	if p.code != want {
 		t.Fatalf("%s exited %d, want %d", p.name, p.code, want)

@@ -62,6 +62,30 @@ func (d *ext4Disk) mount(t *testing.T) {
 	d.dev = filepath.Base(strings.TrimSpace(string(src)))
 }
 
+// holdDevice keeps the loop device the disk was on, once unmounted, busy
+// with another image, so that mounting the disk again puts it on another
+// device: the journal's file then has the same inode on another device
+// number, as on a disk an operator attaches anew. It reports whether it
+// could (a loop device is freed asynchronously after the unmount).
+func (d *ext4Disk) holdDevice(t *testing.T) bool {
+	t.Helper()
+	if !strings.HasPrefix(d.dev, "loop") {
+		return false
+	}
+	dummy := filepath.Join(t.TempDir(), "hold.img")
+	if err := os.WriteFile(dummy, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dev := "/dev/" + d.dev
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if exec.Command("losetup", dev, dummy).Run() == nil {
+			t.Cleanup(func() { _ = exec.Command("losetup", "-d", dev).Run() })
+			return true
+		}
+	}
+	return false
+}
+
 // fail makes ext4 meet an error, as a failing disk would: with
 // errors=remount-ro it turns read-only at once, whatever is open on it.
 func (d *ext4Disk) fail(t *testing.T) {
@@ -149,8 +173,12 @@ func TestReadOnlyDisk(t *testing.T) {
 	if err != nil && (!errors.As(err, &ee) || ee.ExitCode() >= 4) {
 		t.Fatalf("e2fsck: %v: %s", err, out)
 	}
+	oldDev, held := disk.dev, disk.holdDevice(t)
 	disk.mount(t)
 	remounted := time.Now()
+	if held && disk.dev == oldDev {
+		t.Fatalf("the disk was mounted again on %s, which the test holds", oldDev)
+	}
 
 	waitExit(t, dc, 120*time.Second, 0)
 	checkTracker(t, "dcworker", srv, roPad)
@@ -160,7 +188,7 @@ func TestReadOnlyDisk(t *testing.T) {
 		t.Errorf("dcworker logged %d %q lines and %d %q lines; want one each", n, msgUnwritable, m, msgWritable)
 	}
 	spell := downFor(dc.log.String())
-	figures(t, "jobs=%d, disk read-only after %d; unwritable for %s (disk away %s), %d write attempts; finished %s after the remount; wall %s",
-		roJobs, doneBefore, spell.Round(time.Millisecond), remounted.Sub(failedAt).Round(time.Millisecond), st.Failures,
+	figures(t, "jobs=%d, disk read-only after %d; unwritable for %s (disk away %s, back on %s, was %s), %d write attempts; finished %s after the remount; wall %s",
+		roJobs, doneBefore, spell.Round(time.Millisecond), remounted.Sub(failedAt).Round(time.Millisecond), disk.dev, oldDev, st.Failures,
 		time.Since(remounted).Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
 }
