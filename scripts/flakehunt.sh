@@ -100,9 +100,14 @@ hunt() {
     if command -v jq >/dev/null; then
       echo "$fails" | while read -r _ pkg test; do
         echo "  $pkg $test said:"
+        # The output of the runs that failed (a run's lines come before
+        # its pass or fail), file:line messages only.
         jq -r --arg p "$pkg" --arg t "$test" \
-          'select(.Action == "output" and .Package == $p and .Test == $t) | .Output' "$log" |
-          grep -E '^\s+[A-Za-z0-9_]+\.go:[0-9]+:' | sort | uniq -c | sort -rn | head -8 | sed 's/^/    /'
+          'select(.Package == $p and .Test == $t) |
+           if .Action == "output" then "O" + (.Output | rtrimstr("\n"))
+           elif .Action == "fail" then "F" elif .Action == "pass" or .Action == "skip" then "P" else empty end' "$log" |
+          awk '/^O/ { buf = buf substr($0, 2) "\n"; next } /^F/ { printf "%s", buf } { buf = "" }' |
+          grep -E '^\s+[A-Za-z0-9_]+\.go:[0-9]+:' | cut -c1-300 | sort | uniq -c | sort -rn | head -8 | sed 's/^/    /'
       done
     fi
   elif [ $rc -ne 0 ]; then
