@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/distcompute/distcompute-go/internal/statusserver"
@@ -42,7 +40,7 @@ func (r *reachability) observe(resp *http.Response, err error) {
 	case err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		return
 	case err != nil:
-		why = shortNetError(err)
+		why = statusserver.ShortNetError(err)
 	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
 		why = fmt.Sprintf("answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	}
@@ -68,31 +66,6 @@ func (r *reachability) snapshot() statusserver.Reach {
 	}
 	since := r.since.UTC()
 	return statusserver.Reach{DownSince: &since, LastError: r.lastErr}
-}
-
-// shortNetError says in a few words why a request got no answer:
-// "connection refused", "no such host x", "timeout".
-func shortNetError(err error) string {
-	var dns *net.DNSError
-	var errno syscall.Errno
-	var op *net.OpError
-	var ne net.Error
-	var ue *url.Error
-	switch {
-	case errors.As(err, &dns) && dns.IsNotFound:
-		return "no such host " + dns.Name
-	case errors.As(err, &dns):
-		return "DNS: " + dns.Err
-	case errors.As(err, &errno):
-		return errno.Error()
-	case errors.As(err, &op) && op.Err != nil:
-		return op.Err.Error()
-	case errors.As(err, &ne) && ne.Timeout():
-		return "timeout"
-	case errors.As(err, &ue):
-		return ue.Err.Error()
-	}
-	return err.Error()
 }
 
 // reachTransport tells reach the outcome of every request to the tracker.

@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/distcompute/distcompute-go/internal/statusserver"
@@ -51,7 +49,7 @@ func (r *reachability) observe(resp *http.Response, err error) (failed bool) {
 	case err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		return false
 	case err != nil:
-		r.failed(shortNetError(err))
+		r.failed(statusserver.ShortNetError(err))
 		return true
 	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
 		r.failed(fmt.Sprintf("answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode)))
@@ -101,34 +99,6 @@ func (r *reachability) snapshot() Reach {
 	}
 	since := r.since.UTC()
 	return Reach{DownSince: &since, LastError: r.lastErr}
-}
-
-// shortNetError says in a few words why a request got no answer: "connection
-// refused", "no such host", "timeout".
-func shortNetError(err error) string {
-	var dns *net.DNSError
-	var op *net.OpError
-	var errno syscall.Errno
-	switch {
-	case errors.As(err, &dns):
-		if dns.IsNotFound {
-			return "no such host " + dns.Name
-		}
-		return "DNS: " + dns.Err
-	case errors.As(err, &errno):
-		return errno.Error()
-	case errors.As(err, &op) && op.Err != nil:
-		return op.Err.Error()
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return "timeout"
-	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err.Error()
-	}
-	return err.Error()
 }
 
 // retryQuiet is a log handler for the engine's clients: it turns the session's
