@@ -29,8 +29,13 @@ func (db *DB) needsCompact() bool {
 	if err != nil || fi.Size() < CompactMinSize {
 		return false
 	}
+	var page int64
+	_ = db.bolt.View(func(tx *bolt.Tx) error {
+		page = int64(tx.DB().Info().PageSize) // (under a transaction: see Writable)
+		return nil
+	})
 	st := db.bolt.Stats()
-	free := int64(st.FreePageN+st.PendingPageN) * int64(db.bolt.Info().PageSize)
+	free := int64(st.FreePageN+st.PendingPageN) * page
 	return float64(free) > CompactFreeRatio*float64(fi.Size())
 }
 

@@ -275,12 +275,14 @@ func (db *DB) Writable() error {
 		if err := db.acquire("write"); err != nil {
 			return err
 		}
+		var page int64
 		err := db.bolt.View(func(tx *bolt.Tx) error {
-			size = tx.Size()
+			// (Info reads the mapping's address: only under a
+			// transaction, which keeps a commit from remapping it.)
+			size, page = tx.Size(), int64(tx.DB().Info().PageSize)
 			return nil
 		})
 		st := db.bolt.Stats()
-		page := int64(db.bolt.Info().PageSize)
 		db.release()
 		if err != nil {
 			return nil // no answer: let the write tell

@@ -287,3 +287,31 @@ func writableAgreesWithAppend(t *testing.T, max int64) {
 		t.Fatalf("MaxSize %d: Writable after an append was refused for space = %v, want ErrFull", max, err)
 	}
 }
+
+// Writable runs beside commits that grow the file and remap it (run with
+// -race: it once read the mapping's address outside a transaction).
+func TestWritableDuringGrowth(t *testing.T) {
+	db := journaltest.MustOpen(t, &journal.Options{Retention: -1, NoSync: true})
+	register(t, db, "s1")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		input := strings.Repeat("g", 64<<10)
+		for i := 1; i <= 200; i++ {
+			if _, err := db.Append(journal.Event{Slot: "s1", Kind: journal.KindClaimed, Job: i, Input: ptr(input + strconv.Itoa(i))}); err != nil {
+				t.Errorf("append %d: %v", i, err)
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		if err := db.Writable(); err != nil {
+			t.Fatalf("Writable while the file grows: %v", err)
+		}
+	}
+}
