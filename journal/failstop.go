@@ -132,10 +132,14 @@ func (db *DB) Reopen() error {
 	// The same file, or the same inode on a file system mounted again
 	// under another device number (then its transactions must go at least
 	// as far as this DB's: not an older copy).
+	// (An empty file would be made a new journal. The size comes first:
+	// on Windows, SameFile reads the identity of db.fi's path the first
+	// time it is asked, and it must not be an empty file's.)
+	if fi.Size() == 0 {
+		return db.restop("reopen", errAnotherFile)
+	}
 	same := db.fi == nil || os.SameFile(fi, db.fi)
-	if fi.Size() == 0 || (!same && !sameInode(fi, db.fi)) {
-		// (An empty file would be made a new journal; file identity is
-		// all some file systems give, and Wine not even that.)
+	if !same && !sameInode(fi, db.fi) {
 		return db.restop("reopen", errAnotherFile)
 	}
 	bdb, err := openLocked(db.path, db.opts)
