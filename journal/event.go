@@ -145,9 +145,12 @@ func (e Event) String() string {
 // format (a *FormatError), of an unknown kind, without a slot or sequence
 // number, or that are not valid JSON (a *CorruptError). It never panics.
 func DecodeEvent(data []byte) (Event, error) {
-	var e Event
-	if err := strictUnmarshal(data, &e); err != nil {
-		return Event{}, corrupt("", 0, "event record: %v", err)
+	e, ok := decodeEventFast(data)
+	if !ok {
+		e = Event{}
+		if err := strictUnmarshal(data, &e); err != nil {
+			return Event{}, corrupt("", 0, "event record: %v", err)
+		}
 	}
 	if e.Version > FormatVersion {
 		return Event{}, &FormatError{Version: e.Version, Record: "event record"}
