@@ -141,6 +141,11 @@ type Conn struct {
 	maxBody   int64
 	userAgent string
 	tokens    tokenSet // tokens seen, redacted from every error
+	// urls holds each endpoint's URL without a query, built by New; the
+	// header values every request carries are built once too (requests
+	// share them: nothing writes to a request's header values in place).
+	urls                map[string]string
+	hUA, hAccept, hJSON []string
 }
 
 // New returns a Conn for the tracker at baseURL, an http or https URL with a
@@ -182,6 +187,11 @@ func New(baseURL string, opts *Options) (*Conn, error) {
 	if c.userAgent == "" {
 		c.userAgent = UserAgent
 	}
+	c.hUA, c.hAccept, c.hJSON = []string{c.userAgent}, []string{"application/json, text/plain"}, []string{"application/json"}
+	c.urls = make(map[string]string)
+	for _, ep := range []string{epRegister, epJobCount, epValidateWorker, epUpdateProgress, epNewJob, epCompleteJob, epFlag, epBye} {
+		c.urls[ep] = c.endpointURL(ep, nil)
+	}
 	rp := DefaultRetryPolicy()
 	if opts.Retry != nil {
 		rp = *opts.Retry
@@ -217,6 +227,17 @@ func (c *Conn) URL() string { return c.base.String() }
 // CloseIdleConnections closes the idle keep-alive connections of the
 // Conn's HTTP client.
 func (c *Conn) CloseIdleConnections() { c.client.CloseIdleConnections() }
+
+// target returns the URL of endpoint name with query q (see endpointURL),
+// built once per endpoint when q is empty.
+func (c *Conn) target(name string, q url.Values) string {
+	if len(q) == 0 {
+		if u, ok := c.urls[name]; ok {
+			return u
+		}
+	}
+	return c.endpointURL(name, q)
+}
 
 // endpointURL returns the URL of /api/<name> under the base URL, never with
 // a trailing slash (the tracker answers one with 307).

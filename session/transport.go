@@ -71,6 +71,26 @@ type retryable struct {
 func (e *retryable) Error() string { return e.err.Error() }
 func (e *retryable) Unwrap() error { return e.err }
 
+// callLog is the logger of one call: the Conn's, with the endpoint and the
+// redacted token attached when the call first logs (most calls log
+// nothing: attaching them to every call cost a few allocations each).
+type callLog struct {
+	base     *slog.Logger
+	endpoint string
+	token    string
+	with     *slog.Logger
+}
+
+func (l *callLog) get() *slog.Logger {
+	if l.with == nil {
+		l.with = l.base.With(slog.String(logKeyEndpoint, l.endpoint))
+		if l.token != "" {
+			l.with = l.with.With(slog.String(logKeyWorker, Redact(l.token)))
+		}
+	}
+	return l.with
+}
+
 // call sends r, retrying transport errors, 5xx and 429 answers under the
 // Conn's retry policy, and returns the first other answer.
 //
@@ -101,11 +121,8 @@ func (c *Conn) call(ctx context.Context, r request) (answer, error) {
 		method = http.MethodPost
 	}
 	c.tokens.note(r.token)
-	target := c.endpointURL(r.endpoint, r.query)
-	log := c.log.With(slog.String(logKeyEndpoint, r.endpoint))
-	if r.token != "" {
-		log = log.With(slog.String(logKeyWorker, Redact(r.token)))
-	}
+	target := c.target(r.endpoint, r.query)
+	log := &callLog{base: c.log, endpoint: r.endpoint, token: r.token}
 
 	var (
 		ans      answer
@@ -136,12 +153,12 @@ func (c *Conn) call(ctx context.Context, r request) (answer, error) {
 		return backoff.Permanent(err)
 	}
 	notify := func(err error, wait time.Duration) {
-		log.Warn("session: retrying", slog.Int(logKeyAttempt, attempts), slog.Duration(logKeyWait, wait), slog.String(logKeyErr, err.Error()))
+		log.get().Warn("session: retrying", slog.Int(logKeyAttempt, attempts), slog.Duration(logKeyWait, wait), slog.String(logKeyErr, err.Error()))
 	}
 	err := backoff.RetryNotify(op, backoff.WithContext(bo, ctx), notify)
 	if err == nil {
 		if attempts > 1 {
-			log.Info("session: recovered", slog.Int(logKeyAttempt, attempts))
+			log.get().Info("session: recovered", slog.Int(logKeyAttempt, attempts))
 		}
 		return ans, nil
 	}
@@ -157,9 +174,17 @@ func (c *Conn) call(ctx context.Context, r request) (answer, error) {
 	return answer{}, err
 }
 
+// sendTrace is an attempt's client trace and what it saw: whether the
+// transport took a connection and wrote the request's headers (one
+// allocation for the three).
+type sendTrace struct {
+	traced, wrote atomic.Bool
+	trace         httptrace.ClientTrace
+}
+
 // attempt sends the request once. sent reports whether the request may have
 // reached the tracker. A retryable failure comes as a *retryable.
-func (c *Conn) attempt(ctx context.Context, r request, method, target string, body []byte, log *slog.Logger, n int) (a answer, sent bool, err error) {
+func (c *Conn) attempt(ctx context.Context, r request, method, target string, body []byte, log *callLog, n int) (a answer, sent bool, err error) {
 	if err := ctx.Err(); err != nil {
 		return answer{}, false, err
 	}
@@ -169,12 +194,10 @@ func (c *Conn) attempt(ctx context.Context, r request, method, target string, bo
 	// Whether the request was written: the transport reports through the
 	// trace. A transport that reports nothing (a custom RoundTripper) may
 	// have written it.
-	var traced, wrote atomic.Bool
-	trace := &httptrace.ClientTrace{
-		GetConn:      func(string) { traced.Store(true) },
-		WroteHeaders: func() { wrote.Store(true) },
-	}
-	actx = httptrace.WithClientTrace(actx, trace)
+	t := &sendTrace{}
+	t.trace.GetConn = func(string) { t.traced.Store(true) }
+	t.trace.WroteHeaders = func() { t.wrote.Store(true) }
+	actx = httptrace.WithClientTrace(actx, &t.trace)
 
 	var rd io.Reader
 	if body != nil {
@@ -184,21 +207,24 @@ func (c *Conn) attempt(ctx context.Context, r request, method, target string, bo
 	if err != nil {
 		return answer{}, false, fmt.Errorf("session: %s: %w: %v", r.endpoint, ErrInvalidArgument, err)
 	}
-	req.Header.Set("User-Agent", c.userAgent)
-	req.Header.Set("Accept", "application/json, text/plain")
+	// The keys are canonical already (what Header.Set would store).
+	req.Header["User-Agent"] = c.hUA
+	req.Header["Accept"] = c.hAccept
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header["Content-Type"] = c.hJSON
 	}
 
 	start := time.Now()
 	resp, err := c.client.Do(req)
 	if err != nil {
-		sent = wrote.Load() || !traced.Load()
+		sent = t.wrote.Load() || !t.traced.Load()
 		return answer{}, sent, c.transportError(ctx, actx, r, err)
 	}
 	defer resp.Body.Close()
 	data, over, err := readBody(resp.Body, resp.ContentLength, c.maxBody)
-	log.Debug("session: answer", slog.Int(logKeyAttempt, n), slog.Int(logKeyStatus, resp.StatusCode), slog.Duration(logKeyDuration, time.Since(start)))
+	if log.base.Enabled(context.Background(), slog.LevelDebug) {
+		log.get().Debug("session: answer", slog.Int(logKeyAttempt, n), slog.Int(logKeyStatus, resp.StatusCode), slog.Duration(logKeyDuration, time.Since(start)))
+	}
 	if err != nil {
 		// The tracker answered, so it had the request: it may have applied it.
 		return answer{}, true, c.transportError(ctx, actx, r, fmt.Errorf("reading answer %d: %w", resp.StatusCode, err))
