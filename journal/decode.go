@@ -2,15 +2,16 @@ package journal
 
 import (
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
 // decodeEventFast decodes an event record in the form encodeEvent writes:
-// compact JSON, keys in Event's field order, strings without escapes,
-// UTC times as RFC 3339. It reports false for anything else (escapes,
-// other key orders, unknown or repeated keys, null, checkpoints, reports,
-// times in other zones, whitespace, numbers out of range), which
-// DecodeEvent leaves to encoding/json. What it accepts decodes to the
+// compact JSON, keys in Event's field order, UTC times as RFC 3339. It
+// reports false for anything else (other key orders, unknown or repeated
+// keys, null, checkpoints, reports, times in other zones, whitespace,
+// numbers out of range, escapes of surrogates), which DecodeEvent leaves
+// to encoding/json. What it accepts decodes to the
 // Event encoding/json makes of the same bytes (FuzzDecodeEventFast):
 // pruning decodes every event once, and encoding/json's reflection was
 // most of its CPU.
@@ -130,11 +131,12 @@ func (d *fastDecoder) key() (string, bool) {
 	return "", false
 }
 
-// raw reads a JSON string without escapes or control characters, in valid
-// UTF-8 (encoding/json would replace invalid bytes), and returns its bytes.
-func (d *fastDecoder) raw() ([]byte, bool) {
+// raw reads a JSON string in valid UTF-8 (encoding/json would replace
+// invalid bytes) without control characters, and returns its bytes as
+// they stand (esc: with escapes, see unescape).
+func (d *fastDecoder) raw() (s []byte, esc, ok bool) {
 	if !d.lit(`"`) {
-		return nil, false
+		return nil, false, false
 	}
 	start, high := d.p, false
 	for ; d.p < len(d.data); d.p++ {
@@ -143,31 +145,97 @@ func (d *fastDecoder) raw() ([]byte, bool) {
 			s := d.data[start:d.p]
 			d.p++
 			if high && !utf8.Valid(s) {
-				return nil, false
+				return nil, false, false
 			}
-			return s, true
-		case c == '\\' || c < 0x20:
-			return nil, false
+			return s, esc, true
+		case c == '\\':
+			esc = true
+			d.p++ // the escaped byte is never the closing quote
+		case c < 0x20:
+			return nil, false, false
 		case c >= utf8.RuneSelf:
 			high = true
 		}
 	}
-	return nil, false
+	return nil, false, false
+}
+
+// unescape returns the string s (raw's bytes) stands for. It reads the
+// escapes appendJSONString writes: \" \\ \/ \b \f \n \r \t and \uXXXX of a
+// code point that is not a surrogate; false for others (left to
+// encoding/json, which replaces unpaired surrogates).
+func unescape(s []byte) (string, bool) {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' {
+			b = append(b, c)
+			continue
+		}
+		if i++; i == len(s) {
+			return "", false
+		}
+		switch s[i] {
+		case '"', '\\', '/':
+			b = append(b, s[i])
+		case 'b':
+			b = append(b, '\b')
+		case 'f':
+			b = append(b, '\f')
+		case 'n':
+			b = append(b, '\n')
+		case 'r':
+			b = append(b, '\r')
+		case 't':
+			b = append(b, '\t')
+		case 'u':
+			if len(s)-i < 5 {
+				return "", false
+			}
+			var r rune
+			for _, h := range s[i+1 : i+5] {
+				switch {
+				case h >= '0' && h <= '9':
+					h -= '0'
+				case h >= 'a' && h <= 'f':
+					h -= 'a' - 10
+				case h >= 'A' && h <= 'F':
+					h -= 'A' - 10
+				default:
+					return "", false
+				}
+				r = r<<4 | rune(h)
+			}
+			if utf16.IsSurrogate(r) {
+				return "", false
+			}
+			b = utf8.AppendRune(b, r)
+			i += 4
+		default:
+			return "", false
+		}
+	}
+	return string(b), true
 }
 
 func (d *fastDecoder) str(v *string) bool {
-	s, ok := d.raw()
-	if ok {
-		*v = string(s)
+	s, esc, ok := d.raw()
+	switch {
+	case !ok:
+		return false
+	case esc:
+		*v, ok = unescape(s)
+		return ok
 	}
-	return ok
+	*v = string(s)
+	return true
 }
 
 // kind reads a string; the kinds this version knows come without an
 // allocation.
 func (d *fastDecoder) kind(v *Kind) bool {
-	s, ok := d.raw()
-	if !ok {
+	s, esc, ok := d.raw()
+	if !ok || esc {
 		return false
 	}
 	for _, k := range kindCodes {
@@ -184,8 +252,8 @@ func (d *fastDecoder) kind(v *Kind) bool {
 // nanoseconds, trailing zeros cut, "Z"). Time.UnmarshalJSON reads such a
 // string to the same Time (time.Date in UTC).
 func (d *fastDecoder) time(v *time.Time) bool {
-	s, ok := d.raw()
-	if !ok || len(s) < len("2006-01-02T15:04:05Z") || s[len(s)-1] != 'Z' {
+	s, esc, ok := d.raw()
+	if !ok || esc || len(s) < len("2006-01-02T15:04:05Z") || s[len(s)-1] != 'Z' {
 		return false
 	}
 	t, err := time.Parse(time.RFC3339Nano, string(s))

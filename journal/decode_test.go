@@ -47,6 +47,11 @@ func fastSeeds() [][]byte {
 		`{"v":4,"seq":1,"time":"2026-01-02T03:04:05Z","slot":"s","kind":"new-kind"}`,
 		`{"v":4,"seq":1,"time":"2026-01-02T03:04:05Z","slot":"s","kind":"closed"} `,
 		`{"v":4,"seq":1,"time":"2026-01-02T03:04:05Z","slot":"s","kind":"closed"`,
+		`{"v":4,"seq":1,"time":"2026-01-02T03:04:05Z","slot":"s","kind":"failed","reason":"\ud83d\ude00"}`,
+		`{"v":4,"seq":1,"time":"2026-01-02T03:04:05Z","slot":"s","kind":"failed","reason":"\x"}`,
+		`{"v":4,"seq":1,"time":"2026-01-02T03:04:05Z","slot":"s","kind":"failed","reason":"\u12"}`,
+		`{"v":4,"seq":1,"time":"2026-01-02T03:04:05Z","slot":"s","kind":"failed","reason":"a\"`,
+		`{"v":4,"seq":1,"time":"2026-01-02T03:04:05Z","slot":"s","kind":"failed","reason":"\u00e9\/\b\f\r\t\u2028"}`,
 	} {
 		seeds = append(seeds, []byte(s))
 	}
@@ -58,7 +63,7 @@ func fastSeeds() [][]byte {
 func TestDecodeEventFastUsed(t *testing.T) {
 	seeds := fastSeeds()
 	for i, b := range seeds {
-		want := i < 6 || strings.Contains(string(b), `"kind":"bye-pending"`) || strings.Contains(string(b), "new-kind")
+		want := i < 7 || strings.Contains(string(b), `\u00e9`) || strings.Contains(string(b), `"kind":"bye-pending"`) || strings.Contains(string(b), "new-kind")
 		if _, ok := decodeEventFast(b); ok != want {
 			t.Errorf("seed %d: fast path %v, want %v: %s", i, ok, want, b)
 		}
