@@ -170,6 +170,7 @@ func (db *DB) Reopen() error {
 		}
 	}
 	db.slots = nil // mu is held exclusively: no commit runs
+	db.tailAhead = false
 	db.dmu.Lock()
 	db.pub = nil
 	kept := db.deferred[:0:0]

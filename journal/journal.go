@@ -127,11 +127,14 @@ type DB struct {
 	gatherTimer *time.Timer // used by the leader only (under commitMu)
 	commitMu    sync.Mutex
 	slots       map[string]cachedSlot // committed state of slots, guarded by commitMu (see txWriter.keep)
-	inflight    atomic.Int64          // requests inside submit, not yet done
-	commits     atomic.Int64          // write transactions committed
-	synced      atomic.Int64          // of which fsynced
-	appended    atomic.Int64          // events written
-	deferredN   atomic.Int64          // events given to AppendDeferred
+	// tailAhead: the file's tail counter was found at least as high as
+	// its events counter (see txWriter.nextSeq); guarded by commitMu.
+	tailAhead bool
+	inflight  atomic.Int64 // requests inside submit, not yet done
+	commits   atomic.Int64 // write transactions committed
+	synced    atomic.Int64 // of which fsynced
+	appended  atomic.Int64 // events written
+	deferredN atomic.Int64 // events given to AppendDeferred
 
 	// Deferred events (AppendDeferred), oldest first, refusals of deferred
 	// events not yet reported, by slot, and what readers need to tell which

@@ -81,12 +81,26 @@ func (s eventStore) counter() uint64 {
 	return n
 }
 
-// nextSeq assigns the next sequence number.
+// nextSeq assigns the next sequence number. The events bucket's counter is
+// read once per DB (see DB.tailAhead): once the tail's is found at least
+// as high, it stays so, since only the tail's counter moves.
 func (w *txWriter) nextSeq() (uint64, error) {
+	if !w.db.tailAhead {
+		events, err := w.eventsBucket()
+		if err != nil {
+			return 0, err
+		}
+		if events.Sequence() <= w.tail.Sequence() {
+			w.db.tailAhead = true
+		}
+	}
 	seq := w.store().counter() + 1
 	return seq, w.tail.SetSequence(seq)
 }
 
+// store is the transaction's event store; the events bucket is left out
+// while it is not open (see eventsBucket), so callers that read events
+// open it first.
 func (w *txWriter) store() eventStore { return eventStore{events: w.events, tail: w.tail} }
 
 // putEvent stores an event record: in the tail if it fits and this commit
@@ -112,12 +126,20 @@ func (w *txWriter) putEvent(key, data []byte) error {
 			return err
 		}
 	}
-	return w.events.Put(key, data)
+	events, err := w.eventsBucket()
+	if err != nil {
+		return err
+	}
+	return events.Put(key, data)
 }
 
 // moveTail moves the tail's records into events, oldest first; the rest of
 // the transaction's events go to events directly.
 func (w *txWriter) moveTail() error {
+	events, err := w.eventsBucket()
+	if err != nil {
+		return err
+	}
 	var keys, vals [][]byte
 	if err := w.tail.ForEach(func(k, v []byte) error {
 		keys, vals = append(keys, bytes.Clone(k)), append(vals, bytes.Clone(v))
@@ -126,7 +148,7 @@ func (w *txWriter) moveTail() error {
 		return err
 	}
 	for i, k := range keys {
-		if err := w.events.Put(k, vals[i]); err != nil {
+		if err := events.Put(k, vals[i]); err != nil {
 			return err
 		}
 		if err := w.tail.Delete(k); err != nil {
@@ -139,7 +161,14 @@ func (w *txWriter) moveTail() error {
 
 // getEvent returns the stored record at key, nil if there is none.
 func (w *txWriter) getEvent(key []byte) []byte {
-	return w.store().get(key)
+	if v := w.tail.Get(key); v != nil {
+		return v
+	}
+	events, err := w.eventsBucket()
+	if err != nil {
+		return nil
+	}
+	return events.Get(key)
 }
 
 // removeEvent deletes the record at key from whichever bucket holds it.
@@ -150,7 +179,11 @@ func (w *txWriter) removeEvent(key []byte) error {
 		}
 		return w.tail.Delete(key)
 	}
-	return w.events.Delete(key)
+	events, err := w.eventsBucket()
+	if err != nil {
+		return err
+	}
+	return events.Delete(key)
 }
 
 // createTail creates the tail bucket of a new file, or of a damaged one

@@ -119,10 +119,12 @@ type claimJob struct {
 
 func newTxWriter(tx *bolt.Tx, db *DB, now time.Time) (*txWriter, error) {
 	w := &txWriter{tx: tx, db: db, now: now, cache: make(map[string]*slotTx)}
+	// The events bucket is opened when needed (eventsBucket): most
+	// commits write to the tail only.
 	for _, b := range []struct {
 		p    **bolt.Bucket
 		name []byte
-	}{{&w.events, bucketEvents}, {&w.states, bucketStates}, {&w.slotMeta, bucketSlotMeta}} {
+	}{{&w.states, bucketStates}, {&w.slotMeta, bucketSlotMeta}} {
 		if _, err := w.bucket(b.p, b.name); err != nil {
 			return nil, err
 		}
@@ -132,11 +134,23 @@ func newTxWriter(tx *bolt.Tx, db *DB, now time.Time) (*txWriter, error) {
 	}
 	w.tail = tx.Bucket(bucketTail)
 	w.tailBytes, w.tailBudget = -1, tailBudget(tx.DB().Info().PageSize)
+	return w, nil
+}
+
+// eventsBucket returns the events bucket, opening it first.
+func (w *txWriter) eventsBucket() (*bolt.Bucket, error) {
+	if w.events != nil {
+		return w.events, nil
+	}
+	b, err := w.bucket(&w.events, bucketEvents)
+	if err != nil {
+		return nil, err
+	}
 	// Event keys only grow (sequence numbers): fill their leaves instead
 	// of splitting them half full, so a commit of many events dirties half
 	// as many new leaves. Records are unchanged; only how bbolt packs pages.
-	w.events.FillPercent = 1.0
-	return w, nil
+	b.FillPercent = 1.0
+	return b, nil
 }
 
 // bucket returns *p, opening the bucket named name into it first (creating
