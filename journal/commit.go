@@ -196,10 +196,15 @@ func (db *DB) commitBatch(batch []*request) {
 		// submitted against a state that included it.
 		txid = tx.ID()
 		taken, fails = db.takeDeferred(txid)
-		if fails == nil {
-			fails = make(map[string]error)
+		// The maps below are made when first written: a commit without
+		// refusals (nearly all) makes none.
+		newFail, refused = nil, nil
+		refuse := func(d *deferredEvent) {
+			if refused == nil {
+				refused = make(map[*deferredEvent]bool)
+			}
+			refused[d] = true
 		}
-		newFail, refused = make(map[string]error), make(map[*deferredEvent]bool)
 		// Many events: straight to the events bucket (see tail.go).
 		n := len(taken) + len(progress)
 		for _, r := range batch {
@@ -211,12 +216,18 @@ func (db *DB) commitBatch(batch []*request) {
 		for _, d := range taken {
 			e := d.ev
 			if err := fails[e.Slot]; err != nil {
-				refused[d] = true
+				refuse(d)
 				continue
 			}
 			if err := w.check(&e); err != nil {
+				if fails == nil {
+					fails = make(map[string]error)
+				}
+				if newFail == nil {
+					newFail = make(map[string]error)
+				}
 				fails[e.Slot], newFail[e.Slot] = err, err
-				refused[d] = true
+				refuse(d)
 				continue
 			}
 			at := e.Time // the time of the AppendDeferred call
@@ -251,7 +262,13 @@ func (db *DB) commitBatch(batch []*request) {
 				return err
 			}
 		}
-		reported := make(map[string]bool)
+		var reported map[string]bool
+		report := func(slot string) {
+			if reported == nil {
+				reported = make(map[string]bool)
+			}
+			reported[slot] = true
+		}
 		for _, r := range batch {
 			if r.ev == nil {
 				continue
@@ -259,7 +276,7 @@ func (db *DB) commitBatch(batch []*request) {
 			e := *r.ev
 			if ferr := fails[e.Slot]; ferr != nil {
 				r.err = db.wrap("append", deferredRefused(e, ferr))
-				reported[e.Slot] = true
+				report(e.Slot)
 				continue
 			}
 			if err := w.check(&e); err != nil {
@@ -283,7 +300,7 @@ func (db *DB) commitBatch(batch []*request) {
 				r.err = db.joinFails("flush", fails)
 				clear(reported)
 				for s := range fails {
-					reported[s] = true
+					report(s)
 				}
 			}
 		}
