@@ -769,7 +769,16 @@ func (c *Client) orphanPending(n int) error {
 // the client's memory in line with what was recorded. resend says an
 // earlier attempt may have reached the tracker. The caller holds mu.
 func (c *Client) settle(ctx context.Context, op replay.Op, resend bool) (replay.Settled, error) {
-	name, lost := c.DisplayName(), c.heldNumber()
+	// The display name and the held job, for a loss (DisplayName and
+	// heldNumber would read the state twice).
+	st := c.slotState()
+	name, lost := "", 0
+	if st.Session != nil {
+		name = st.Session.DisplayName
+	}
+	if st.Job != nil {
+		lost = st.Job.Number
+	}
 	res, err := replay.Settle(ctx, c.db, c.conn, c.slot, op, resend, func(op string) { c.hook(hooks.AfterSend, op) })
 	if err != nil {
 		if errors.Is(err, journal.ErrStopped) || errors.Is(err, journal.ErrFull) {
