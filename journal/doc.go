@@ -49,7 +49,8 @@
 // A slot keeps the history of its last Options.Retention jobs (default
 // DefaultRetention): older events are folded into the slot's base state and
 // deleted in small chunks (at most PruneBudget events of a slot every 16
-// appends to it), so appends stay cheap. A run of progress events with
+// appends to it, and whenever its newest events move into its slot index),
+// so appends stay cheap. A run of progress events with
 // nothing else between them keeps only the last. Since
 // bbolt never shrinks a file, the background flusher compacts it (Compact:
 // copy into a new file, fsync, rename over the old one, under the lock) when

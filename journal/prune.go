@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bytes"
+	"math"
 )
 
 // Pruning bounds each slot's history.
@@ -11,7 +12,8 @@ const (
 	// claims (or one job that checkpoints forever) stays bounded too.
 	EventsPerJob = 50
 	// PruneBudget is how many old events of a slot one pruning pass (every
-	// 16 appends to the slot) folds into its base state and deletes;
+	// 16 appends to the slot, and when its newest events move into its
+	// slot index) folds into its base state and deletes;
 	// pruning is incremental so that appends stay cheap.
 	PruneBudget = 128
 )
@@ -21,36 +23,24 @@ const (
 // once per chunk rather than on every append.
 const pruneEvery = 16
 
-// prune, every pruneEvery appends to the slot, folds at most PruneBudget of
-// its oldest events into its base state and deletes them, if they are older
-// than the claim of the Retention-th most recent job, or if the slot holds
-// more than Retention*EventsPerJob events.
-func (w *txWriter) prune(s *slotTx) error {
+// prune, every pruneEvery appends to the slot and whenever its listed
+// entries move into slotidx (now: the caller moves them next), folds at
+// most PruneBudget of its oldest events into its base state and deletes
+// them, if they are older than the claim of the Retention-th most recent
+// job, or if the slot holds more than Retention*EventsPerJob events. The
+// events listed in the slotmeta record are not in slotidx yet: they wait
+// for a later pass.
+func (w *txWriter) prune(s *slotTx, now bool) error {
 	m := &s.meta
-	if m.sincePrune++; m.sincePrune < pruneEvery {
+	if m.sincePrune++; m.sincePrune < pruneEvery && !now {
 		return nil
 	}
 	m.sincePrune = 0
 	retention := uint64(w.db.retention)
 	prefix := slotPrefix(s.name)
 	if m.claims > retention {
-		// The claims bucket must hold every claim the counter counts.
-		if err := w.indexClaims(s); err != nil {
+		if err := w.pruneClaims(s, retention); err != nil {
 			return err
-		}
-		claims, err := w.bucket(&w.claims, bucketClaims)
-		if err != nil {
-			return err
-		}
-		c := claims.Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && m.claims > retention; k, _ = c.Seek(prefix) {
-			if err := c.Delete(); err != nil {
-				return err
-			}
-			m.claims--
-		}
-		if k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
-			m.pruneTo = be(k[len(k)-8:])
 		}
 	}
 	maxEvents := retention * EventsPerJob
@@ -103,4 +93,57 @@ func (w *txWriter) prune(s *slotTx) error {
 		return err
 	}
 	return bases.Put([]byte(s.name), data)
+}
+
+// pruneClaims deletes the slot's oldest claims from the claims bucket until
+// the counter says retention, and sets the prune point to the oldest claim
+// kept. The bucket holds every claim the counter counts except, perhaps,
+// those listed in the slotmeta record (see indexClaims), which are the
+// newest: the older ones are deleted first, and the listed ones indexed
+// only if some of them must go too.
+func (w *txWriter) pruneClaims(s *slotTx, retention uint64) error {
+	m := &s.meta
+	prefix := slotPrefix(s.name)
+	first := uint64(math.MaxUint64) // the oldest listed claim
+	for _, p := range m.pending {
+		if p.kind == string(KindClaimed) {
+			first = p.seq
+			break
+		}
+	}
+	claims, err := w.bucket(&w.claims, bucketClaims)
+	if err != nil {
+		return err
+	}
+	// older reports whether k is a claim of the slot older than the listed
+	// ones.
+	older := func(k []byte) bool { return k != nil && bytes.HasPrefix(k, prefix) && be(k[len(k)-8:]) < first }
+	c := claims.Cursor()
+	for k, _ := c.Seek(prefix); older(k) && m.claims > retention; k, _ = c.Seek(prefix) {
+		if err := c.Delete(); err != nil {
+			return err
+		}
+		m.claims--
+	}
+	if m.claims > retention {
+		// Listed claims must go too: the bucket must hold them first.
+		if err := w.indexClaims(s); err != nil {
+			return err
+		}
+		first = math.MaxUint64
+		c = claims.Cursor()
+		for k, _ := c.Seek(prefix); older(k) && m.claims > retention; k, _ = c.Seek(prefix) {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			m.claims--
+		}
+	}
+	switch k, _ := c.Seek(prefix); {
+	case older(k):
+		m.pruneTo = be(k[len(k)-8:])
+	case first != math.MaxUint64:
+		m.pruneTo = first // kept, indexed or not
+	}
+	return nil
 }

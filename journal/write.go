@@ -475,7 +475,17 @@ func (w *txWriter) finish() error {
 		if !s.dirty {
 			continue
 		}
-		if len(s.meta.pending) >= pendingMax {
+		// A slot whose listed entries move into slotidx is pruned first,
+		// in the same transaction: pruning deletes from the leaves of the
+		// job and claim indexes that the move then adds to, so bbolt, which
+		// copies all of a leaf's entries to grow it, has the room already.
+		flush := len(s.meta.pending) >= pendingMax
+		if w.db.retention > 0 {
+			if err := w.prune(s, flush); err != nil {
+				return err
+			}
+		}
+		if flush {
 			idx, err := w.bucket(&w.slotIdx, bucketSlotIdx)
 			if err != nil {
 				return err
@@ -489,11 +499,6 @@ func (w *txWriter) finish() error {
 				}
 			}
 			s.meta.pending, s.jobs = nil, nil
-		}
-		if w.db.retention > 0 {
-			if err := w.prune(s); err != nil {
-				return err
-			}
 		}
 		data, err := encodeState(s.state)
 		if err != nil {
