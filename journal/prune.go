@@ -60,17 +60,29 @@ func (w *txWriter) prune(s *slotTx, now bool) error {
 	if err != nil {
 		return err
 	}
-	var base State
-	if v := bases.Get([]byte(s.name)); v != nil {
-		b, err := DecodeState(v)
-		if err != nil {
-			return inRecord(err, s.name, "base ")
+	// The base state as this DB last wrote it, else as stored.
+	base, known := s.base, s.baseKnown
+	if !known {
+		if v := bases.Get([]byte(s.name)); v != nil {
+			b, err := DecodeState(v)
+			if err != nil {
+				return inRecord(err, s.name, "base ")
+			}
+			base = b
 		}
-		base = b
+	}
+	events, err := w.eventsBucket()
+	if err != nil {
+		return err
 	}
 	for pruned := 0; due(k) && pruned < PruneBudget; pruned++ {
 		key := k[len(k)-8:]
-		v := w.getEvent(key)
+		// Old events are in the events bucket, unless the slot's whole
+		// history is in the tail.
+		v, inTail := events.Get(key), false
+		if v == nil {
+			v, inTail = w.tail.Get(key), true
+		}
 		if v == nil {
 			return corrupt(s.name, 0, "the slot index names missing event %d", be(key))
 		}
@@ -79,7 +91,15 @@ func (w *txWriter) prune(s *slotTx, now bool) error {
 			return at(err, s.name, be(key))
 		}
 		base = Fold(base, e)
-		if err := w.deleteEvent(key, e.Kind, e.Job); err != nil {
+		if inTail {
+			err = w.deleteEvent(key, e.Kind, e.Job)
+		} else {
+			err = w.deleteIndexed(key, e.Kind, e.Job)
+			if err == nil {
+				err = events.Delete(key)
+			}
+		}
+		if err != nil {
 			return err
 		}
 		if err := c.Delete(); err != nil {
@@ -92,6 +112,7 @@ func (w *txWriter) prune(s *slotTx, now bool) error {
 	if err != nil {
 		return err
 	}
+	s.base, s.baseKnown = base, true
 	return bases.Put([]byte(s.name), data)
 }
 

@@ -106,6 +106,11 @@ type slotTx struct {
 	state State
 	meta  slotMeta
 	dirty bool
+	// base is the slot's base state when baseKnown (this DB wrote it:
+	// pruning need not decode it); shared with db.slots (Fold never
+	// modifies what a state points to).
+	base      State
+	baseKnown bool
 	// jobs holds the job numbers of claims in meta.pending appended by
 	// this DB (see indexClaims); shared with db.slots: copy on append.
 	jobs []claimJob
@@ -179,7 +184,7 @@ func (w *txWriter) slot(name string) (*slotTx, error) {
 	}
 	if w.writable {
 		if c, ok := w.db.slots[name]; ok {
-			s := &slotTx{name: name, state: c.state, meta: c.meta, jobs: c.jobs}
+			s := &slotTx{name: name, state: c.state, meta: c.meta, jobs: c.jobs, base: c.base, baseKnown: c.baseKnown}
 			w.cache[name] = s
 			w.order = append(w.order, name)
 			return s, nil
@@ -381,16 +386,23 @@ func (w *txWriter) append(e Event, at time.Time) (Event, error) {
 // job, and its job-index entry if it has one (claims and orphan
 // resolutions); not its slot-index entry.
 func (w *txWriter) deleteEvent(key []byte, kind Kind, job int) error {
+	if err := w.deleteIndexed(key, kind, job); err != nil {
+		return err
+	}
+	return w.removeEvent(key)
+}
+
+// deleteIndexed removes the job-index entry of the event at key, of kind
+// and job, if it has one (claims and orphan resolutions).
+func (w *txWriter) deleteIndexed(key []byte, kind Kind, job int) error {
 	if job != 0 && (kind == KindClaimed || kind == KindOrphanResolved) {
 		jobs, err := w.bucket(&w.jobs, bucketJobs)
 		if err != nil {
 			return err
 		}
-		if err := jobs.Delete(jobKey(job, be(key))); err != nil {
-			return err
-		}
+		return jobs.Delete(jobKey(job, be(key)))
 	}
-	return w.removeEvent(key)
+	return nil
 }
 
 // dropCheckpoint deletes the slot's previous checkpoint of the job it
@@ -441,9 +453,11 @@ func (w *txWriter) dropCheckpoint(s *slotTx) error {
 
 // cachedSlot is a slot's state and counters as last committed.
 type cachedSlot struct {
-	state State
-	meta  slotMeta
-	jobs  []claimJob
+	state     State
+	meta      slotMeta
+	jobs      []claimJob
+	base      State // valid if baseKnown
+	baseKnown bool
 }
 
 // keep caches the states and counters of the slots a committed transaction
@@ -455,7 +469,7 @@ func (w *txWriter) keep() {
 		w.db.slots = make(map[string]cachedSlot)
 	}
 	for name, s := range w.cache {
-		w.db.slots[name] = cachedSlot{state: s.state, meta: s.meta, jobs: s.jobs}
+		w.db.slots[name] = cachedSlot{state: s.state, meta: s.meta, jobs: s.jobs, base: s.base, baseKnown: s.baseKnown}
 	}
 }
 
