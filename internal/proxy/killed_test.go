@@ -2,7 +2,6 @@ package proxy_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -121,28 +120,14 @@ func TestKilledMidClaimAhead(t *testing.T) {
 	url, killed, cmd := startKillingProxy(t, srv.URL, jpath, "after-send:claim:2")
 
 	prog := newProgram(t, url)
-	code, body := prog.do(http.MethodGet, "/api/new?nickname=n&stage=a", "")
-	var reg struct{ Token string }
-	if code != http.StatusOK || json.Unmarshal([]byte(body), &reg) != nil {
-		t.Fatalf("register: %d %s", code, body)
-	}
-	tok := `{"token":"` + reg.Token + `"}`
-	newJob := func(p *program) int {
-		t.Helper()
-		code, body := p.do(http.MethodPost, "/api/newJob", tok)
-		var j struct{ Number int }
-		if code != http.StatusOK || json.Unmarshal([]byte(body), &j) != nil {
-			t.Fatalf("newJob: %d %s", code, body)
-		}
-		return j.Number
-	}
+	token := prog.register()
 	complete := func(p *program, n int) {
 		t.Helper()
-		if code, body := p.do(http.MethodPost, "/api/completeJob", fmt.Sprintf(`{"token":%q,"data":"out-%d"}`, reg.Token, n)); code != http.StatusOK {
+		if code, body := p.complete(token, fmt.Sprintf("out-%d", n)); code != http.StatusOK {
 			t.Fatalf("completeJob of job %d: %d %s", n, code, body)
 		}
 	}
-	first := newJob(prog)
+	first := prog.newJob(token)
 	complete(prog, first)
 	// This jobCount starts the claim ahead, which kills the proxy; its own
 	// answer may or may not have left first.
@@ -176,7 +161,7 @@ func TestKilledMidClaimAhead(t *testing.T) {
 		} else if body == "0" {
 			break
 		}
-		n := newJob(prog)
+		n := prog.newJob(token)
 		complete(prog, n)
 	}
 	for _, j := range srv.Tracker.Jobs() {
