@@ -31,12 +31,15 @@ type spec struct {
 	env            []string // full environment
 	stdin          string   // the job's input, handed to the command without a copy
 	checkpointPath string   // pre-filled by the caller
-	progressPath   string   // created empty by the caller
-	maxOutput      int64
-	poll           time.Duration
-	stderr         io.Writer // also receives the command's stderr; may be nil
-	waitDelay      time.Duration
-	noPidFD        bool // Linux: wait without the command's pidfd, as on a kernel before 5.2 (tests)
+	// checkpointEmpty: the caller left the checkpoint file empty (a first
+	// run without a checkpoint): nothing to read before the run.
+	checkpointEmpty bool
+	progressPath    string // created empty by the caller
+	maxOutput       int64
+	poll            time.Duration
+	stderr          io.Writer // also receives the command's stderr; may be nil
+	waitDelay       time.Duration
+	noPidFD         bool // Linux: wait without the command's pidfd, as on a kernel before 5.2 (tests)
 
 	onProgress   func(line string)
 	onCheckpoint func(data []byte)
@@ -97,7 +100,11 @@ type proc struct {
 // command wrote, the progress it appended.
 func watchFiles(s spec) (finish func()) {
 	cw := &checkpointWatch{path: s.checkpointPath, fn: s.onCheckpoint, max: s.maxOutput, tooBig: s.onCheckpointTooBig}
-	cw.prime()
+	if !s.checkpointEmpty {
+		// Else the file is as a primed watch would find it, but for its
+		// modification time, which the first tick reads (if there is one).
+		cw.prime()
+	}
 	ft := &fileTail{path: s.progressPath, fn: s.onProgress}
 	var (
 		mu      sync.Mutex // held by a tick; stopped under it
@@ -473,19 +480,35 @@ func newJobFiles(workDir string, slot int) jobFiles {
 	return jobFiles{dir: dir, checkpoint: filepath.Join(dir, "checkpoint"), progress: filepath.Join(dir, "progress")}
 }
 
-// prepare makes the directory and fills the checkpoint file with data.
+// prepare fills the checkpoint file with data.
 func (f jobFiles) prepare(data []byte) error {
-	if err := os.MkdirAll(f.dir, 0o700); err != nil {
-		return err
-	}
-	if len(data) == 0 {
-		return emptyFile(f.checkpoint)
-	}
-	return os.WriteFile(f.checkpoint, data, 0o600)
+	return f.inDir(func() error {
+		if len(data) == 0 {
+			return emptyFile(f.checkpoint)
+		}
+		return os.WriteFile(f.checkpoint, data, 0o600)
+	})
 }
 
 // emptyProgress empties the progress file for a run.
-func (f jobFiles) emptyProgress() error { return emptyFile(f.progress) }
+func (f jobFiles) emptyProgress() error {
+	return f.inDir(func() error { return emptyFile(f.progress) })
+}
+
+// inDir calls fn, and once more after making the slot's directory if fn
+// found it missing (the first job, or a command removed it): the
+// directory is kept from job to job, and making sure of it before each job
+// cost a stat per job.
+func (f jobFiles) inDir(fn func() error) error {
+	err := fn()
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(f.dir, 0o700); err != nil {
+			return err
+		}
+		err = fn()
+	}
+	return err
+}
 
 // remove deletes the files (the slot stops).
 func (f jobFiles) remove() {

@@ -167,4 +167,3 @@ func readLines(r io.Reader, fn func(string)) {
 		}
 	}
 }
-

@@ -34,4 +34,3 @@ func TestFilledPipe(t *testing.T) {
 		t.Errorf("8 MiB: %v, %v; want no pipe", f, err)
 	}
 }
-

@@ -33,4 +33,3 @@ func (p *proc) signal(sig syscall.Signal) {
 		_ = syscall.Kill(-p.pid, sig)
 	}
 }
-

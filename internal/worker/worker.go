@@ -936,9 +936,12 @@ func (e *engine) runOnce(i int, c *client.Client, log *slog.Logger, job session.
 		env:            env,
 		stdin:          job.Text(),
 		checkpointPath: cpPath,
-		progressPath:   progPath,
-		maxOutput:      e.cfg.MaxOutput,
-		poll:           e.cfg.PollInterval,
+		// runJob emptied the file for a job without a checkpoint, and
+		// nothing has written it before the first run.
+		checkpointEmpty: attempt == 1 && len(c.LastCheckpoint()) == 0,
+		progressPath:    progPath,
+		maxOutput:       e.cfg.MaxOutput,
+		poll:            e.cfg.PollInterval,
 		onProgress: func(line string) {
 			e.slots[i].setProgress(line)
 			c.Log(line)
