@@ -438,24 +438,37 @@ func TestRetryAfter(t *testing.T) {
 }
 
 func TestMaxElapsedTime(t *testing.T) {
-	srv, hits := server(t, func(_ int, w http.ResponseWriter, _ *http.Request) { answer(w, 502, htmlPage) })
-	c, _ := newConn(t, srv.URL, func(o *session.Options) {
-		o.Retry.MaxRetries = 0
-		o.Retry.InitialInterval = 10 * time.Millisecond
-		o.Retry.MaxInterval = 20 * time.Millisecond
-		o.Retry.MaxElapsedTime = time.Second
-	})
-	start := time.Now()
-	err := c.Bye(context.Background(), testToken)
 	// The budget bounds the retries; how many fit in it depends on the
-	// machine (a loaded one answers slowly), but more than one does: each
-	// attempt on loopback takes milliseconds and the waits 10 to 20 ms.
-	if elapsed := time.Since(start); elapsed > 10*time.Second {
-		t.Errorf("gave up after %v, want about 1s", elapsed)
-	}
-	wantServerError(t, err, 502)
-	if hits.Load() < 2 {
-		t.Errorf("attempts = %d, want a retry within the budget", hits.Load())
+	// machine. Each attempt on loopback takes milliseconds and the waits 10
+	// to 20 ms, but a loaded machine can spend the whole budget on the
+	// first attempt, which is then rightly the last: the budget doubles
+	// until the first attempt left room for a retry. One attempt that gave
+	// up with room left is the failure.
+	for budget := time.Second; ; budget *= 2 {
+		srv, hits := server(t, func(_ int, w http.ResponseWriter, _ *http.Request) { answer(w, 502, htmlPage) })
+		c, _ := newConn(t, srv.URL, func(o *session.Options) {
+			o.Retry.MaxRetries = 0
+			o.Retry.InitialInterval = 10 * time.Millisecond
+			o.Retry.MaxInterval = 20 * time.Millisecond
+			o.Retry.MaxElapsedTime = budget
+		})
+		start := time.Now()
+		err := c.Bye(context.Background(), testToken)
+		elapsed := time.Since(start)
+		if elapsed > budget+10*time.Second {
+			t.Errorf("gave up after %v, want about %v", elapsed, budget)
+		}
+		wantServerError(t, err, 502)
+		if hits.Load() >= 2 {
+			return
+		}
+		if elapsed < budget-50*time.Millisecond {
+			t.Fatalf("one attempt, given up after %v of a %v budget: want a retry within the budget", elapsed, budget)
+		}
+		if budget >= 16*time.Second {
+			t.Fatalf("the first attempt took the whole budget (%v of %v) at every size: the machine is too slow for this test", elapsed, budget)
+		}
+		t.Logf("the first attempt used the %v budget (%v): doubling it", budget, elapsed)
 	}
 }
 

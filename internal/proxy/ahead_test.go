@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -44,6 +45,34 @@ func (p *program) do(method, path, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// register registers a worker for stage a and returns its token.
+func (p *program) register() string {
+	p.t.Helper()
+	code, body := p.do(http.MethodGet, "/api/new?nickname=n&stage=a", "")
+	var reg struct{ Token string }
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &reg) != nil {
+		p.t.Fatalf("register: %d %s", code, body)
+	}
+	return reg.Token
+}
+
+// newJob claims a job for token and returns its number.
+func (p *program) newJob(token string) int {
+	p.t.Helper()
+	code, body := p.do(http.MethodPost, "/api/newJob", fmt.Sprintf(`{"token":%q}`, token))
+	var j struct{ Number int }
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &j) != nil {
+		p.t.Fatalf("newJob: %d %s", code, body)
+	}
+	return j.Number
+}
+
+// complete sends token's completion with out and returns the answer.
+func (p *program) complete(token, out string) (int, string) {
+	p.t.Helper()
+	return p.do(http.MethodPost, "/api/completeJob", fmt.Sprintf(`{"token":%q,"data":%q}`, token, out))
+}
+
 // waitHeld waits until the tracker's only worker holds a job and returns it.
 func waitHeld(t *testing.T, srv *trackertest.Server) int {
 	t.Helper()
@@ -65,27 +94,9 @@ func TestClaimAhead(t *testing.T) {
 	srv := trackertest.Start(t, trackertest.Options{Jobs: []any{"j-1", "j-2", "j-3", "j-4"}, Seed: 3})
 	rp := startProxy(t, srv.URL, nil)
 	prog := newProgram(t, rp.URL)
-	code, body := prog.do(http.MethodGet, "/api/new?nickname=n&stage=a", "")
-	if code != http.StatusOK {
-		t.Fatalf("register: %d %s", code, body)
-	}
-	var reg struct{ Token string }
-	if err := json.Unmarshal([]byte(body), &reg); err != nil {
-		t.Fatal(err)
-	}
-	tok := `{"token":"` + reg.Token + `"}`
-	complete := func(out string) (int, string) {
-		return prog.do(http.MethodPost, "/api/completeJob", `{"token":"`+reg.Token+`","data":"`+out+`"}`)
-	}
-	newJob := func() int {
-		t.Helper()
-		code, body := prog.do(http.MethodPost, "/api/newJob", tok)
-		var j struct{ Number int }
-		if code != http.StatusOK || json.Unmarshal([]byte(body), &j) != nil {
-			t.Fatalf("newJob: %d %s", code, body)
-		}
-		return j.Number
-	}
+	token := prog.register()
+	complete := func(out string) (int, string) { return prog.complete(token, out) }
+	newJob := func() int { return prog.newJob(token) }
 	count := func(p *program, want string) {
 		t.Helper()
 		if code, body := p.do(http.MethodGet, "/api/jobCount?stage=a", ""); code != http.StatusOK || body != want {

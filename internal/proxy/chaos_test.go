@@ -37,6 +37,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(childProxy())
+	}
 	dir, err := os.MkdirTemp("", "dcproxy-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
