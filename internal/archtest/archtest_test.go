@@ -17,7 +17,9 @@ const module = "github.com/distcompute/distcompute-go"
 // rules lists, for each package, the non-standard imports it may use.
 // A package absent from rules is not constrained here.
 var rules = map[string][]string{
-	"journal":     {"go.etcd.io/bbolt"},
+	// golang.org/x/sys: bbolt itself imports it (statfs where package
+	// syscall has none).
+	"journal":     {"go.etcd.io/bbolt", "golang.org/x/sys"},
 	"session":     {"github.com/cenkalti/backoff/v4"},
 	"trackertest": {},
 	// The preemption watchers talk to metadata servers only.
