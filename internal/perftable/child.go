@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
@@ -40,7 +41,7 @@ type figures struct {
 
 // childArgs is what the parent passes a child.
 type childArgs struct {
-	config  string // go-1, go-nosync, pool-N, dcworker-N, session, fsync4
+	config  string // go-1, go-nosync, pool-N, dcworker-N, session, fsync4, spawn
 	tracker string
 	cycles  int
 	warmup  int
@@ -163,6 +164,8 @@ func runChild(ctx context.Context, a childArgs, stdout io.Writer) error {
 		fig, err = sessionOnly(ctx, a)
 	case c == "fsync4":
 		fig, err = fsync4(a)
+	case c == "spawn":
+		fig, err = spawn(a)
 	default:
 		return fmt.Errorf("unknown configuration %q", c)
 	}
@@ -359,6 +362,56 @@ func fsync4(a childArgs) (figures, error) {
 			if err := fdatasync(f); err != nil {
 				return figures{}, err
 			}
+		}
+		if w.done() {
+			break
+		}
+	}
+	return w.fig, nil
+}
+
+// spawn is the floor under dcworker's per-job cost: /bin/cat run the way the
+// simplest Go program would run a command per job, with os/exec (the job's
+// input on stdin, stdout read to its end, stderr kept for the error, the
+// exit waited for), in the environment dcworker's command gets (this
+// process's plus dcworker's DC_ variables). No tracker, journal, checkpoint
+// or progress file: dcworker-1 − go-1 − spawn is what dcworker adds above
+// spawning the command.
+func spawn(a childArgs) (figures, error) {
+	dir := filepath.Join(a.dir, "work", "slot-0")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return figures{}, err
+	}
+	base := os.Environ()
+	w := newWindow(a)
+	for n := 1; ; n++ {
+		// The variables dcworker sets (internal/worker's Env names), with
+		// values of the same shape: the child's environment is as large.
+		env := append(slices.Clip(base),
+			worker.EnvJobNumber+"="+strconv.Itoa(n),
+			worker.EnvStage+"=a",
+			worker.EnvStageName+"=CPU",
+			worker.EnvProject+"=perftable",
+			worker.EnvWorker+"=perftable-0",
+			worker.EnvSlot+"=0",
+			worker.EnvCheckpointFile+"="+filepath.Join(dir, "checkpoint"),
+			worker.EnvResumed+"=0",
+			worker.EnvAttempt+"=1",
+			worker.EnvProgressFD+"=3",
+			worker.EnvProgressFile+"="+filepath.Join(dir, "progress"),
+			worker.EnvDataKind+"=string",
+			worker.EnvDataNull+"=0",
+		)
+		input := "job-" + strconv.Itoa(n) // the tracker's jobs: job-1, job-2, ...
+		cmd := exec.Command("/bin/cat")
+		cmd.Env = env
+		cmd.Stdin = strings.NewReader(input)
+		out, err := cmd.Output() // stdout and stderr through pipes, then Wait
+		if err != nil {
+			return figures{}, fmt.Errorf("/bin/cat: %v", err)
+		}
+		if string(out) != input {
+			return figures{}, fmt.Errorf("/bin/cat wrote %q, not %q", out, input)
 		}
 		if w.done() {
 			break

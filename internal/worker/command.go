@@ -1,9 +1,7 @@
 package worker
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -34,11 +31,15 @@ type spec struct {
 	env            []string // full environment
 	stdin          string   // the job's input, handed to the command without a copy
 	checkpointPath string   // pre-filled by the caller
-	progressPath   string   // created empty by the caller
-	maxOutput      int64
-	poll           time.Duration
-	stderr         io.Writer // also receives the command's stderr; may be nil
-	waitDelay      time.Duration
+	// checkpointEmpty: the caller left the checkpoint file empty (a first
+	// run without a checkpoint): nothing to read before the run.
+	checkpointEmpty bool
+	progressPath    string // created empty by the caller
+	maxOutput       int64
+	poll            time.Duration
+	stderr          io.Writer // also receives the command's stderr; may be nil
+	waitDelay       time.Duration
+	noPidFD         bool // Linux: wait without the command's pidfd, as on a kernel before 5.2 (tests)
 
 	onProgress   func(line string)
 	onCheckpoint func(data []byte)
@@ -75,7 +76,8 @@ func (r result) describe() string {
 
 // proc is a started command.
 type proc struct {
-	cmd    *exec.Cmd
+	cmd    *exec.Cmd // os/exec's command (not on Linux, where start forks itself)
+	pid    int       // the command's process id (on Unix, its process group's too)
 	res    result
 	group  procGroup   // the command and its descendants (per OS)
 	killed atomic.Bool // kill was called
@@ -90,100 +92,29 @@ type proc struct {
 	ended bool
 }
 
-// start launches s in its own process group (on Windows, also in a job
-// object that holds its descendants). The command is killed, with its
-// whole group, when ctx ends. Wait for it with wait, which collects the
-// command in the caller's goroutine: a run costs no goroutine beyond the
-// copies of its outputs and the progress reader, and the command's end
-// wakes the goroutine that goes on with its result.
-func start(ctx context.Context, s spec) (*proc, error) {
-	if len(s.argv) == 0 {
-		return nil, errors.New("no command")
-	}
-	if s.poll <= 0 {
-		s.poll = 200 * time.Millisecond
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	// Not exec.CommandContext: its context watcher is a goroutine per run,
-	// which Wait hands the result to and waits for; context.AfterFunc
-	// kills the group (p.kill, as Cancel did) without one.
-	var cmd *exec.Cmd
-	if s.path != "" {
-		// Resolved once by the caller: exec.Command would look the name
-		// up in $PATH again on every run.
-		cmd = &exec.Cmd{Path: s.path, Args: s.argv}
-	} else {
-		cmd = exec.Command(s.argv[0], s.argv[1:]...)
-	}
-	p := &proc{cmd: cmd}
-	cmd.Env = s.env
-	// The job's input goes into the pipe before the command starts when it
-	// fits in the pipe's buffer: no goroutine has to feed the command, which
-	// then never waits for one to be scheduled. Larger input is copied by
-	// os/exec's goroutine as the command reads it.
-	stdin, err := filledPipe(s.stdin)
-	if err != nil {
-		return nil, err
-	}
-	if stdin != nil {
-		cmd.Stdin = stdin
-	} else {
-		cmd.Stdin = strings.NewReader(s.stdin)
-	}
-	p.prepare()
-	cmd.WaitDelay = s.waitDelay
-	if cmd.WaitDelay <= 0 {
-		cmd.WaitDelay = 5 * time.Second
-	}
-
-	out := &limitWriter{limit: s.maxOutput}
-	cmd.Stdout = out
-	tail := &tailBuffer{max: stderrTailSize, also: s.stderr}
-	cmd.Stderr = tail
-	pr, pw, err := progressPipe(cmd)
-	if err != nil {
-		closeAll(stdin)
-		return nil, err
-	}
-	err = cmd.Start()
-	closeAll(stdin, pw) // the child holds its own copies
-	if err != nil {
-		closeAll(pr)
-		return nil, err
-	}
-	if err := p.started(); err != nil {
-		_ = p.kill()
-		_ = cmd.Wait()
-		closeAll(pr)
-		return nil, err
-	}
-	stopKill := context.AfterFunc(ctx, func() { p.whileRunning(func() { _ = p.kill() }) })
-
-	progressDone := make(chan struct{})
-	go func() {
-		defer close(progressDone)
-		if pr != nil {
-			readLines(pr, s.onProgress)
-		}
-	}()
-
+// watchFiles follows a run's checkpoint and progress files. They are polled
+// by a timer that re-arms itself, not by a goroutine with a ticker: a short
+// command (most of them) never sees a tick, and stopping needs no hand-over
+// to another goroutine. finish stops the polling (waiting for a tick in
+// progress) and reads both files a last time: the last checkpoint the
+// command wrote, the progress it appended.
+func watchFiles(s spec) (finish func()) {
 	cw := &checkpointWatch{path: s.checkpointPath, fn: s.onCheckpoint, max: s.maxOutput, tooBig: s.onCheckpointTooBig}
-	cw.prime()
+	if !s.checkpointEmpty {
+		// Else the file is as a primed watch would find it, but for its
+		// modification time, which the first tick reads (if there is one).
+		cw.prime()
+	}
 	ft := &fileTail{path: s.progressPath, fn: s.onProgress}
-	// The files are polled by a timer that re-arms itself, not by a
-	// goroutine with a ticker: a short command (most of them) never sees a
-	// tick, and stopping needs no hand-over to another goroutine.
 	var (
-		wmu     sync.Mutex // held by a tick; stopped under it
+		mu      sync.Mutex // held by a tick; stopped under it
 		stopped bool
 		poll    *time.Timer
 	)
-	wmu.Lock() // a tick reads poll
+	mu.Lock() // a tick reads poll
 	poll = time.AfterFunc(s.poll, func() {
-		wmu.Lock()
-		defer wmu.Unlock()
+		mu.Lock()
+		defer mu.Unlock()
 		if stopped {
 			return
 		}
@@ -191,47 +122,15 @@ func start(ctx context.Context, s spec) (*proc, error) {
 		ft.read(false)
 		poll.Reset(s.poll)
 	})
-	wmu.Unlock()
-
-	p.collect = func() {
-		// Wait returns once the process has exited and its stdout and stderr
-		// are copied, or WaitDelay after exit if a grandchild keeps them open.
-		werr := cmd.Wait()
-		stopKill()
-		p.mu.Lock()
-		p.ended = true
-		p.mu.Unlock()
-		select {
-		case <-progressDone: // most often: fd 3 closed with the command
-		default:
-			t := time.NewTimer(cmd.WaitDelay)
-			select {
-			case <-progressDone:
-			case <-t.C:
-			}
-			t.Stop()
-		}
-		closeAll(pr) // unblocks the progress reader if a grandchild holds fd 3
-		<-progressDone
-		wmu.Lock() // waits for a tick in progress
+	mu.Unlock()
+	return func() {
+		mu.Lock()
 		stopped = true
 		poll.Stop()
-		wmu.Unlock()
-		cw.check(true) // the last checkpoint the command wrote
+		mu.Unlock()
+		cw.check(true)
 		ft.read(true)
-		p.res = result{exitCode: -1, stderrTail: tail.bytes()}
-		p.res.output, p.res.tooLarge = out.result()
-		if cmd.ProcessState != nil {
-			p.res.exitCode = cmd.ProcessState.ExitCode()
-			p.res.signal = p.exitSignal()
-		}
-		p.release()
-		var ee *exec.ExitError
-		if werr != nil && !errors.As(werr, &ee) && !errors.Is(werr, exec.ErrWaitDelay) {
-			p.res.err = werr
-		}
 	}
-	return p, nil
 }
 
 // wait blocks until the command has exited and its output is collected,
@@ -295,27 +194,8 @@ func (w *limitWriter) ReadFrom(r io.Reader) (int64, error) {
 	var n int64
 	var discard []byte // over the limit: read and dropped
 	for {
-		var b []byte
-		if w.tooLarge {
-			if discard == nil {
-				discard = make([]byte, 4<<10)
-			}
-			b = discard
-		} else {
-			w.buf.Grow(512)
-			b = w.buf.AvailableBuffer()
-			b = b[:cap(b)]
-		}
-		k, err := r.Read(b)
+		k, err := w.fill(r, &discard)
 		n += int64(k)
-		if k > 0 && !w.tooLarge {
-			if w.limit > 0 && int64(w.buf.Len()+k) > w.limit {
-				w.tooLarge = true
-				w.buf = bytes.Buffer{}
-			} else {
-				w.buf.Write(b[:k]) // b is the buffer's own spare room: no copy to new memory
-			}
-		}
 		if err == io.EOF {
 			return n, nil
 		}
@@ -325,47 +205,37 @@ func (w *limitWriter) ReadFrom(r io.Reader) (int64, error) {
 	}
 }
 
+// fill reads from r once, into the buffer's own spare room (no copy to new
+// memory) or, over the limit, into *discard (made when first needed), whose
+// bytes are dropped. w.mu is held.
+func (w *limitWriter) fill(r io.Reader, discard *[]byte) (int, error) {
+	var b []byte
+	if w.tooLarge {
+		if *discard == nil {
+			*discard = make([]byte, 4<<10)
+		}
+		b = *discard
+	} else {
+		w.buf.Grow(512)
+		b = w.buf.AvailableBuffer()
+		b = b[:cap(b)]
+	}
+	k, err := r.Read(b)
+	if k > 0 && !w.tooLarge {
+		if w.limit > 0 && int64(w.buf.Len()+k) > w.limit {
+			w.tooLarge = true
+			w.buf = bytes.Buffer{}
+		} else {
+			w.buf.Write(b[:k])
+		}
+	}
+	return k, err
+}
+
 func (w *limitWriter) result() ([]byte, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.buf.Bytes(), w.tooLarge
-}
-
-// lineReaders are readLines' buffers, reused from run to run: a command
-// that writes no progress (most) would otherwise cost a fresh 4 KiB per
-// run, a quarter of what a run allocated.
-var lineReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, maxProgressLine) }}
-
-// readLines calls fn for each line of r (without the newline), cutting lines
-// longer than maxProgressLine.
-func readLines(r io.Reader, fn func(string)) {
-	br := lineReaders.Get().(*bufio.Reader)
-	br.Reset(r)
-	defer func() {
-		br.Reset(nil) // holds no reader (nor its file) while pooled
-		lineReaders.Put(br)
-	}()
-	var line []byte
-	for {
-		frag, err := br.ReadSlice('\n')
-		if len(line) < maxProgressLine {
-			room := maxProgressLine - len(line)
-			if len(frag) < room {
-				room = len(frag)
-			}
-			line = append(line, frag[:room]...)
-		}
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		if len(line) > 0 && fn != nil {
-			fn(trimLine(line))
-		}
-		line = line[:0]
-		if err != nil {
-			return
-		}
-	}
 }
 
 func trimLine(b []byte) string {
@@ -610,19 +480,35 @@ func newJobFiles(workDir string, slot int) jobFiles {
 	return jobFiles{dir: dir, checkpoint: filepath.Join(dir, "checkpoint"), progress: filepath.Join(dir, "progress")}
 }
 
-// prepare makes the directory and fills the checkpoint file with data.
+// prepare fills the checkpoint file with data.
 func (f jobFiles) prepare(data []byte) error {
-	if err := os.MkdirAll(f.dir, 0o700); err != nil {
-		return err
-	}
-	if len(data) == 0 {
-		return emptyFile(f.checkpoint)
-	}
-	return os.WriteFile(f.checkpoint, data, 0o600)
+	return f.inDir(func() error {
+		if len(data) == 0 {
+			return emptyFile(f.checkpoint)
+		}
+		return os.WriteFile(f.checkpoint, data, 0o600)
+	})
 }
 
 // emptyProgress empties the progress file for a run.
-func (f jobFiles) emptyProgress() error { return emptyFile(f.progress) }
+func (f jobFiles) emptyProgress() error {
+	return f.inDir(func() error { return emptyFile(f.progress) })
+}
+
+// inDir calls fn, and once more after making the slot's directory if fn
+// found it missing (the first job, or a command removed it): the
+// directory is kept from job to job, and making sure of it before each job
+// cost a stat per job.
+func (f jobFiles) inDir(fn func() error) error {
+	err := fn()
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(f.dir, 0o700); err != nil {
+			return err
+		}
+		err = fn()
+	}
+	return err
+}
 
 // remove deletes the files (the slot stops).
 func (f jobFiles) remove() {

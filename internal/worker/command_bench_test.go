@@ -25,7 +25,7 @@ func BenchmarkRunCat(b *testing.B) {
 			b.Fatal(err)
 		}
 		p, err := start(context.Background(), spec{argv: []string{"/bin/cat"}, env: env, stdin: "job input",
-			checkpointPath: files.checkpoint, progressPath: files.progress, maxOutput: DefaultMaxOutput,
+			checkpointPath: files.checkpoint, checkpointEmpty: true, progressPath: files.progress, maxOutput: DefaultMaxOutput,
 			onProgress: func(string) {}, onCheckpoint: func([]byte) {}})
 		if err != nil {
 			b.Fatal(err)

@@ -3,10 +3,8 @@ package worker
 import (
 	"bytes"
 	"context"
-	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -141,32 +139,6 @@ func TestRunStderrTail(t *testing.T) {
 	}
 	if seen.Len() != 10008 {
 		t.Errorf("stderr passed through: %d bytes, want 10008", seen.Len())
-	}
-}
-
-// TestFilledPipe: input that fits in a pipe is in it, with its end, before
-// the command starts; larger input is left to os/exec (nil).
-func TestFilledPipe(t *testing.T) {
-	for _, in := range []string{"", "job input", strings.Repeat("z", 4<<10)} {
-		f, err := filledPipe(in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f == nil {
-			if runtime.GOOS != "windows" {
-				t.Fatalf("%d bytes: no pipe", len(in))
-			}
-			continue
-		}
-		got, err := io.ReadAll(f)
-		f.Close()
-		if err != nil || string(got) != in {
-			t.Errorf("%d bytes: read %d bytes, %v", len(in), len(got), err)
-		}
-	}
-	f, err := filledPipe(strings.Repeat("z", 8<<20)) // larger than any pipe buffer
-	if err != nil || f != nil {
-		t.Errorf("8 MiB: %v, %v; want no pipe", f, err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -162,9 +163,54 @@ func (h retryQuiet) Enabled(ctx context.Context, l slog.Level) bool {
 	return h.Handler.Enabled(ctx, l) || l == slog.LevelWarn
 }
 
+// WithAttrs derives the handler lazily (lazyHandler): the session derives a
+// logger per request, which most often logs nothing.
 func (h retryQuiet) WithAttrs(as []slog.Attr) slog.Handler {
-	return retryQuiet{Handler: h.Handler.WithAttrs(as), reach: h.reach, disk: h.disk}
+	var l *lazyHandler
+	if base, ok := h.Handler.(*lazyHandler); ok {
+		l = base.with(as)
+	} else {
+		l = &lazyHandler{base: h.Handler, attrs: as}
+	}
+	return retryQuiet{Handler: l, reach: h.reach, disk: h.disk}
 }
+
+// lazyHandler is base.WithAttrs(attrs), made when a record first needs it.
+// The session derives a logger per request (with its endpoint) and most
+// requests log nothing at the levels shown, while deriving the handler
+// right away cost work per request that was then thrown away (the text
+// handler formats the attributes ahead, the terminal's dedupe copies its
+// keys): a tenth of dcworker's logging CPU per job. Enabled asks base:
+// attributes do not change which levels a handler shows.
+type lazyHandler struct {
+	base  slog.Handler
+	attrs []slog.Attr // the handler owns them (slog.Handler.WithAttrs)
+	once  sync.Once
+	h     slog.Handler
+}
+
+func (l *lazyHandler) derived() slog.Handler {
+	l.once.Do(func() { l.h = l.base.WithAttrs(l.attrs) })
+	return l.h
+}
+
+func (l *lazyHandler) Enabled(ctx context.Context, level slog.Level) bool {
+	return l.base.Enabled(ctx, level)
+}
+
+func (l *lazyHandler) Handle(ctx context.Context, rec slog.Record) error {
+	return l.derived().Handle(ctx, rec)
+}
+
+// WithAttrs adds to the attributes not yet applied: base.WithAttrs(a) then
+// WithAttrs(b) is base.WithAttrs(a + b).
+func (l *lazyHandler) WithAttrs(as []slog.Attr) slog.Handler { return l.with(as) }
+
+func (l *lazyHandler) with(as []slog.Attr) *lazyHandler {
+	return &lazyHandler{base: l.base, attrs: append(slices.Clip(l.attrs), as...)}
+}
+
+func (l *lazyHandler) WithGroup(name string) slog.Handler { return l.derived().WithGroup(name) }
 
 func (h retryQuiet) WithGroup(name string) slog.Handler {
 	return retryQuiet{Handler: h.Handler.WithGroup(name), reach: h.reach, disk: h.disk}

@@ -272,7 +272,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if p, err := exec.LookPath(cfg.Command[0]); err == nil {
 		e.cmdPath = p
 	}
-	e.env = slices.Clip(os.Environ()) // clipped: each run's append copies it
+	// The variables each run sets are dropped from the inherited ones (a
+	// dcworker started by a job's command has them): the command's must be
+	// the only ones, as the environment is passed on as it is (on Linux
+	// without os/exec, which kept the last of a name given twice).
+	e.env = slices.Clip(dropEnv(os.Environ(), runEnv)) // clipped: each run's append copies it
 	e.runCtx, e.hard = context.WithCancel(ctx)
 	defer e.hard()
 
@@ -932,9 +936,12 @@ func (e *engine) runOnce(i int, c *client.Client, log *slog.Logger, job session.
 		env:            env,
 		stdin:          job.Text(),
 		checkpointPath: cpPath,
-		progressPath:   progPath,
-		maxOutput:      e.cfg.MaxOutput,
-		poll:           e.cfg.PollInterval,
+		// runJob emptied the file for a job without a checkpoint, and
+		// nothing has written it before the first run.
+		checkpointEmpty: attempt == 1 && len(c.LastCheckpoint()) == 0,
+		progressPath:    progPath,
+		maxOutput:       e.cfg.MaxOutput,
+		poll:            e.cfg.PollInterval,
 		onProgress: func(line string) {
 			e.slots[i].setProgress(line)
 			c.Log(line)
@@ -1028,6 +1035,22 @@ func outputPayload(out []byte) session.Payload {
 		}
 	}
 	return session.String(s)
+}
+
+// runEnv are the variables runOnce sets for each run of the command.
+var runEnv = []string{EnvJobNumber, EnvStage, EnvStageName, EnvProject, EnvWorker, EnvSlot,
+	EnvCheckpointFile, EnvResumed, EnvAttempt, EnvProgressFD, EnvProgressFile, EnvDataKind, EnvDataNull}
+
+// dropEnv returns env without the variables named in names.
+func dropEnv(env, names []string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(names, name) {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 func boolEnv(b bool) string {

@@ -52,18 +52,26 @@ fi`)
 }
 
 // TestEnvironment checks the DC_* variables the command gets, for a fresh
-// job and for a null-data job (stage b of a Quirks tracker serves null).
+// job and for a null-data job (stage b of a Quirks tracker serves null),
+// and that the ones dcworker inherited are not passed on beside them.
 func TestEnvironment(t *testing.T) {
+	for _, name := range []string{worker.EnvJobNumber, worker.EnvStage, worker.EnvStageName, worker.EnvProject,
+		worker.EnvWorker, worker.EnvSlot, worker.EnvCheckpointFile, worker.EnvResumed, worker.EnvAttempt,
+		worker.EnvProgressFD, worker.EnvProgressFile, worker.EnvDataKind, worker.EnvDataNull} {
+		t.Setenv(name, "inherited")
+	}
 	srv := trackertest.Start(t, trackertest.Options{Stages: map[string]string{"a": "CPU", "b": "GPU"}, Jobs: []any{"in"}, Quirks: true, Seed: 1})
 	sh := script(t, `
 stdin=$(cat | wc -c | tr -d ' ')
 test -f "$DC_CHECKPOINT_FILE" && test -f "$DC_PROGRESS_FILE" && files=ok
-echo "n=$DC_JOB_NUMBER s=$DC_STAGE sn=$DC_STAGE_NAME w=$DC_WORKER r=$DC_RESUMED fd=$DC_PROGRESS_FD k=$DC_DATA_KIND null=$DC_DATA_NULL a=$DC_ATTEMPT stdin=$stdin files=$files"`)
+twice=0 # the environment as passed (a shell's own keeps one value of a name)
+test -r /proc/$$/environ && twice=$(tr '\0' '\n' </proc/$$/environ | grep -c '=inherited$')
+echo "n=$DC_JOB_NUMBER s=$DC_STAGE sn=$DC_STAGE_NAME w=$DC_WORKER r=$DC_RESUMED fd=$DC_PROGRESS_FD k=$DC_DATA_KIND null=$DC_DATA_NULL a=$DC_ATTEMPT stdin=$stdin files=$files twice=$twice"`)
 	cfg := config(t, srv.URL, sh)
 	cfg.Nickname = "envtest"
 	run(t, cfg)
 	v := job(t, srv, 1)
-	if got := output(v, "a"); !strings.HasPrefix(got, "n=1 s=a sn=CPU w=") || !strings.HasSuffix(got, " r=0 fd=3 k=string null=0 a=1 stdin=2 files=ok") {
+	if got := output(v, "a"); !strings.HasPrefix(got, "n=1 s=a sn=CPU w=") || !strings.HasSuffix(got, " r=0 fd=3 k=string null=0 a=1 stdin=2 files=ok twice=0") {
 		t.Errorf("stage a output %q", got)
 	}
 	cfg = config(t, srv.URL, sh)
