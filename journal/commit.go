@@ -310,7 +310,7 @@ func (db *DB) commitBatch(batch []*request) {
 		if err := w.finish(); err != nil {
 			return err
 		}
-		if err := db.checkSpace(tx, w.bytes); err != nil {
+		if err := db.checkSpace(tx, w.space); err != nil {
 			return err
 		}
 		written = w.written
@@ -389,7 +389,7 @@ func (db *DB) flusher() {
 			}
 		}
 		ticks++
-		if !db.opts.NoAutoCompact && ticks%10 == 0 && db.needsCompact() {
+		if !db.opts.NoAutoCompact && (db.compactWanted.Swap(false) || ticks%10 == 0 && db.needsCompact()) {
 			_, _, _ = db.Compact()
 		}
 	}

@@ -73,9 +73,12 @@ func (db *DB) compactLocked(op string) (before, after int64, err error) {
 	before = fi.Size()
 	tmp := db.path + ".compact"
 	_ = os.Remove(tmp)
-	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: DefaultTimeout, NoSync: true})
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: DefaultTimeout, NoSync: true, MaxSize: int(max(db.opts.MaxSize, 0))})
 	if err != nil {
 		return before, before, db.wrap(op, err)
+	}
+	if a := allocSize(db.opts.MaxSize); a > 0 {
+		dst.AllocSize = a
 	}
 	fail := func(err error) (int64, int64, error) {
 		dst.Close()

@@ -54,14 +54,21 @@
 // nothing else between them keeps only the last. Since
 // bbolt never shrinks a file, the background flusher compacts it (Compact:
 // copy into a new file, fsync, rename over the old one, under the lock) when
-// free pages pass CompactFreeRatio of a file over CompactMinSize.
+// free pages pass CompactFreeRatio of a file over CompactMinSize, or when a
+// write was refused for Options.MaxSize that the free pages would have made
+// room for (a large record needs contiguous free pages, and freed ones are
+// scattered).
 //
 // Only the newest checkpoint of a job is kept: each one deletes the one
 // before (the state does not change), so a job that checkpoints megabytes
 // in a loop does not fill the disk. Options.MaxSize (DefaultMaxSize) bounds
 // the file and Options.MinFree (DefaultMinFree) keeps room on its file
 // system: a commit that would pass either is refused with ErrFull before
-// anything is written, and the DB goes on.
+// anything is written, and the DB goes on. The size check before a commit
+// estimates the pages it needs; bbolt's own limit (bolt.Options.MaxSize,
+// checked as it allocates each page) makes the bound exact, and the file
+// grows in steps of a sixteenth of MaxSize (at most bbolt's 16 MiB), so
+// that a limit between two powers of two can be filled.
 //
 // # Disk faults: fail-stop
 //

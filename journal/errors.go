@@ -70,12 +70,15 @@ func (e *StoppedError) Unwrap() []error { return []error{ErrStopped, e.Err} }
 // Options.MaxSize (Free is then -1), or its file system would keep fewer than
 // Options.MinFree bytes.
 type FullError struct {
-	Size  int64 // the file's size in bytes after the write
+	Size  int64 // the file's size in bytes after the write; 0 when bbolt refused it (unknown)
 	Limit int64 // Options.MaxSize, or Options.MinFree
 	Free  int64 // bytes free on the file system after the write; -1 for the size limit
 }
 
 func (e *FullError) Error() string {
+	if e.Free < 0 && e.Size == 0 {
+		return fmt.Sprintf("%s: the write would grow the file past its limit of %d bytes (Options.MaxSize)", ErrFull, e.Limit)
+	}
 	if e.Free < 0 {
 		return fmt.Sprintf("%s: the write would grow the file to %d bytes, over its limit of %d (Options.MaxSize)", ErrFull, e.Size, e.Limit)
 	}

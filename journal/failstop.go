@@ -225,27 +225,32 @@ func (db *DB) Landed() bool {
 	return db.landed
 }
 
-// checkSpace refuses a commit that writes about bytes of records when it
-// could grow the file past Options.MaxSize, or leave fewer than
-// Options.MinFree bytes free on its file system: ErrFull, returned by the
-// transaction's function so that nothing is written and the DB goes on.
+// checkSpace refuses a commit whose records (sp) would grow the file past
+// Options.MaxSize, or leave fewer than Options.MinFree bytes free on its
+// file system: ErrFull, returned by the transaction's function so that
+// nothing is written and the DB goes on.
 //
-// bbolt allocates pages only when it commits, so the growth is estimated:
-// twice the records' bytes (a B-tree page is half full at worst) plus four
-// pages (branches, freelist, meta), less the free pages the file already
-// has. The disk check ignores the file's free pages: it costs one statfs (a
-// microsecond beside two fsyncs; none while a recent measure leaves far
-// more room, see freecache.go), and a disk that full refuses every write
-// rather than the one that would hit ENOSPC in the middle of a commit.
-func (db *DB) checkSpace(tx *bolt.Tx, bytes int64) error {
+// bbolt allocates pages only when it commits, so the growth is estimated
+// (space.need), less the free pages the file already has. The estimate
+// spares a commit that bbolt would refuse; it does not decide: it counts
+// the free pages as if any could take any record, but a record larger than
+// a page needs contiguous ones, so a commit that passes may still need new
+// pages. bbolt refuses to allocate those past MaxSize (bolt.Options.MaxSize),
+// which update reports as ErrFull too. The disk check ignores the file's
+// free pages: it costs one statfs (a microsecond beside two fsyncs; none
+// while a recent measure leaves far more room, see freecache.go), and a
+// disk that full refuses every write rather than the one that would hit
+// ENOSPC in the middle of a commit.
+func (db *DB) checkSpace(tx *bolt.Tx, sp space) error {
 	db.size.Store(tx.Size())
 	page := int64(tx.DB().Info().PageSize)
-	need := 2*bytes + 4*page
+	need := sp.need(page)
 	if max := db.opts.MaxSize; max > 0 {
 		st := db.bolt.Stats()
 		growth := need - int64(st.FreePageN+st.PendingPageN)*page
-		if size := tx.Size(); growth > 0 && size+growth > max {
-			return &FullError{Size: size + growth, Limit: max, Free: -1}
+		if size := tx.Size(); growth > 0 && fileAfter(size+growth, page, max) > max {
+			db.wantCompact(st, size, page)
+			return &FullError{Size: fileAfter(size+growth, page, max), Limit: max, Free: -1}
 		}
 	}
 	if min := db.opts.MinFree; min > 0 {
@@ -255,6 +260,69 @@ func (db *DB) checkSpace(tx *bolt.Tx, bytes int64) error {
 		}
 	}
 	return nil
+}
+
+// space counts the records a commit writes, for checkSpace.
+type space struct {
+	small  int64 // bytes of records that share pages
+	large  int64 // bytes of larger records
+	nlarge int64 // how many larger records
+}
+
+func (sp *space) add(n int) {
+	if n <= smallRecord {
+		sp.small += int64(n)
+	} else {
+		sp.large += int64(n)
+		sp.nlarge++
+	}
+}
+
+// smallRecord is the largest record counted as small: one that shares a
+// page with others (a quarter of a 4 KiB page).
+const smallRecord = 1 << 10
+
+// need estimates the bytes a commit of these records takes from the file
+// at most: small records twice over (a B-tree page is half full at worst),
+// a large one in a run of whole pages of its own (its bytes and one page:
+// the last one's rest, the page and element headers, the key), and four
+// pages for the branches, root and meta.
+func (sp space) need(page int64) int64 {
+	return 2*sp.small + sp.large + (4+sp.nlarge)*page
+}
+
+// wantCompact asks the flusher to compact the file after a write was
+// refused for MaxSize, when free pages make up at least an eighth of the
+// file's size (a high-water mark of size bytes): a compacted file no longer
+// holds them, and the same write may fit. Freed pages are scattered, so a
+// record larger than a page may find no room among them, and the file's
+// high-water mark stays where the largest burst of writes left it.
+func (db *DB) wantCompact(st bolt.Stats, size, page int64) {
+	if int64(st.FreePageN+st.PendingPageN)*page >= size/8 {
+		db.compactWanted.Store(true)
+	}
+}
+
+// allocSize is the bbolt AllocSize for a journal of at most maxSize bytes:
+// the step by which bbolt grows the file past its high-water mark. Under
+// bbolt's default (16 MiB) the file takes the size of its mapping, which
+// doubles, and bbolt refuses a growth that would take it past
+// bolt.Options.MaxSize, so a journal limited to 1.5 MiB could not pass
+// 1 MiB; a sixteenth of maxSize (at least a page, at most the default)
+// lets it fill all but that step. 0: bbolt's default (no limit).
+func allocSize(maxSize int64) int {
+	if maxSize <= 0 {
+		return 0
+	}
+	return int(min(max(maxSize/16&^4095, 4096), 16<<20))
+}
+
+// fileAfter is the size bbolt gives the file when a commit takes its
+// high-water mark to hwm bytes: one page more, plus its AllocSize (see
+// allocSize). (While the file's mapping is no larger than AllocSize, the
+// file takes the mapping's size instead, which is less.)
+func fileAfter(hwm, page, maxSize int64) int64 {
+	return hwm + page + int64(allocSize(maxSize))
 }
 
 // Writable reports whether a write may succeed now, without writing: the
@@ -270,11 +338,13 @@ func (db *DB) Writable() error {
 	if err := db.stopped("write"); err != nil {
 		return err
 	}
-	// Room for a small commit, as checkSpace counts it: a disk with less
-	// would pass this check and refuse the claim's own commit, and a
-	// caller that probes (dcworker) would see its disk turn writable and
-	// full again at every probe.
-	need := 2*int64(writableRoom) + 4*int64(os.Getpagesize())
+	// Room for a small commit, as checkSpace counts it, and four pages
+	// more: the indexes a claim's commit may rewrite, which checkSpace's
+	// four pages do not always cover, and which bbolt then refuses
+	// (bolt.Options.MaxSize). A disk with less would pass this check and
+	// refuse the claim's own commit, and a caller that probes (dcworker)
+	// would see its disk turn writable and full again at every probe.
+	need := space{small: writableRoom}.need(int64(os.Getpagesize())) + 4*int64(os.Getpagesize())
 	size := db.size.Load() // as the last commit began: a read gives it as it ended
 	if max := db.opts.MaxSize; max > 0 {
 		if err := db.acquire("write"); err != nil {
@@ -292,8 +362,8 @@ func (db *DB) Writable() error {
 		if err != nil {
 			return nil // no answer: let the write tell
 		}
-		if growth := need - int64(st.FreePageN+st.PendingPageN)*page; growth > 0 && size+growth > max {
-			return db.wrap("write", &FullError{Size: size + growth, Limit: max, Free: -1})
+		if growth := need - int64(st.FreePageN+st.PendingPageN)*page; growth > 0 && fileAfter(size+growth, page, max) > max {
+			return db.wrap("write", &FullError{Size: fileAfter(size+growth, page, max), Limit: max, Free: -1})
 		}
 	}
 	free, readOnly, err := db.diskFree(max(db.opts.MinFree, 0) + need)

@@ -134,20 +134,31 @@ func TestFull(t *testing.T) {
 	db := journaltest.MustOpen(t, &journal.Options{MaxSize: 256 << 10})
 	register(t, db, "s1")
 	mustAppend(t, db, journal.Event{Slot: "s1", Kind: journal.KindClaimed, Job: 7, Input: ptr("in")})
-	big := []byte(strings.Repeat("x", 64<<10))
-	var err error
-	for i := 0; i < 100 && err == nil; i++ {
-		_, err = db.Append(journal.Event{Slot: "s1", Kind: journal.KindCheckpoint, Checkpoint: append(big, byte(i))})
-	}
 	var fe *journal.FullError
+	// A checkpoint larger than the limit: refused, nothing written.
+	_, err := db.Append(journal.Event{Slot: "s1", Kind: journal.KindCheckpoint, Checkpoint: []byte(strings.Repeat("x", 300<<10))})
+	if !errors.Is(err, journal.ErrFull) || !errors.As(err, &fe) || fe.Limit != 256<<10 {
+		t.Fatalf("a checkpoint larger than MaxSize: err = %v, want ErrFull naming the limit", err)
+	}
+	if db.Stopped() != nil {
+		t.Fatalf("ErrFull stopped the DB: %v", db.Stopped())
+	}
+	// Writes that fit still go through.
+	mustAppend(t, db, journal.Event{Slot: "s1", Kind: journal.KindProgress, Progress: "p"})
+	// Checkpoints that grow: only the newest is kept, but each needs pages
+	// the last one did not free, until the file is full.
+	for i := 0; i < 100 && err == nil; i++ {
+		_, err = db.Append(journal.Event{Slot: "s1", Kind: journal.KindCheckpoint, Checkpoint: []byte(strings.Repeat("x", (16+4*i)<<10))})
+		if size := fileSize(t, db.Path()); size > 256<<10 {
+			t.Fatalf("checkpoint %d: the file is %d bytes, over its limit", i, size)
+		}
+	}
 	if !errors.Is(err, journal.ErrFull) || !errors.As(err, &fe) || fe.Limit != 256<<10 {
 		t.Fatalf("checkpoints past MaxSize: err = %v, want ErrFull naming the limit", err)
 	}
 	if db.Stopped() != nil {
 		t.Fatalf("ErrFull stopped the DB: %v", db.Stopped())
 	}
-	// Small writes into the file's free pages still go through.
-	mustAppend(t, db, journal.Event{Slot: "s1", Kind: journal.KindCompletionPending, Output: ptr("out")})
 
 	db2 := journaltest.MustOpen(t, &journal.Options{MinFree: 1 << 62})
 	_, err = db2.Append(journal.Event{Slot: "s1", Kind: journal.KindRegistered, URL: "http://t", Stage: "a",

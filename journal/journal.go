@@ -162,6 +162,9 @@ type DB struct {
 	reopening bool         // Reopen rewrites the file (see failStop)
 	fi        os.FileInfo  // the file as opened (or last swapped in), for Reopen; guarded by smu
 	size      atomic.Int64 // the file's high-water mark in bytes at the last commit (see Writable)
+	// compactWanted: a commit was refused for MaxSize that the file's free
+	// pages would have made room for; the flusher compacts the file.
+	compactWanted atomic.Bool
 	// lastTx is the file's transaction ID as this DB last committed or
 	// opened it: a file found again by Reopen on a disk mounted anew must
 	// be at least as new (see Reopen).
@@ -265,6 +268,7 @@ func openBolt(path string, o Options) (bdb *bolt.DB, file *os.File, err error) {
 		ReadOnly:       o.ReadOnly,
 		NoSync:         o.NoSync,
 		NoFreelistSync: noFreelistSync(path),
+		MaxSize:        int(max(o.MaxSize, 0)), // the exact guard (see checkSpace)
 		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
 			f, err := openFile(name, flag, perm) // per OS: owner-only ACL on Windows
 			file = f
@@ -286,6 +290,9 @@ func openBolt(path string, o Options) (bdb *bolt.DB, file *os.File, err error) {
 	}()
 	bdb, err = bolt.Open(path, 0o600, bo)
 	if err == nil {
+		if a := allocSize(o.MaxSize); a > 0 {
+			bdb.AllocSize = a // before any write: see fileAfter
+		}
 		return bdb, file, nil
 	}
 	err = mapOpenError(path, o, err)
@@ -527,6 +534,15 @@ func (db *DB) update(op string, fn func(*bolt.Tx) error) (err error) {
 		}
 	}
 	if err := tx.Commit(); err != nil {
+		if errors.Is(err, berrors.ErrMaxSizeReached) {
+			// bbolt found no room under MaxSize for a page it had to
+			// allocate, and rolled the transaction back before writing:
+			// refused like a write checkSpace refuses.
+			st := db.bolt.Stats()
+			size := db.size.Load()
+			db.wantCompact(st, size, int64(db.bolt.Info().PageSize))
+			return db.wrap(op, &FullError{Limit: db.opts.MaxSize, Free: -1})
+		}
 		return db.failStop(op, err, txid)
 	}
 	db.lastTx.Store(int64(txid))

@@ -113,6 +113,7 @@ func (w *txWriter) prune(s *slotTx, now bool) error {
 		return err
 	}
 	s.base, s.baseKnown = base, true
+	w.space.add(len(data))
 	return bases.Put([]byte(s.name), data)
 }
 

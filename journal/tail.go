@@ -113,7 +113,7 @@ func (w *txWriter) putEvent(key, data []byte) error {
 				return err
 			}
 		}
-		w.bytes += int64(len(data))
+		w.space.add(len(data))
 		if size := tailElem + len(data); !w.bulk && w.tailBytes+size <= w.tailBudget {
 			w.tailBytes += size
 			return w.tail.Put(key, data)

@@ -95,7 +95,7 @@ type txWriter struct {
 	cache      map[string]*slotTx
 	order      []string
 	written    int64 // events written
-	bytes      int64 // bytes of events and states written (see checkSpace)
+	space      space // the records written (see checkSpace)
 	// writable: a commit's writer, which reads and updates db.slots (the
 	// states it writes, cached) instead of decoding them from the file.
 	writable bool
@@ -373,6 +373,7 @@ func (w *txWriter) append(e Event, at time.Time) (Event, error) {
 		if err != nil {
 			return Event{}, err
 		}
+		w.space.add(len(data))
 		if err := orphans.Put(u64(o.Seq), data); err != nil {
 			return Event{}, err
 		}
@@ -518,7 +519,7 @@ func (w *txWriter) finish() error {
 		if err != nil {
 			return err
 		}
-		w.bytes += int64(len(data))
+		w.space.add(len(data))
 		if err := w.states.Put([]byte(name), data); err != nil {
 			return err
 		}
