@@ -62,7 +62,9 @@ stop_hogs() {
   hogs=()
 }
 # The logs are kept when a test failed (the path is printed), removed otherwise.
+# An interrupted hunt keeps its logs too (they hold the runs so far).
 trap 'stop_hogs; if [ "$status" -eq 0 ]; then rm -rf "$out"; else echo "flakehunt: logs kept in $out" >&2; fi' EXIT
+trap 'status=130; echo "flakehunt: interrupted" >&2; exit 130' INT TERM
 
 start_hogs() {
   local n
