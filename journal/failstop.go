@@ -317,14 +317,6 @@ func allocSize(maxSize int64) int {
 	return int(min(max(maxSize/16&^4095, 4096), 16<<20))
 }
 
-// fileAfter is the size bbolt gives the file when a commit takes its
-// high-water mark to hwm bytes: one page more, plus its AllocSize (see
-// allocSize). (While the file's mapping is no larger than AllocSize, the
-// file takes the mapping's size instead, which is less.)
-func fileAfter(hwm, page, maxSize int64) int64 {
-	return hwm + page + int64(allocSize(maxSize))
-}
-
 // Writable reports whether a write may succeed now, without writing: the
 // DB's stop (a *StoppedError) if it is stopped, a *FullError if the file
 // could not take a commit of a few KiB without passing Options.MaxSize or
