@@ -186,6 +186,13 @@ func TestReadOnlyDisk(t *testing.T) {
 	verify(t, jpath)
 	if n, m := dc.log.count(msgUnwritable), dc.log.count(msgWritable); n != 1 || m != 1 {
 		t.Errorf("dcworker logged %d %q lines and %d %q lines; want one each", n, msgUnwritable, m, msgWritable)
+		// What the worker saw of its journal, in order (the output
+		// printed at the end is cut to its last lines).
+		for _, l := range strings.Split(dc.log.String(), "\n") {
+			if strings.Contains(l, "journal") || strings.Contains(l, msgWritable) {
+				t.Logf("dcworker: %s", l)
+			}
+		}
 	}
 	spell := downFor(dc.log.String())
 	figures(t, "jobs=%d, disk read-only after %d; unwritable for %s (disk away %s, back on %s, was %s), %d write attempts; finished %s after the remount; wall %s",
