@@ -105,7 +105,7 @@ func watchFiles(s spec) (finish func()) {
 		// modification time, which the first tick reads (if there is one).
 		cw.prime()
 	}
-	ft := &fileTail{path: s.progressPath, fn: s.onProgress}
+	ft := &fileTail{path: s.progressPath, lines: lineSplitter{fn: s.onProgress}}
 	var (
 		mu      sync.Mutex // held by a tick; stopped under it
 		stopped bool
@@ -365,23 +365,23 @@ func (c *checkpointWatch) check(final bool) {
 
 // fileTail follows a file that the command appends progress lines to.
 type fileTail struct {
-	path    string
-	fn      func(string)
-	off     int64
-	partial []byte
+	path  string
+	off   int64
+	lines lineSplitter
 }
 
 func (f *fileTail) read(final bool) {
-	if f.path == "" || f.fn == nil {
+	if f.path == "" || f.lines.fn == nil {
 		return
 	}
+	defer func() {
+		if final {
+			f.lines.end()
+		}
+	}()
 	// Most commands never write the file: a stat tells that it has not
 	// grown, without opening and reading it.
 	if fi, err := os.Stat(f.path); err != nil || fi.Size() == f.off {
-		if final && len(f.partial) > 0 {
-			f.fn(trimLine(f.partial))
-			f.partial = nil
-		}
 		return
 	}
 	file, err := os.Open(f.path)
@@ -391,36 +391,52 @@ func (f *fileTail) read(final bool) {
 	defer file.Close()
 	if fi, err := file.Stat(); err == nil && fi.Size() < f.off {
 		f.off = 0 // truncated: start over
-		f.partial = nil
+		f.lines.line = f.lines.line[:0]
 	}
 	if _, err := file.Seek(f.off, io.SeekStart); err != nil {
 		return
 	}
 	data, _ := io.ReadAll(io.LimitReader(file, 1<<20))
 	f.off += int64(len(data))
-	data = append(f.partial, data...)
-	for {
-		i := bytes.IndexByte(data, '\n')
+	f.lines.write(data)
+}
+
+// lineSplitter cuts what a command writes (to fd 3, or to the progress
+// file) into progress lines for fn: without the newline (nor a carriage
+// return before it), a line longer than maxProgressLine cut to that
+// length, blank lines left out, the last line given at the end even
+// without its newline.
+type lineSplitter struct {
+	fn   func(string)
+	line []byte
+}
+
+func (l *lineSplitter) write(b []byte) {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		frag := b
+		if i >= 0 {
+			frag = b[:i+1]
+		}
+		if room := maxProgressLine - len(l.line); room > 0 {
+			l.line = append(l.line, frag[:min(room, len(frag))]...)
+		}
 		if i < 0 {
-			break
+			return
 		}
-		if i > 0 {
-			f.fn(trimLine(clipLine(data[:i])))
-		}
-		data = data[i+1:]
-	}
-	f.partial = append([]byte(nil), clipLine(data)...)
-	if final && len(f.partial) > 0 {
-		f.fn(trimLine(f.partial))
-		f.partial = nil
+		l.emit()
+		b = b[i+1:]
 	}
 }
 
-func clipLine(b []byte) []byte {
-	if len(b) > maxProgressLine {
-		return b[:maxProgressLine]
+// end gives the last line, if it had no newline.
+func (l *lineSplitter) end() { l.emit() }
+
+func (l *lineSplitter) emit() {
+	if s := trimLine(l.line); s != "" && l.fn != nil {
+		l.fn(s)
 	}
-	return b
+	l.line = l.line[:0]
 }
 
 // prefixWriter writes each line to w with a prefix, holding a partial line

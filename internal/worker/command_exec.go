@@ -3,7 +3,6 @@
 package worker
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -131,38 +130,21 @@ func start(ctx context.Context, s spec) (*proc, error) {
 	return p, nil
 }
 
-// lineReaders are readLines' buffers, reused from run to run: a command
+// lineBufs are readLines' buffers, reused from run to run: a command
 // that writes no progress (most) would otherwise cost a fresh 4 KiB per
 // run, a quarter of what a run allocated.
-var lineReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, maxProgressLine) }}
+var lineBufs = sync.Pool{New: func() any { return new([maxProgressLine]byte) }}
 
-// readLines calls fn for each line of r (without the newline), cutting lines
-// longer than maxProgressLine.
+// readLines calls fn for each progress line of r (see lineSplitter).
 func readLines(r io.Reader, fn func(string)) {
-	br := lineReaders.Get().(*bufio.Reader)
-	br.Reset(r)
-	defer func() {
-		br.Reset(nil) // holds no reader (nor its file) while pooled
-		lineReaders.Put(br)
-	}()
-	var line []byte
+	buf := lineBufs.Get().(*[maxProgressLine]byte)
+	defer lineBufs.Put(buf)
+	l := lineSplitter{fn: fn}
 	for {
-		frag, err := br.ReadSlice('\n')
-		if len(line) < maxProgressLine {
-			room := maxProgressLine - len(line)
-			if len(frag) < room {
-				room = len(frag)
-			}
-			line = append(line, frag[:room]...)
-		}
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		if len(line) > 0 && fn != nil {
-			fn(trimLine(line))
-		}
-		line = line[:0]
+		n, err := r.Read(buf[:])
+		l.write(buf[:n])
 		if err != nil {
+			l.end()
 			return
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // TestFilledPipe: input that fits in a pipe is in it, with its end, before
@@ -32,5 +33,16 @@ func TestFilledPipe(t *testing.T) {
 	f, err := filledPipe(strings.Repeat("z", 8<<20)) // larger than any pipe buffer
 	if err != nil || f != nil {
 		t.Errorf("8 MiB: %v, %v; want no pipe", f, err)
+	}
+}
+
+// TestReadLines: the progress pipe cuts lines as lineSplitter does, from a
+// reader that returns one byte at a time.
+func TestReadLines(t *testing.T) {
+	chunks, want := splitChunks()
+	var got []string
+	readLines(iotest.OneByteReader(strings.NewReader(strings.Join(chunks, ""))), func(s string) { got = append(got, s) })
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("lines %q\nwant %q", got, want)
 	}
 }

@@ -295,3 +295,57 @@ func TestWritersReadFrom(t *testing.T) {
 		t.Errorf("tail %q, log %q; want cdef, abcdef", tb.bytes(), log.String())
 	}
 }
+
+// splitChunks is what a command writes, in chunks, and the progress lines
+// it makes: CRLF ends a line, blank lines are left out, a long line is cut
+// to maxProgressLine, the last line counts without its newline.
+var splitChunks = func() (chunks, lines []string) {
+	long := strings.Repeat("L", maxProgressLine+10)
+	return []string{"one\r\ntw", "o\n\nthr", long[:100], long[100:] + "\nfour", "\n\r\nlast"},
+		[]string{"one", "two", "thr" + long[:maxProgressLine-3], "four", "last"}
+}
+
+// TestLineSplitter: fd 3 and the progress file cut lines alike.
+func TestLineSplitter(t *testing.T) {
+	chunks, want := splitChunks()
+	var got []string
+	l := &lineSplitter{fn: func(s string) { got = append(got, s) }}
+	for _, c := range chunks {
+		l.write([]byte(c))
+	}
+	l.end()
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("lineSplitter: lines %q\nwant %q", got, want)
+	}
+
+	// The progress file, read after each chunk is appended (and once more
+	// after the file is truncated and written afresh).
+	got = nil
+	path := filepath.Join(t.TempDir(), "progress")
+	ft := &fileTail{path: path, lines: lineSplitter{fn: func(s string) { got = append(got, s) }}}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range chunks {
+		if _, err := f.WriteString(c); err != nil {
+			t.Fatal(err)
+		}
+		ft.read(false)
+	}
+	ft.read(true)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("fileTail: lines %q\nwant %q", got, want)
+	}
+	got = nil
+	if err := os.WriteFile(path, []byte("again\npart"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ft.read(true)
+	if strings.Join(got, "|") != "again|part" {
+		t.Errorf("fileTail after truncation: lines %q, want [again part]", got)
+	}
+}

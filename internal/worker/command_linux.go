@@ -3,7 +3,6 @@
 package worker
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -396,41 +395,4 @@ func (p *proc) reap(ws *syscall.WaitStatus, opts int) (bool, error) {
 		}
 		return false, nil
 	}
-}
-
-// lineSplitter cuts what the command writes to fd 3 into progress lines
-// for fn: without the newline (nor a carriage return before it), a line
-// longer than maxProgressLine cut to that length, the last line given at
-// the end even without its newline.
-type lineSplitter struct {
-	fn   func(string)
-	line []byte
-}
-
-func (l *lineSplitter) write(b []byte) {
-	for len(b) > 0 {
-		i := bytes.IndexByte(b, '\n')
-		frag := b
-		if i >= 0 {
-			frag = b[:i+1]
-		}
-		if room := maxProgressLine - len(l.line); room > 0 {
-			l.line = append(l.line, frag[:min(room, len(frag))]...)
-		}
-		if i < 0 {
-			return
-		}
-		l.emit()
-		b = b[i+1:]
-	}
-}
-
-// end gives the last line, if it had no newline.
-func (l *lineSplitter) end() { l.emit() }
-
-func (l *lineSplitter) emit() {
-	if len(l.line) > 0 && l.fn != nil {
-		l.fn(trimLine(l.line))
-	}
-	l.line = l.line[:0]
 }

@@ -83,17 +83,3 @@ func TestRunKilledByContextWithoutPidFD(t *testing.T) {
 		t.Errorf("signal = %v (%s)", res.signal, res.describe())
 	}
 }
-
-func TestLineSplitter(t *testing.T) {
-	long := strings.Repeat("L", maxProgressLine+10)
-	var got []string
-	l := &lineSplitter{fn: func(s string) { got = append(got, s) }}
-	for _, w := range []string{"one\r\ntw", "o\n\nthr", long[:100], long[100:] + "\nfour", "\nlast"} {
-		l.write([]byte(w))
-	}
-	l.end()
-	want := []string{"one", "two", "", "thr" + long[:maxProgressLine-3], "four", "last"}
-	if strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Errorf("lines %q\nwant %q", got, want)
-	}
-}

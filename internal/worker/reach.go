@@ -2,11 +2,9 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -21,85 +19,39 @@ import (
 // "tracker X reachable again after 42s") instead of a warning per retried request,
 // and /status, the page and /metrics show it.
 type reachability struct {
-	host string
-	log  *slog.Logger
-
-	mu        sync.Mutex
-	down      bool
-	since     time.Time // of the current state
-	lastErr   string
-	announced bool // the current outage was logged
+	*statusserver.Reachability
+	log *slog.Logger
 }
 
 // Reach is the tracker's reachability as /status and the page show it.
 type Reach = statusserver.Reach
 
 func newReachability(trackerURL string, log *slog.Logger) *reachability {
-	host := trackerURL
-	if u, err := url.Parse(trackerURL); err == nil && u.Host != "" {
-		host = u.Host // never the user:password part
+	r := &reachability{Reachability: statusserver.NewReachability(trackerURL), log: log}
+	r.OnBack = func(host string, after time.Duration) {
+		log.Info(fmt.Sprintf("tracker %s reachable again after %s", host, after))
 	}
-	return &reachability{host: host, log: log, since: time.Now()}
+	return r
 }
 
-// observe records the outcome of one request: no answer, or a 5xx or 429 answer,
-// is a failure; any other answer means the tracker is reachable. A request the
-// caller cancelled says nothing.
 func (r *reachability) observe(resp *http.Response, err error) (failed bool) {
-	switch {
-	case err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
-		return false
-	case err != nil:
-		r.failed(statusserver.ShortNetError(err))
-		return true
-	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
-		r.failed(fmt.Sprintf("answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode)))
-		return true
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.down {
-		if r.announced {
-			r.log.Info(fmt.Sprintf("tracker %s reachable again after %s", r.host, time.Since(r.since).Round(time.Second)))
-		}
-		r.down, r.since, r.lastErr, r.announced = false, time.Now(), "", false
-	}
-	return false
+	return r.Observe(resp, err)
 }
 
-func (r *reachability) failed(why string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.down {
-		r.down, r.since, r.announced = true, time.Now(), false
-	}
-	r.lastErr = why
-}
+func (r *reachability) snapshot() Reach { return r.Snapshot() }
 
 // retrying is told by the log handler that the client will try a request again
 // after wait: the first time in an outage it logs the one line saying so.
 func (r *reachability) retrying(wait time.Duration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.down || r.announced {
+	why, ok := r.Announce()
+	if !ok {
 		return
 	}
-	r.announced = true
 	round := time.Second
 	if wait < 10*time.Second {
 		round = 100 * time.Millisecond
 	}
-	r.log.Warn(fmt.Sprintf("tracker %s unreachable: %s; retrying in %s (output stays in the journal)", r.host, r.lastErr, wait.Round(round)))
-}
-
-func (r *reachability) snapshot() Reach {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.down {
-		return Reach{Reachable: true}
-	}
-	since := r.since.UTC()
-	return Reach{DownSince: &since, LastError: r.lastErr}
+	r.log.Warn(fmt.Sprintf("tracker %s unreachable: %s; retrying in %s (output stays in the journal)", r.Host(), why, wait.Round(round)))
 }
 
 // retryQuiet is a log handler for the engine's clients: it turns the session's
