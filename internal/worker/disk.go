@@ -135,9 +135,20 @@ func (d *diskState) failed(slot int, what string, err error, retry time.Duration
 // record journaled wakes the other slots that hold something, to try again
 // at once; a record that was not held (a checkpoint, say) does not, so
 // that a slot checkpointing often cannot make the others spin.
-func (d *diskState) ok(slot int) {
+//
+// began is when the slot's attempt began. An attempt that began before the
+// current spell does not end it: its write may have reached the disk just
+// before another slot's failed, and be reported just after (two slots, a
+// loaded machine). It says nothing about the journal now, and taking it
+// for a recovery would end the spell at once and start another with the
+// next write. Such a slot holds nothing (what a slot holds is set when an
+// attempt of the spell fails, and its next attempt begins later).
+func (d *diskState) ok(slot int, began time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.err != nil && began.Before(d.since) {
+		return
+	}
 	what, had := d.held[slot]
 	d.forgetLocked(slot)
 	if d.err == nil {
@@ -339,9 +350,10 @@ func (e *engine) waitClaim(ctx context.Context, i int, pause *time.Duration) boo
 		case claim:
 			return true
 		case probe:
+			began := time.Now()
 			err := e.clients[i].JournalHealth()
 			if err == nil {
-				e.disk.ok(i)
+				e.disk.ok(i, began)
 				return true
 			}
 			if !e.holdRetry(ctx, i, "", err, pause) {
@@ -369,6 +381,7 @@ func (e *engine) record(i, num int, state, what string, act func(context.Context
 	pause := JournalRetryMin
 	for {
 		st.set(e.m, state, num)
+		began := time.Now()
 		ctx, cancel := e.netCtx()
 		err := act(ctx)
 		cancel()
@@ -383,7 +396,7 @@ func (e *engine) record(i, num int, state, what string, act func(context.Context
 				e.disk.failed(i, "", err, 0)
 				e.disk.inJournal(i)
 			case recorded(err):
-				e.disk.ok(i)
+				e.disk.ok(i, began)
 			default:
 				e.disk.drop(i) // the caller logs what became of it
 			}

@@ -62,7 +62,7 @@ func TestDiskStateSpell(t *testing.T) {
 		t.Fatalf("slot 1 may claim (%v) or probe (%v) while slot 0 holds an output", claim, probe)
 	}
 	d.failed(1, "the output of job 9 (3 bytes)", errFull, time.Second) // one more held: one line
-	d.ok(1)                                                            // slot 1's got through: slot 0 still waits
+	d.ok(1, time.Now())                                                // slot 1's got through: slot 0 still waits
 	select {
 	case <-woken:
 	default:
@@ -71,7 +71,7 @@ func TestDiskStateSpell(t *testing.T) {
 	if d.snapshot().Writable {
 		t.Fatal("writable again while slot 0 still holds its output")
 	}
-	d.ok(0)
+	d.ok(0, time.Now())
 	select {
 	case <-wait:
 	default:
@@ -90,6 +90,32 @@ func TestDiskStateSpell(t *testing.T) {
 		if !strings.Contains(lines[i], w) {
 			t.Errorf("line %d: %s\nwant it to say %q", i+1, lines[i], w)
 		}
+	}
+}
+
+// A write that began before the spell and is reported after it began (it
+// reached the disk just before another slot's failed) does not end the
+// spell: on a loaded machine that made a second spell at once, with a
+// "writable again" line after 0 s between the two.
+func TestDiskStateSuccessBeforeSpell(t *testing.T) {
+	var buf SyncBuffer
+	d := newDiskState("/j.db", slog.New(slog.NewTextHandler(&buf, nil)), time.Hour, func(time.Time, error) {})
+	began := time.Now() // slot 1 starts a claim
+	d.failed(0, "", errFull, time.Second)
+	d.ok(1, began) // slot 1's claim is reported after slot 0's failure
+	if js := d.snapshot(); js.Writable {
+		t.Fatalf("a write begun before the spell ended it: %+v\n%s", js, buf.String())
+	}
+	if claim, _, _ := d.mayClaim(1); claim {
+		t.Fatal("slot 1 may claim during the spell")
+	}
+	d.ok(0, time.Now()) // the probe, begun during the spell
+	if js := d.snapshot(); !js.Writable {
+		t.Fatalf("a probe begun during the spell did not end it: %+v", js)
+	}
+	lines := buf.lines()
+	if len(lines) != 2 || !strings.Contains(lines[0], "cannot be written") || !strings.Contains(lines[1], "writable again") {
+		t.Fatalf("log lines:\n%s", buf.String())
 	}
 }
 
@@ -116,7 +142,7 @@ func TestDiskStateDeadline(t *testing.T) {
 	fired := make(chan error, 1)
 	d := newDiskState("/j.db", slog.New(slog.DiscardHandler), 50*time.Millisecond, func(_ time.Time, err error) { fired <- err })
 	d.failed(0, "x", errFull, time.Second)
-	d.ok(0)
+	d.ok(0, time.Now())
 	d.failed(0, "x", errFull, time.Second)
 	select {
 	case err := <-fired:

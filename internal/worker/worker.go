@@ -631,11 +631,12 @@ func (e *engine) giveBack(i int) bool {
 	for e.runCtx.Err() == nil && !e.isDraining() {
 		num := c.JobID()
 		e.slots[i].set(e.m, stateReleasing, num)
+		began := time.Now()
 		ctx, cancel := e.netCtx()
 		err := releaseJob(ctx, c)
 		cancel()
 		if err == nil {
-			e.disk.ok(i)
+			e.disk.ok(i, began)
 			return true
 		}
 		if journalRefused(err) {
@@ -676,13 +677,14 @@ func (e *engine) claim(i int) bool {
 			return false
 		}
 		var err error
+		began := time.Now()
 		if e.cfg.ExitWhenEmpty {
 			err = c.NewJob(ctx)
 		} else {
 			err = c.WaitForJob(ctx)
 		}
 		if err == nil {
-			e.disk.ok(i)
+			e.disk.ok(i, began)
 			return true
 		}
 		if ctx.Err() != nil {
@@ -947,6 +949,7 @@ func (e *engine) runOnce(i int, c *client.Client, log *slog.Logger, job session.
 			c.Log(line)
 		},
 		onCheckpoint: func(data []byte) {
+			began := time.Now()
 			ctx, cancel := e.netCtx()
 			defer cancel()
 			if err := c.Checkpoint(ctx, data); err != nil {
@@ -961,7 +964,7 @@ func (e *engine) runOnce(i int, c *client.Client, log *slog.Logger, job session.
 				log.Error("storing a checkpoint failed", "err", err, "bytes", len(data))
 				return
 			}
-			e.disk.ok(i)
+			e.disk.ok(i, began)
 			e.m.checkpoints.Add(1)
 		},
 		onCheckpointTooBig: func(size int64) {
