@@ -247,10 +247,9 @@ func (db *DB) checkSpace(tx *bolt.Tx, sp space) error {
 	need := sp.need(page)
 	if max := db.opts.MaxSize; max > 0 {
 		st := db.bolt.Stats()
-		growth := need - int64(st.FreePageN+st.PendingPageN)*page
-		if size := tx.Size(); growth > 0 && fileAfter(size+growth, page, max) > max {
-			db.wantCompact(st, size, page)
-			return &FullError{Size: fileAfter(size+growth, page, max), Limit: max, Free: -1}
+		if err := overMax(tx.Size(), need, st, page, max); err != nil {
+			db.wantCompact(st, tx.Size(), page)
+			return err
 		}
 	}
 	if min := db.opts.MinFree; min > 0 {
@@ -258,6 +257,20 @@ func (db *DB) checkSpace(tx *bolt.Tx, sp space) error {
 		if err == nil && free-need < min {
 			return &FullError{Size: tx.Size(), Limit: min, Free: max(free-need, 0)}
 		}
+	}
+	return nil
+}
+
+// overMax projects a commit needing need bytes onto a file of size bytes
+// with st's free pages: a *FullError when bbolt would grow the file past
+// maxSize (see fileAfter), nil otherwise.
+func overMax(size, need int64, st bolt.Stats, page, maxSize int64) *FullError {
+	growth := need - int64(st.FreePageN+st.PendingPageN)*page
+	if growth <= 0 {
+		return nil
+	}
+	if after := fileAfter(size+growth, page, maxSize); after > maxSize {
+		return &FullError{Size: after, Limit: maxSize, Free: -1}
 	}
 	return nil
 }
@@ -354,8 +367,8 @@ func (db *DB) Writable() error {
 		if err != nil {
 			return nil // no answer: let the write tell
 		}
-		if growth := need - int64(st.FreePageN+st.PendingPageN)*page; growth > 0 && fileAfter(size+growth, page, max) > max {
-			return db.wrap("write", &FullError{Size: fileAfter(size+growth, page, max), Limit: max, Free: -1})
+		if err := overMax(size, need, st, page, max); err != nil {
+			return db.wrap("write", err)
 		}
 	}
 	free, readOnly, err := db.diskFree(max(db.opts.MinFree, 0) + need)
