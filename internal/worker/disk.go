@@ -75,6 +75,7 @@ type diskState struct {
 	mu       sync.Mutex
 	err      error             // nil while writable
 	since    time.Time         // start of the current unwritable spell
+	up       time.Time         // end of the last spell (zero before the first)
 	held     map[int]string    // slot index -> what it holds in memory
 	retryAt  map[int]time.Time // slot index -> its next attempt
 	prober   int               // the slot allowed a probe claim, -1 for none
@@ -95,13 +96,21 @@ func newDiskState(path string, log *slog.Logger, deadline time.Duration, expired
 // holds in memory; it tries again after retry. The channel returned is
 // closed when another slot's held record is journaled afterwards: the
 // caller then tries again at once.
-func (d *diskState) failed(slot int, what string, err error, retry time.Duration) <-chan struct{} {
+//
+// began is when the failed attempt began. One that began before the last
+// spell ended (it failed then, and is reported after another slot found
+// the journal writable) does not start a new spell: the slot tries again
+// after retry, and that attempt tells. See ok for the other way round.
+func (d *diskState) failed(slot int, what string, err error, retry time.Duration, began time.Time) <-chan struct{} {
 	d.failures.Add(1)
 	now := time.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if retry > 0 {
 		d.retryAt[slot] = now.Add(retry)
+	}
+	if d.err == nil && began.Before(d.up) {
+		return d.progress
 	}
 	if d.err == nil {
 		d.err, d.since = err, now
@@ -170,7 +179,7 @@ func (d *diskState) ok(slot int, began time.Time) {
 		attrs = append(attrs, "journaled", what)
 	}
 	d.log.Info(fmt.Sprintf("journal %s writable again", d.path), attrs...)
-	d.err = nil
+	d.err, d.up = nil, time.Now()
 	d.prober = -1
 	d.timer.Stop()
 	close(d.writable)
@@ -300,8 +309,8 @@ func journalCause(err error) string { return err.Error() }
 //
 // ctx bounds the wait too: a slot that holds something passes e.runCtx, a
 // claim (which holds nothing) its claim context, which ends with a drain.
-func (e *engine) holdRetry(ctx context.Context, i int, what string, err error, pause *time.Duration) bool {
-	woken := e.disk.failed(i, what, err, *pause)
+func (e *engine) holdRetry(ctx context.Context, i int, what string, err error, pause *time.Duration, began time.Time) bool {
+	woken := e.disk.failed(i, what, err, *pause, began)
 	wait := *pause
 	*pause = min(2**pause, JournalRetryMax)
 	if e.isDraining() {
@@ -356,7 +365,7 @@ func (e *engine) waitClaim(ctx context.Context, i int, pause *time.Duration) boo
 				e.disk.ok(i, began)
 				return true
 			}
-			if !e.holdRetry(ctx, i, "", err, pause) {
+			if !e.holdRetry(ctx, i, "", err, pause, began) {
 				return false
 			}
 			continue
@@ -393,7 +402,7 @@ func (e *engine) record(i, num int, state, what string, act func(context.Context
 				// refusal): the output is safe in the journal, nothing is
 				// held in memory, and the journal is still unwritable: the
 				// spell goes on (claims wait, the prober asks).
-				e.disk.failed(i, "", err, 0)
+				e.disk.failed(i, "", err, 0, began)
 				e.disk.inJournal(i)
 			case recorded(err):
 				e.disk.ok(i, began)
@@ -403,7 +412,7 @@ func (e *engine) record(i, num int, state, what string, act func(context.Context
 			return err
 		}
 		st.set(e.m, stateHolding, num)
-		if !e.holdRetry(e.runCtx, i, what, err, &pause) {
+		if !e.holdRetry(e.runCtx, i, what, err, &pause, began) {
 			e.giveUp(i, what, err)
 			return err
 		}

@@ -51,8 +51,8 @@ func TestDiskStateSpell(t *testing.T) {
 	if claim, _, _ := d.mayClaim(0); !claim {
 		t.Fatal("a writable journal refuses a claim")
 	}
-	woken := d.failed(0, "the output of job 7 (3 bytes)", errFull, time.Second)
-	d.failed(0, "the output of job 7 (3 bytes)", errFull, 2*time.Second) // a retry: no line
+	woken := d.failed(0, "the output of job 7 (3 bytes)", errFull, time.Second, time.Now())
+	d.failed(0, "the output of job 7 (3 bytes)", errFull, 2*time.Second, time.Now()) // a retry: no line
 	js := d.snapshot()
 	if js.Writable || len(js.Held) != 1 || js.Failures != 2 || js.NextRetry == nil || !strings.Contains(js.Error, "no space left") {
 		t.Fatalf("status while full: %+v", js)
@@ -61,8 +61,8 @@ func TestDiskStateSpell(t *testing.T) {
 	if claim || probe || wait == nil {
 		t.Fatalf("slot 1 may claim (%v) or probe (%v) while slot 0 holds an output", claim, probe)
 	}
-	d.failed(1, "the output of job 9 (3 bytes)", errFull, time.Second) // one more held: one line
-	d.ok(1, time.Now())                                                // slot 1's got through: slot 0 still waits
+	d.failed(1, "the output of job 9 (3 bytes)", errFull, time.Second, time.Now()) // one more held: one line
+	d.ok(1, time.Now())                                                            // slot 1's got through: slot 0 still waits
 	select {
 	case <-woken:
 	default:
@@ -96,12 +96,13 @@ func TestDiskStateSpell(t *testing.T) {
 // A write that began before the spell and is reported after it began (it
 // reached the disk just before another slot's failed) does not end the
 // spell: on a loaded machine that made a second spell at once, with a
-// "writable again" line after 0 s between the two.
+// "writable again" line after 0 s between the two. Nor does a failure
+// begun before the spell ended start another.
 func TestDiskStateSuccessBeforeSpell(t *testing.T) {
 	var buf SyncBuffer
 	d := newDiskState("/j.db", slog.New(slog.NewTextHandler(&buf, nil)), time.Hour, func(time.Time, error) {})
 	began := time.Now() // slot 1 starts a claim
-	d.failed(0, "", errFull, time.Second)
+	d.failed(0, "", errFull, time.Second, time.Now())
 	d.ok(1, began) // slot 1's claim is reported after slot 0's failure
 	if js := d.snapshot(); js.Writable {
 		t.Fatalf("a write begun before the spell ended it: %+v\n%s", js, buf.String())
@@ -109,13 +110,30 @@ func TestDiskStateSuccessBeforeSpell(t *testing.T) {
 	if claim, _, _ := d.mayClaim(1); claim {
 		t.Fatal("slot 1 may claim during the spell")
 	}
+	began = time.Now()  // slot 1 starts a write
 	d.ok(0, time.Now()) // the probe, begun during the spell
 	if js := d.snapshot(); !js.Writable {
 		t.Fatalf("a probe begun during the spell did not end it: %+v", js)
 	}
+	// The other way round: slot 1's write failed before the probe found
+	// the journal writable, and is reported after.
+	d.failed(1, "the output of job 9 (3 bytes)", errFull, time.Second, began)
+	if js := d.snapshot(); !js.Writable {
+		t.Fatalf("a write begun before the spell ended started a new one: %+v", js)
+	}
+	d.failed(1, "the output of job 9 (3 bytes)", errFull, time.Second, time.Now()) // its next attempt
+	if js := d.snapshot(); js.Writable || len(js.Held) != 1 {
+		t.Fatalf("a write begun after the spell ended failed, and no new spell: %+v", js)
+	}
 	lines := buf.lines()
-	if len(lines) != 2 || !strings.Contains(lines[0], "cannot be written") || !strings.Contains(lines[1], "writable again") {
+	want := []string{"cannot be written", "writable again", "cannot be written"}
+	if len(lines) != len(want) {
 		t.Fatalf("log lines:\n%s", buf.String())
+	}
+	for i, w := range want {
+		if !strings.Contains(lines[i], w) {
+			t.Errorf("line %d: %s\nwant it to say %q", i+1, lines[i], w)
+		}
 	}
 }
 
@@ -123,7 +141,7 @@ func TestDiskStateSuccessBeforeSpell(t *testing.T) {
 // wait for the end of the spell.
 func TestDiskStateProbe(t *testing.T) {
 	d := newDiskState("/j.db", slog.New(slog.DiscardHandler), time.Hour, func(time.Time, error) {})
-	d.failed(0, "", errFull, time.Second) // a refused claim: nothing held
+	d.failed(0, "", errFull, time.Second, time.Now()) // a refused claim: nothing held
 	if _, probe, _ := d.mayClaim(0); !probe {
 		t.Fatal("slot 0 may not probe with nothing held")
 	}
@@ -141,9 +159,9 @@ func TestDiskStateProbe(t *testing.T) {
 func TestDiskStateDeadline(t *testing.T) {
 	fired := make(chan error, 1)
 	d := newDiskState("/j.db", slog.New(slog.DiscardHandler), 50*time.Millisecond, func(_ time.Time, err error) { fired <- err })
-	d.failed(0, "x", errFull, time.Second)
+	d.failed(0, "x", errFull, time.Second, time.Now())
 	d.ok(0, time.Now())
-	d.failed(0, "x", errFull, time.Second)
+	d.failed(0, "x", errFull, time.Second, time.Now())
 	select {
 	case err := <-fired:
 		if !errors.Is(err, syscall.ENOSPC) {
@@ -189,7 +207,7 @@ func TestDiskStateServed(t *testing.T) {
 	if body := get("/metrics"); !strings.Contains(body, "dcworker_journal_writable 1") || !strings.Contains(body, "dcworker_journal_write_failures_total 0") {
 		t.Errorf("/metrics while writable lacks the journal's gauges")
 	}
-	e.disk.failed(0, "the output of job 7 (3 bytes)", errFull, time.Second)
+	e.disk.failed(0, "the output of job 7 (3 bytes)", errFull, time.Second, time.Now())
 	var st Status
 	if err := json.Unmarshal([]byte(get("/status")), &st); err != nil {
 		t.Fatal(err)

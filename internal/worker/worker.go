@@ -641,7 +641,7 @@ func (e *engine) giveBack(i int) bool {
 		}
 		if journalRefused(err) {
 			e.slots[i].set(e.m, stateHolding, num)
-			if !e.holdRetry(e.runCtx, i, fmt.Sprintf("the release of job %d (given up)", num), err, &jpause) {
+			if !e.holdRetry(e.runCtx, i, fmt.Sprintf("the release of job %d (given up)", num), err, &jpause, began) {
 				e.disk.drop(i) // the job stays held: released after a restart
 				return false
 			}
@@ -694,7 +694,7 @@ func (e *engine) claim(i int) bool {
 			// The client could not record what it had to before claiming
 			// (a registration, a claim, the answer to a completion it
 			// resent), or its journal cannot take a job's completion now.
-			if !e.holdRetry(ctx, i, "", err, &jpause) {
+			if !e.holdRetry(ctx, i, "", err, &jpause, began) {
 				return false
 			}
 			continue
@@ -883,9 +883,10 @@ func (e *engine) runJob(i int, resumed bool) bool {
 		st.set(e.m, stateReleasing, num)
 		e.m.failed.Add(1)
 		tail := res.stderrTail
+		began := time.Now()
 		if err := e.recordFailure(i, reason, tail); err != nil {
 			if notRecorded(err) {
-				e.disk.failed(i, "", err, 0) // informational: not retried
+				e.disk.failed(i, "", err, 0, began) // informational: not retried
 			}
 			log.Error("journaling the failure failed", "err", err)
 		}
@@ -957,7 +958,7 @@ func (e *engine) runOnce(i int, c *client.Client, log *slog.Logger, job session.
 					// Not held: the command's next checkpoint is tried
 					// when it writes one, and its output is held. The
 					// journal's state has its own log line.
-					e.disk.failed(i, "", err, 0)
+					e.disk.failed(i, "", err, 0, began)
 					log.Debug("storing a checkpoint failed: the journal cannot be written", "err", err, "bytes", len(data))
 					return
 				}
