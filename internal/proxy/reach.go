@@ -27,7 +27,9 @@ func newReachability(tracker *url.URL, log *slog.Logger) *reachability {
 	return &reachability{r}
 }
 
-func (r *reachability) observe(resp *http.Response, err error) { r.Observe(resp, err) }
+func (r *reachability) observe(began time.Time, resp *http.Response, err error) {
+	r.Observe(began, resp, err)
+}
 
 func (r *reachability) snapshot() statusserver.Reach { return r.Snapshot() }
 
@@ -38,8 +40,9 @@ type reachTransport struct {
 }
 
 func (t reachTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	began := time.Now()
 	resp, err := t.next.RoundTrip(req)
-	t.reach.observe(resp, err)
+	t.reach.observe(began, resp, err)
 	return resp, err
 }
 

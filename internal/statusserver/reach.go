@@ -27,6 +27,7 @@ type Reachability struct {
 	mu        sync.Mutex
 	down      bool
 	since     time.Time // of the current outage
+	up        time.Time // when the last outage ended (zero before the first)
 	lastErr   string
 	announced bool // the current outage was logged
 }
@@ -44,10 +45,15 @@ func NewReachability(trackerURL string) *Reachability {
 // Host is the tracker's host, as the log lines name it.
 func (r *Reachability) Host() string { return r.host }
 
-// Observe records the outcome of one request: no answer, or a 5xx or 429
-// answer, is a failure; any other answer means the tracker is reachable. A
-// request its caller cancelled says nothing.
-func (r *Reachability) Observe(resp *http.Response, err error) (failed bool) {
+// Observe records the outcome of one request, sent at began: no answer, or
+// a 5xx or 429 answer, is a failure; any other answer means the tracker is
+// reachable. A request its caller cancelled says nothing. Neither does a
+// request sent before the current state began: an answer to a request sent
+// before the outage began (and reported after another request failed)
+// does not end it, and a failure of one sent before the outage ended does
+// not start another. With several requests in flight, those would log an
+// outage that ends at once, or a recovery followed by the same outage.
+func (r *Reachability) Observe(began time.Time, resp *http.Response, err error) (failed bool) {
 	var why string
 	switch {
 	case err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
@@ -60,6 +66,8 @@ func (r *Reachability) Observe(resp *http.Response, err error) (failed bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
+	case why != "" && !r.down && began.Before(r.up), why == "" && r.down && began.Before(r.since):
+		// A request sent before the current state began.
 	case why != "" && !r.down:
 		r.down, r.since, r.lastErr, r.announced = true, time.Now(), why, false
 		if r.OnDown != nil {
@@ -72,7 +80,7 @@ func (r *Reachability) Observe(resp *http.Response, err error) (failed bool) {
 		if r.announced && r.OnBack != nil {
 			r.OnBack(r.host, time.Since(r.since).Round(time.Second))
 		}
-		r.down, r.lastErr, r.announced = false, "", false
+		r.down, r.lastErr, r.announced, r.up = false, "", false, time.Now()
 	}
 	return why != ""
 }

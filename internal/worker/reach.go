@@ -34,8 +34,8 @@ func newReachability(trackerURL string, log *slog.Logger) *reachability {
 	return r
 }
 
-func (r *reachability) observe(resp *http.Response, err error) (failed bool) {
-	return r.Observe(resp, err)
+func (r *reachability) observe(began time.Time, resp *http.Response, err error) (failed bool) {
+	return r.Observe(began, resp, err)
 }
 
 func (r *reachability) snapshot() Reach { return r.Snapshot() }

@@ -233,8 +233,9 @@ type countingTransport struct {
 }
 
 func (t *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	began := time.Now()
 	resp, err := t.next.RoundTrip(r)
-	if t.reach.observe(resp, err) {
+	if t.reach.observe(began, resp, err) {
 		t.m.trackerFailures.Add(1)
 	}
 	if len(r.URL.Path) >= len("updateProgress") && r.URL.Path[len(r.URL.Path)-len("updateProgress"):] == "updateProgress" {
