@@ -81,7 +81,7 @@ func (p *Proxy) register(w http.ResponseWriter, r *http.Request, path string, bo
 	p.nextSlot++
 	p.mu.Unlock()
 	var c slotClient
-	err := p.retry(r.Context(), func(ctx context.Context) error {
+	err := p.retry(r.Context(), "", func(ctx context.Context) error {
 		var err error
 		c, err = p.openSlot(ctx, slot, st, nickname)
 		return err
@@ -422,11 +422,17 @@ func (p *Proxy) newJob(w http.ResponseWriter, r *http.Request, l *local) {
 		if held && (n != delivered || ahead) && !p.isPoison(l.stage, n) {
 			if !ahead {
 				p.m.handedBack.Add(1)
+				// Its claim may not be durable yet: an earlier newJob
+				// went away while the journal refused it.
+				if err := p.retry(ctx, "", p.durableClaim(l)); err != nil {
+					p.answerError(w, r, err)
+					return
+				}
 			}
 			p.deliver(w, l, n, data)
 			return
 		}
-		err := p.retry(ctx, l.c.claim)
+		err := p.retry(ctx, "", l.c.claim)
 		switch {
 		case errors.Is(err, client.ErrNoJobs):
 			writeText(w, http.StatusForbidden, msgNoJobs)
@@ -436,7 +442,10 @@ func (p *Proxy) newJob(w http.ResponseWriter, r *http.Request, l *local) {
 			return
 		}
 		p.m.claims.Add(1)
-		if err := p.claimDurable(); err != nil {
+		// While the journal refuses it (a full disk), the program's newJob
+		// waits, as on an unreachable tracker: the job is not handed out
+		// before its claim is durable.
+		if err := p.retry(ctx, "", p.durableClaim(l)); err != nil {
 			p.answerError(w, r, err)
 			return
 		}
@@ -478,6 +487,22 @@ func (p *Proxy) claimDurable() error {
 		return nil
 	}
 	return p.db.Flush()
+}
+
+// durableClaim is claimDurable for l's claim, for Proxy.retry: a journal
+// that a failed write stopped is reopened (through l's client) and the
+// flush tried again.
+func (p *Proxy) durableClaim(l *local) func(context.Context) error {
+	return func(context.Context) error {
+		err := p.claimDurable()
+		if errors.Is(err, journal.ErrStopped) {
+			if herr := l.c.journalHealth(); herr != nil {
+				return herr
+			}
+			err = p.claimDurable()
+		}
+		return err
+	}
 }
 
 func (p *Proxy) deliver(w http.ResponseWriter, l *local, n int, data session.Payload) {
@@ -548,7 +573,11 @@ func (p *Proxy) settle(w http.ResponseWriter, r *http.Request, l *local, kind jo
 		defer p.busy.done()
 		defer close(done)
 		out := decodeOutput(output)
-		result = p.retry(p.ctx, func(ctx context.Context) error {
+		what := fmt.Sprintf("the output of job %d (%d bytes), %s", n, len(output), l.slotName)
+		if kind == journal.KindFlagPending {
+			what = fmt.Sprintf("the flag of job %d, %s", n, l.slotName)
+		}
+		result = p.retry(p.ctx, what, func(ctx context.Context) error {
 			ctx = withAcceptWatch(ctx, path, markAccepted)
 			// A call after an unconfirmed one resends the recorded
 			// output (the client ignores the argument then).
@@ -661,7 +690,7 @@ func (p *Proxy) bye(w http.ResponseWriter, r *http.Request, l *local) {
 		hangUp(w)
 		return
 	}
-	if err := p.retry(r.Context(), l.c.bye); err != nil {
+	if err := p.retry(r.Context(), "", l.c.bye); err != nil {
 		p.answerError(w, r, err)
 		return
 	}
@@ -687,17 +716,36 @@ func (p *Proxy) answerError(w http.ResponseWriter, r *http.Request, err error) {
 // still unconfirmed. Retrying is safe because the client journals every
 // action before it sends it and settles what is pending before anything
 // else (see client.CompleteJob).
-func (p *Proxy) retry(ctx context.Context, fn func(context.Context) error) error {
+//
+// A call the journal refused (a full, read-only or failing disk: nothing
+// recorded, nothing sent) is retried the same way; p.disk logs the spell
+// once rather than each attempt, and shows what holds, what: what the call
+// holds in memory meanwhile ("" for nothing).
+func (p *Proxy) retry(ctx context.Context, what string, fn func(context.Context) error) error {
 	wait := 200 * time.Millisecond
+	id := p.disk.nextID.Add(1)
+	defer p.disk.done(id)
 	for {
+		began := time.Now()
 		err := fn(ctx)
+		refused := journalRefused(err)
+		switch {
+		case err == nil:
+			p.disk.ok(id, began)
+		case refused:
+			p.disk.failed(id, what, err, began)
+		}
 		if err == nil || final(err) {
 			return err
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		p.log.Warn("tracker call not confirmed; retrying", "err", err, "wait", wait)
+		if refused {
+			p.log.Debug("journal write refused; retrying", "err", err, "wait", wait)
+		} else {
+			p.log.Warn("tracker call not confirmed; retrying", "err", err, "wait", wait)
+		}
 		t := time.NewTimer(wait/2 + rand.N(wait))
 		select {
 		case <-ctx.Done():

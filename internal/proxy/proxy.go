@@ -40,6 +40,7 @@ type Proxy struct {
 	slotHTTP *http.Client // the slot clients': cfg.HTTPClient (with reachTransport) with acceptTransport
 	addr     string       // the local server's address, host:port
 	reach    *reachability
+	disk     *diskState
 
 	ctx  context.Context // ends with Run: background settles stop, pending stays journaled
 	hard context.CancelFunc
@@ -115,6 +116,7 @@ func Run(ctx context.Context, cfg Config, ln net.Listener) error {
 	defer db.Close()
 	p.db = db
 	p.cfg.Journal = jpath
+	p.disk = newDiskState(jpath, p.log)
 
 	stopSignals := p.watchSignals()
 	defer stopSignals()

@@ -31,6 +31,9 @@ type slotClient interface {
 	// (bye); the next claim registers a new worker.
 	release(ctx context.Context) error
 	bye(ctx context.Context) error
+	// journalHealth is nil when the journal can be written; it reopens a
+	// journal that a failed write stopped (see client.JournalHealth).
+	journalHealth() error
 	log(text string)
 	job() (number int, data session.Payload, held bool)
 	names() (displayName, project, stageName string)
@@ -141,6 +144,7 @@ func (s *clientSlot) flag(ctx context.Context, durable func()) error {
 func (s *clientSlot) release(ctx context.Context) error { return s.c.Bye(ctx) }
 func (s *clientSlot) bye(ctx context.Context) error     { return s.c.Bye(ctx) }
 func (s *clientSlot) log(text string)                   { s.c.Log(text) }
+func (s *clientSlot) journalHealth() error              { return s.c.JournalHealth() }
 
 func (s *clientSlot) job() (int, session.Payload, bool) {
 	return s.c.JobID(), s.c.Job(), s.c.HasJob()

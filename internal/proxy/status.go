@@ -86,9 +86,9 @@ func (p *Proxy) Status() Status {
 // status request first saw that state.
 func (p *Proxy) slotStatus() statusserver.Status {
 	now := time.Now()
-	reach := p.reach.snapshot()
+	reach, disk := p.reach.snapshot(), p.disk.snapshot()
 	st := statusserver.Status{Tracker: statusserver.RedactURL(p.tracker.String()), Journal: p.cfg.Journal,
-		Draining: p.isDraining(), Counters: p.counters(), Slots: []statusserver.SlotStatus{}, Reach: &reach}
+		Draining: p.isDraining(), Counters: p.counters(), Slots: []statusserver.SlotStatus{}, Reach: &reach, JournalStatus: &disk}
 	p.mu.Lock()
 	for _, l := range p.bySlot {
 		n, _, held := l.c.job()

@@ -27,6 +27,7 @@ var bins struct {
 	once                          sync.Once
 	dir                           string
 	dcworker, dcjournal, goworker string
+	dcproxy                       string
 	err                           error
 }
 
@@ -62,7 +63,7 @@ func requireRoot(t *testing.T) {
 	need(t, os.Geteuid() == 0, "needs root, to mount file systems and trace processes (run as root, as CI does)")
 }
 
-// build builds dcworker, dcjournal and goworker (without -race: the
+// build builds dcworker, dcjournal, dcproxy and goworker (without -race: the
 // processes are what is tested, the race detector runs on the packages'
 // own tests).
 func build(t *testing.T) {
@@ -78,12 +79,13 @@ func build(t *testing.T) {
 		if _, err := os.Stat(goTool); err != nil {
 			goTool = "go"
 		}
-		cmd := exec.Command(goTool, "build", "-o", dir+string(filepath.Separator), "../../cmd/dcworker", "../../cmd/dcjournal", "./goworker")
+		cmd := exec.Command(goTool, "build", "-o", dir+string(filepath.Separator), "../../cmd/dcworker", "../../cmd/dcjournal", "../../cmd/dcproxy", "./goworker")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			bins.err = fmt.Errorf("go build: %v\n%s", err, out)
 			return
 		}
 		bins.dcworker, bins.dcjournal, bins.goworker = filepath.Join(dir, "dcworker"), filepath.Join(dir, "dcjournal"), filepath.Join(dir, "goworker")
+		bins.dcproxy = filepath.Join(dir, "dcproxy")
 	})
 	if bins.err != nil {
 		t.Fatal(bins.err)
@@ -159,8 +161,17 @@ type proc struct {
 
 func start(t *testing.T, name string, argv ...string) *proc {
 	t.Helper()
+	return startEnv(t, name, nil, argv...)
+}
+
+// startEnv is start with env added to the test's environment.
+func startEnv(t *testing.T, name string, env []string, argv ...string) *proc {
+	t.Helper()
 	p := &proc{name: name, log: newLogBuf(), done: make(chan struct{})}
 	p.cmd = exec.Command(argv[0], argv[1:]...)
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
@@ -379,13 +390,20 @@ func logLines(s string) []logLine {
 	return out
 }
 
-// statusAddr waits for dcworker's status server address in its log.
+// statusAddr waits for dcworker's (or dcproxy's) status server address in
+// its log.
 func statusAddr(t *testing.T, p *proc) string {
 	t.Helper()
+	return logAddr(t, p, "status server listening")
+}
+
+// logAddr waits for the address in the log line whose message is msg.
+func logAddr(t *testing.T, p *proc, msg string) string {
+	t.Helper()
 	var addr string
-	waitFor(t, 60*time.Second, p.name+"'s status server", func() bool {
+	waitFor(t, 60*time.Second, fmt.Sprintf("%s to log %q", p.name, msg), func() bool {
 		for _, l := range logLines(p.log.String()) {
-			if l.Msg == "status server listening" {
+			if l.Msg == msg {
 				addr = l.Addr
 				return true
 			}
@@ -393,7 +411,7 @@ func statusAddr(t *testing.T, p *proc) string {
 		return p.exited()
 	})
 	if addr == "" {
-		t.Fatalf("%s exited before its status server listened", p.name)
+		t.Fatalf("%s exited before it logged %q", p.name, msg)
 	}
 	return addr
 }
