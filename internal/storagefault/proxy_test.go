@@ -3,10 +3,12 @@
 package storagefault_test
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -198,5 +200,108 @@ func TestProxyFullDisk(t *testing.T) {
 	}
 	figures(t, "jobs=%d, 2 Python programs (upstream client) beside dcproxy; disk full after %d jobs; %d journal write attempts in %s of the spell (%.1f/min); %d spells; finished %s after the remount; wall %s",
 		fullJobs, doneBefore, js.Failures, spell.Round(time.Millisecond), perMinute(int(js.Failures), spell), spells,
+		took.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+}
+
+// TestProxyReadOnlyDisk turns the file system of dcproxy's journal
+// read-only (an ext4 error, errors=remount-ro: see TestReadOnlyDisk) while
+// two upstream Python clients work beside it. dcproxy stops its journal,
+// lets go of the file (so that the operator can unmount the disk), and the
+// programs' calls wait; once the disk is checked and mounted again, dcproxy
+// reopens the journal by its path and the programs finish, every job
+// completed once, without having seen an error.
+func TestProxyReadOnlyDisk(t *testing.T) {
+	requireRoot(t)
+	python, upstream := upstreamClient(t)
+	build(t)
+	t.Parallel()
+	began := time.Now()
+	disk := newExt4Disk(t)
+	jdir := filepath.Join(disk.dir, "state")
+	if err := os.Mkdir(jdir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	jpath := filepath.Join(jdir, "proxy.db")
+	srv := startTracker(t, roJobs, roPad)
+	px := start(t, "dcproxy", bins.dcproxy, "--tracker", srv.URL, "--journal", jpath, "--listen", "127.0.0.1:0",
+		"--status-addr", "127.0.0.1:0", "--json-log", "--grace", "5s")
+	url := "http://" + logAddr(t, px, "serving the tracker's protocol") + "/"
+	addr := statusAddr(t, px)
+	script := filepath.Join(t.TempDir(), "pyworker.py")
+	if err := os.WriteFile(script, []byte(pyWorker), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	progs := make([]*proc, 2)
+	for i := range progs {
+		progs[i] = startEnv(t, fmt.Sprintf("pyworker %d", i+1), []string{"DISTCOMPUTE_URL=" + url, "UPSTREAM_CLIENT=" + upstream}, python, script)
+	}
+	journalState := func() (worker.JournalStatus, bool) {
+		st, ok := status(addr)
+		if !ok || st.JournalStatus == nil {
+			return worker.JournalStatus{}, false
+		}
+		return *st.JournalStatus, true
+	}
+
+	waitFor(t, 60*time.Second, "a third of the jobs done", func() bool { return closedCount(srv) >= roJobs/3 || px.exited() })
+	doneBefore := closedCount(srv)
+	if doneBefore >= roJobs {
+		t.Fatalf("the work was done before the disk failed")
+	}
+	disk.fail(t)
+	failedAt := time.Now()
+	waitFor(t, 60*time.Second, "dcproxy to report its journal read-only", func() bool {
+		js, ok := journalState()
+		return ok && !js.Writable && strings.Contains(js.Error, "read-only file system")
+	})
+	waitFor(t, 60*time.Second, "the disk to be free to unmount (dcproxy let go of its journal)", func() bool {
+		err := exec.Command("umount", disk.dir).Run()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatalf("umount: %v", err)
+		}
+		return err == nil
+	})
+	closedAway := closedCount(srv)
+	js, _ := journalState()
+	if js.Writable {
+		t.Fatalf("dcproxy says its journal is writable with the disk unmounted")
+	}
+	for _, p := range progs {
+		if p.exited() {
+			t.Fatalf("%s exited (%d) while the disk was read-only: a call failed instead of waiting", p.name, p.code)
+		}
+	}
+	out, err := exec.Command("e2fsck", "-fy", disk.img).CombinedOutput()
+	var ee *exec.ExitError
+	if err != nil && (!errors.As(err, &ee) || ee.ExitCode() >= 4) {
+		t.Fatalf("e2fsck: %v: %s", err, out)
+	}
+	if n := closedCount(srv); n != closedAway {
+		t.Errorf("%d jobs were completed at the tracker while dcproxy's journal was away", n-closedAway)
+	}
+	disk.mount(t)
+	remounted := time.Now()
+
+	for _, p := range progs {
+		waitExit(t, p, 120*time.Second, 0)
+	}
+	took := time.Since(remounted)
+	if err := px.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, px, 60*time.Second, 0)
+	checkTracker(t, "dcproxy", srv, roPad)
+	noPanic(t, px)
+	verify(t, jpath)
+	spells, backs := px.log.count(msgProxyUnwritable), px.log.count(msgWritable)
+	if spells != 1 || backs != 1 {
+		t.Errorf("dcproxy logged %d %q lines and %d %q lines; want one each", spells, msgProxyUnwritable, backs, msgWritable)
+	}
+	if n := px.log.count(msgNotConfirmed); n > 0 {
+		t.Errorf("dcproxy logged %d %q lines, with the tracker up all along", n, msgNotConfirmed)
+	}
+	figures(t, "jobs=%d, 2 Python programs beside dcproxy; disk read-only after %d; away %s, %d journal write attempts; finished %s after the remount; wall %s",
+		roJobs, doneBefore, remounted.Sub(failedAt).Round(time.Millisecond), js.Failures,
 		took.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
 }
