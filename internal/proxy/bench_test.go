@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/distcompute/distcompute-go/internal/proxy"
+	"github.com/distcompute/distcompute-go/internal/upstreamtest"
 	"github.com/distcompute/distcompute-go/trackertest"
 )
 
@@ -41,7 +42,7 @@ func BenchmarkUpstreamCycle(b *testing.B) {
 }
 
 func benchCycle(b *testing.B, ack proxy.AckMode, command bool) {
-	python, upstream := upstreamClient(b)
+	python, upstream := upstreamtest.Client(b)
 	const rounds = 10
 	per := max(1, b.N/rounds)
 	jobs := make([]any, 2*rounds*per+10)

@@ -25,6 +25,7 @@ import (
 
 	"github.com/distcompute/distcompute-go/internal/crashtest"
 	"github.com/distcompute/distcompute-go/internal/faultnet"
+	"github.com/distcompute/distcompute-go/internal/upstreamtest"
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/trackertest"
 )
@@ -223,7 +224,7 @@ func (r chaosResult) perMinute() float64 {
 // redone (a program computed the same job and stage again); kills of the
 // programs and of dcproxy; Python tracebacks, by call and class.
 func TestChaosThroughProxy(t *testing.T) {
-	python, upstream := upstreamClient(t)
+	python, upstream := upstreamtest.Client(t)
 	bin := dcproxyBinary(t)
 	size, full := chaosSizeFromEnv()
 	seed := time.Now().UnixNano()

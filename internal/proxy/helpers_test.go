@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -15,34 +14,6 @@ import (
 	"github.com/distcompute/distcompute-go/internal/proxy"
 	"github.com/distcompute/distcompute-go/journal"
 )
-
-// upstreamClient returns the unchanged upstream Python client's directory
-// (../shared/upstream beside the repository) and a python3 that can import
-// requests. Without them the test is skipped, except in CI, which has both.
-func upstreamClient(t testing.TB) (python, dir string) {
-	t.Helper()
-	skip := func(why string) {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI must run the upstream client: %s", why)
-		}
-		t.Skip(why)
-	}
-	dir, err := filepath.Abs(filepath.Join("..", "..", "..", "shared", "upstream", "distcompute-client-1.0.0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "distcompute_client", "client.py")); err != nil {
-		skip("the upstream Python client is not at " + dir + " (../shared/upstream beside the repository)")
-	}
-	python, err = exec.LookPath("python3")
-	if err != nil {
-		skip("python3 not found")
-	}
-	if out, err := exec.Command(python, "-c", "import requests").CombinedOutput(); err != nil {
-		skip("python3 cannot import requests (Debian: python3-requests): " + string(out))
-	}
-	return python, dir
-}
 
 // runningProxy is a proxy.Run in this process.
 type runningProxy struct {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/distcompute/distcompute-go/internal/proxy"
+	"github.com/distcompute/distcompute-go/internal/upstreamtest"
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/trackertest"
 )
@@ -17,7 +18,7 @@ import (
 // directory (its "received" file).
 func runProgramProxy(t *testing.T, jobs []any, mode string, mod func(*proxy.Config)) (*trackertest.Server, *runningProxy, string) {
 	t.Helper()
-	python, upstream := upstreamClient(t)
+	python, upstream := upstreamtest.Client(t)
 	srv := trackertest.Start(t, trackertest.Options{Jobs: jobs, Seed: 3})
 	dir := t.TempDir()
 	rp := startProxy(t, srv.URL, func(c *proxy.Config) {

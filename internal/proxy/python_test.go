@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/distcompute/distcompute-go/internal/proxy"
+	"github.com/distcompute/distcompute-go/internal/upstreamtest"
 	"github.com/distcompute/distcompute-go/trackertest"
 )
 
@@ -19,7 +20,7 @@ import (
 // transcript: in contract mode and with the upstream bugs (stage b served
 // null, the failing 5th flag), with --ack tracker and --ack journal.
 func TestUpstreamClientConformance(t *testing.T) {
-	python, dir := upstreamClient(t)
+	python, dir := upstreamtest.Client(t)
 	for _, tc := range []struct {
 		name   string
 		quirks bool

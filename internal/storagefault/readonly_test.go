@@ -86,6 +86,30 @@ func (d *ext4Disk) holdDevice(t *testing.T) bool {
 	return false
 }
 
+// unmountWhenFree unmounts the disk, trying until nothing holds a file
+// open on it (who, the process under test, lets go of its journal).
+func (d *ext4Disk) unmountWhenFree(t *testing.T, who string) {
+	t.Helper()
+	waitFor(t, 60*time.Second, "the disk to be free to unmount ("+who+" let go of its journal)", func() bool {
+		err := exec.Command("umount", d.dir).Run()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatalf("umount: %v", err)
+		}
+		return err == nil
+	})
+}
+
+// check runs e2fsck on the unmounted disk, as the operator would.
+func (d *ext4Disk) check(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command("e2fsck", "-fy", d.img).CombinedOutput()
+	var ee *exec.ExitError
+	if err != nil && (!errors.As(err, &ee) || ee.ExitCode() >= 4) {
+		t.Fatalf("e2fsck: %v: %s", err, out)
+	}
+}
+
 // fail makes ext4 meet an error, as a failing disk would: with
 // errors=remount-ro it turns read-only at once, whatever is open on it.
 func (d *ext4Disk) fail(t *testing.T) {
@@ -148,14 +172,7 @@ func TestReadOnlyDisk(t *testing.T) {
 
 	// The operator's cure: unmount once nothing holds the disk, check it,
 	// mount it again.
-	waitFor(t, 60*time.Second, "the disk to be free to unmount (dcworker let go of its journal)", func() bool {
-		err := exec.Command("umount", disk.dir).Run()
-		var ee *exec.ExitError
-		if err != nil && !errors.As(err, &ee) {
-			t.Fatalf("umount: %v", err)
-		}
-		return err == nil
-	})
+	disk.unmountWhenFree(t, "dcworker")
 	st, _ := status(addr)
 	if st.Writable {
 		t.Fatalf("dcworker says its journal is writable with the disk unmounted")
@@ -168,11 +185,7 @@ func TestReadOnlyDisk(t *testing.T) {
 	if away := time.Since(failedAt); int(st.Failures) > 2*(allowed(away, worker.JournalRetryMin, worker.JournalRetryMax)+1) {
 		t.Errorf("dcworker made %d journal write attempts in %s; the schedule allows %d", st.Failures, away, 2*(allowed(away, worker.JournalRetryMin, worker.JournalRetryMax)+1))
 	}
-	out, err := exec.Command("e2fsck", "-fy", disk.img).CombinedOutput()
-	var ee *exec.ExitError
-	if err != nil && (!errors.As(err, &ee) || ee.ExitCode() >= 4) {
-		t.Fatalf("e2fsck: %v: %s", err, out)
-	}
+	disk.check(t)
 	oldDev, held := disk.dev, disk.holdDevice(t)
 	disk.mount(t)
 	remounted := time.Now()
