@@ -5,6 +5,7 @@ package storagefault_test
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -32,7 +33,13 @@ func strace(t *testing.T) string {
 // at path (and only of that file: -P) with EIO. -qq -o /dev/null: strace
 // says nothing of its own, the program's output is unchanged.
 func straced(stracePath, path string, n int, argv ...string) []string {
-	return append([]string{stracePath, "-f", "-qq", "-o", "/dev/null", "-P", path,
+	return stracedTo(stracePath, "/dev/null", path, n, argv...)
+}
+
+// stracedTo is straced with strace's trace written to out: each injected
+// failure is a line ending "(INJECTED)".
+func stracedTo(stracePath, out, path string, n int, argv ...string) []string {
+	return append([]string{stracePath, "-f", "-qq", "-o", out, "-P", path,
 		"-e", "trace=fdatasync", "-e", fmt.Sprintf("inject=fdatasync:error=EIO:when=%d", n)}, argv...)
 }
 
@@ -58,8 +65,9 @@ func TestFsyncEIO(t *testing.T) {
 	run := func(t *testing.T, n int) {
 		began := time.Now()
 		srv := startTracker(t, eioJobs, eioPad)
-		jpath := filepath.Join(t.TempDir(), "journal.db")
-		dc := start(t, "dcworker", straced(st, jpath, n, dcworkerArgs(srv.URL, jpath, 1)...)...)
+		dir := t.TempDir()
+		jpath, trace := filepath.Join(dir, "journal.db"), filepath.Join(dir, "strace.out")
+		dc := start(t, "dcworker", stracedTo(st, trace, jpath, n, dcworkerArgs(srv.URL, jpath, 1)...)...)
 		waitExit(t, dc, 120*time.Second, 0)
 		checkTracker(t, "dcworker", srv, eioPad)
 		noPanic(t, dc)
@@ -79,18 +87,26 @@ func TestFsyncEIO(t *testing.T) {
 			t.Errorf("dcworker logged %d lines saying its journal cannot be written and %d saying it is writable again; want as many", down, up)
 		}
 		held := heldLine(log)
-		// A single failure: the next attempt reopens the journal and
-		// succeeds, after the first pause.
+		// strace counts per thread: every thread that makes N calls
+		// fails its Nth, so a run sees one failure or a few in a row
+		// (more on a loaded machine, whose runtime uses more threads).
+		// Each failed attempt costs one pause of the schedule; after
+		// the last, the next attempt reopens the journal and succeeds.
+		tr, err := os.ReadFile(trace)
+		if err != nil {
+			t.Fatal(err)
+		}
+		injected := strings.Count(string(tr), "(INJECTED)")
 		spell := downFor(log)
-		if spell > worker.JournalRetryMin+30*time.Second {
-			t.Errorf("the journal was unwritable for %s after a single failed fdatasync", spell)
+		if max := schedule(injected, worker.JournalRetryMin, worker.JournalRetryMax) + 30*time.Second; spell > max {
+			t.Errorf("the journal was unwritable for %s after %d failed fdatasyncs; the schedule allows %s", spell, injected, max)
 		}
 		if strings.Contains(held, "the output of job") {
 			mu.Lock()
 			outputs++
 			mu.Unlock()
 		}
-		figures(t, "jobs=%d, EIO at fdatasync #%d of the journal, held then: %s; %d spells, the first %s long; wall %s", eioJobs, n, held, down, spell.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+		figures(t, "jobs=%d, EIO at fdatasync #%d of the journal (%d injected), held then: %s; %d spells, the first %s long; wall %s", eioJobs, n, injected, held, down, spell.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
 	}
 	t.Run("points", func(t *testing.T) {
 		for _, n := range []int{2, 5, 9, 14, 22} {
@@ -112,6 +128,17 @@ func TestFsyncEIO(t *testing.T) {
 	if outputs == 0 && !t.Failed() {
 		t.Errorf("no N of 2 to 22 hit the commit of a completion (no run held an output): the journal's fdatasyncs per job changed?")
 	}
+}
+
+// schedule is the time k failed attempts wait in all: pauses doubling from
+// lo up to hi.
+func schedule(k int, lo, hi time.Duration) time.Duration {
+	var d time.Duration
+	for p := lo; k > 0; k-- {
+		d += p
+		p = min(2*p, hi)
+	}
+	return d
 }
 
 // heldLine returns the held_in_memory attribute of dcworker's "cannot be
