@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,24 +78,32 @@ func keyFile(path string) ([]byte, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
+	// Written whole to a new file, then renamed over: a crash leaves the
+	// old state (no key) or the new one, and a failed write (a full disk)
+	// leaves nothing behind.
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: token key: %w", err)
 	}
-	if _, err := f.Write(key); err != nil {
-		f.Close()
+	_, err = f.Write(key)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
 		return nil, fmt.Errorf("proxy: token key: %w", err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("proxy: token key: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("proxy: token key: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return nil, fmt.Errorf("proxy: token key: %w", err)
+	// The new name, durable too (where the system can sync a directory).
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
 	}
 	return key, nil
 }
