@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/distcompute/distcompute-go/client"
+	"github.com/distcompute/distcompute-go/internal/bytesize"
 	"github.com/distcompute/distcompute-go/internal/preempt"
 	"github.com/distcompute/distcompute-go/internal/proxy"
 	"github.com/lmittmann/tint"
@@ -46,6 +47,8 @@ func run(ctx context.Context, sigs <-chan os.Signal, args []string, stdout, stde
 	fs.StringVar(&cfg.TrackerURL, "tracker", "", "tracker base `URL` (required)")
 	listen := fs.String("listen", proxy.DefaultListen, "local `address` the programs talk to")
 	fs.StringVar(&cfg.Journal, "journal", "", "journal `path` (default $"+client.EnvJournal+", else ~/.local/state/distcompute/journal.db)")
+	maxJournal := fs.String("journal-max-size", "1GiB", "the journal file's size limit (bytes, or with KiB/MiB/GiB); a write past it is refused like one on a full disk")
+	fs.DurationVar(&cfg.JournalDeadline, "journal-deadline", proxy.DefaultJournalDeadline, "while the journal cannot be written (full, read-only or failing disk) the programs' calls wait; still unwritable after this, dcproxy drains and exits 4")
 	fs.StringVar(&cfg.StatusAddr, "status-addr", "", "serve GET /status, /metrics and the live page (as dcworker) on this `addr` (e.g. 127.0.0.1:9090)")
 	ack := fs.String("ack", string(proxy.AckTracker), "answer completeJob/flagInvalidData once settled at the `tracker`, or once durable in the `journal`")
 	notice := fs.String("preemption-notice", "", "watch the cloud's preemption notice: aws, gcp or azure")
@@ -95,8 +98,12 @@ func run(ctx context.Context, sigs <-chan os.Signal, args []string, stdout, stde
 	default:
 		return bad("--restart must be on-failure, always or never")
 	}
-	if cfg.Procs < 1 || cfg.PoisonAfter < 1 || cfg.DeadAfter <= 0 || cfg.Grace <= 0 {
-		return bad("--procs and --poison-after must be at least 1, --dead-after and --grace positive")
+	if cfg.Procs < 1 || cfg.PoisonAfter < 1 || cfg.DeadAfter <= 0 || cfg.Grace <= 0 || cfg.JournalDeadline <= 0 {
+		return bad("--procs and --poison-after must be at least 1, --dead-after, --grace and --journal-deadline positive")
+	}
+	var err error
+	if cfg.JournalMaxSize, err = bytesize.Parse(*maxJournal); err != nil {
+		return bad("--journal-max-size: want a size above 0, like 1GiB")
 	}
 	if *heartbeat > 0 {
 		cfg.ClientOptions = append(cfg.ClientOptions, client.WithHeartbeat(*heartbeat))
@@ -123,7 +130,8 @@ func run(ctx context.Context, sigs <-chan os.Signal, args []string, stdout, stde
 }
 
 // exitCode maps run's error to the process exit status: 0 done, 1 error or
-// stopped at once, 2 usage.
+// stopped at once, 2 usage, 4 the journal stayed unwritable past
+// --journal-deadline (as dcworker).
 func exitCode(err error, stderr io.Writer) int {
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
@@ -133,6 +141,9 @@ func exitCode(err error, stderr io.Writer) int {
 	case errors.Is(err, proxy.ErrConfig):
 		fmt.Fprintln(stderr, "dcproxy:", err)
 		return 2
+	case errors.Is(err, proxy.ErrJournalUnwritable):
+		fmt.Fprintln(stderr, "dcproxy:", err)
+		return 4
 	}
 	fmt.Fprintln(stderr, "dcproxy:", err)
 	return 1

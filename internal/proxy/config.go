@@ -43,6 +43,10 @@ const (
 	DefaultPoisonAfter  = 3
 	DefaultGrace        = 25 * time.Second
 	DefaultRestartDelay = time.Second
+	// DefaultJournalDeadline is how long the journal may stay unwritable
+	// before the proxy drains and stops (ErrJournalUnwritable), as
+	// dcworker's --journal-deadline.
+	DefaultJournalDeadline = 10 * time.Minute
 	// EnvURL is the variable that gives a program the proxy's URL.
 	EnvURL = "DISTCOMPUTE_URL"
 	// EnvProgram is the 0-based index of the program copy.
@@ -58,6 +62,13 @@ var (
 	// ErrStopped reports a stop at once (second signal): programs were
 	// killed, unsettled work is left in the journal.
 	ErrStopped = errors.New("proxy: stopped")
+	// ErrJournalUnwritable reports that the journal stayed unwritable (a
+	// full, read-only or failing disk) past Config.JournalDeadline, at the
+	// start or while serving: the proxy drained and stopped (dcproxy exits
+	// 4). What the programs' waiting calls held was never journaled: their
+	// jobs are still held at the tracker by the proxy's workers, and run
+	// again after a restart with a writable journal.
+	ErrJournalUnwritable = errors.New("proxy: the journal stayed unwritable")
 )
 
 // Config configures Run. Zero fields take the documented defaults.
@@ -68,6 +79,13 @@ type Config struct {
 	// tokens' key is kept beside it (Journal + ".key").
 	Journal string
 	Ack     AckMode // default AckTracker
+	// JournalMaxSize bounds the journal file (journal.Options.MaxSize):
+	// 0 means the journal's default (1 GiB).
+	JournalMaxSize int64
+	// JournalDeadline is how long the journal may stay unwritable (at the
+	// start, or while the programs' calls wait) before the proxy drains
+	// and Run returns ErrJournalUnwritable; 0 means DefaultJournalDeadline.
+	JournalDeadline time.Duration
 
 	// Command, if set, is run Procs times (default 1) with EnvURL set to its
 	// copy's local URL, and restarted per Restart (default
@@ -172,6 +190,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Grace <= 0 {
 		c.Grace = DefaultGrace
+	}
+	if c.JournalDeadline == 0 {
+		c.JournalDeadline = DefaultJournalDeadline
+	}
+	if c.JournalDeadline < 0 || c.JournalMaxSize < 0 {
+		return fmt.Errorf("%w: journal deadline and size limit must be positive", ErrConfig)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -29,8 +29,10 @@ func journalRefused(err error) bool {
 // when it ends, instead of a warning per attempt; GET /status, the live
 // page and /metrics show it.
 type diskState struct {
-	path string
-	log  *slog.Logger
+	path     string
+	log      *slog.Logger
+	deadline time.Duration
+	expired  func(since time.Time, err error) // the deadline passed while unwritable
 
 	failures atomic.Int64 // journal writes refused (each attempt)
 	nextID   atomic.Int64
@@ -40,10 +42,11 @@ type diskState struct {
 	since time.Time        // start of the current spell
 	up    time.Time        // end of the last spell (zero before the first)
 	held  map[int64]string // call -> what it holds in memory
+	timer *time.Timer      // the deadline of the current spell
 }
 
-func newDiskState(path string, log *slog.Logger) *diskState {
-	return &diskState{path: path, log: log, held: map[int64]string{}}
+func newDiskState(path string, log *slog.Logger, deadline time.Duration, expired func(time.Time, error)) *diskState {
+	return &diskState{path: path, log: log, deadline: deadline, expired: expired, held: map[int64]string{}}
 }
 
 // failed records that call id's attempt, begun at began, was refused with
@@ -65,8 +68,18 @@ func (d *diskState) failed(id int64, what string, err error, began time.Time) {
 		return
 	}
 	d.err, d.since = err, time.Now()
+	d.timer = time.AfterFunc(d.deadline, d.expire)
 	d.log.Error(fmt.Sprintf("journal %s cannot be written: the programs' calls wait and are tried again; nothing is lost", d.path),
-		"err", err.Error(), "held_in_memory", d.heldLocked())
+		"err", err.Error(), "held_in_memory", d.heldLocked(), "deadline", d.deadline)
+}
+
+func (d *diskState) expire() {
+	d.mu.Lock()
+	err, since := d.err, d.since
+	d.mu.Unlock()
+	if err != nil && time.Since(since) >= d.deadline { // not a new spell's
+		d.expired(since, err)
+	}
 }
 
 // ok records that call id's attempt, begun at began, wrote the journal.
@@ -88,6 +101,7 @@ func (d *diskState) ok(id int64, began time.Time) {
 	}
 	d.log.Info(fmt.Sprintf("journal %s writable again", d.path), attrs...)
 	d.err, d.up = nil, time.Now()
+	d.timer.Stop()
 }
 
 // done forgets what call id held (it ended without writing the journal:

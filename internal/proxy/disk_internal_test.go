@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -24,7 +25,7 @@ func TestDiskState(t *testing.T) {
 		t.Fatal("journalRefused does not tell the journal's refusals from other errors")
 	}
 	var buf bytes.Buffer
-	d := newDiskState("/j.db", slog.New(slog.NewTextHandler(&buf, nil)))
+	d := newDiskState("/j.db", slog.New(slog.NewTextHandler(&buf, nil)), time.Hour, func(time.Time, error) { t.Error("deadline passed") })
 	if js := d.snapshot(); !js.Writable || js.Held == nil {
 		t.Fatalf("at the start: %+v", js)
 	}
@@ -67,5 +68,27 @@ func TestDiskState(t *testing.T) {
 	}
 	if !strings.Contains(lines[1], `journaled="the output of job 7`) {
 		t.Errorf("the end of the spell does not say what was journaled: %s", lines[1])
+	}
+}
+
+// The deadline fires once the journal stayed unwritable that long, not
+// after a spell that ended.
+func TestDiskStateDeadline(t *testing.T) {
+	fired := make(chan error, 2)
+	d := newDiskState("/j.db", slog.New(slog.DiscardHandler), 50*time.Millisecond, func(_ time.Time, err error) { fired <- err })
+	d.failed(1, "x", errFull, time.Now())
+	d.ok(1, time.Now())
+	d.failed(1, "x", errFull, time.Now())
+	select {
+	case err := <-fired:
+		if !errors.Is(err, journal.ErrFull) {
+			t.Errorf("deadline with %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the deadline never passed")
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got := len(fired); got != 0 {
+		t.Errorf("the deadline fired %d more times", got)
 	}
 }

@@ -50,6 +50,7 @@ type Proxy struct {
 	drainMu   sync.Mutex
 	drainSig  syscall.Signal
 	drainEnd  time.Time
+	failErr   error // what Run returns after a drain it started itself (ErrJournalUnwritable)
 
 	mu       sync.Mutex
 	workers  map[string]*local // by local token
@@ -106,35 +107,29 @@ func Run(ctx context.Context, cfg Config, ln net.Listener) error {
 	if err := os.MkdirAll(filepath.Dir(jpath), 0o700); err != nil {
 		return fmt.Errorf("proxy: journal directory: %w", err)
 	}
-	if p.key, err = keyFile(jpath + ".key"); err != nil {
-		return err
-	}
-	db, err := journal.Open(jpath, &journal.Options{Logger: p.log})
-	if err != nil {
-		return fmt.Errorf("proxy: %w", err)
-	}
-	defer db.Close()
-	p.db = db
 	p.cfg.Journal = jpath
-	p.disk = newDiskState(jpath, p.log)
+	p.disk = newDiskState(jpath, p.log, p.cfg.JournalDeadline, p.journalExpired)
 
 	stopSignals := p.watchSignals()
 	defer stopSignals()
+
+	// Replay first, then serve.
+	if err := p.openJournal(jpath); err != nil {
+		switch {
+		case p.ctx.Err() != nil:
+			return ErrStopped
+		case errors.Is(err, errDrainedAtStart):
+			return nil
+		}
+		return err
+	}
+	defer p.db.Close()
+	defer p.closeWorkers()
 	if cfg.PreemptionNotice != "" {
 		wctx, cancel := context.WithCancel(p.ctx)
 		defer cancel()
 		go p.watchPreemption(wctx)
 	}
-
-	// Replay first, then serve.
-	if err := p.reload(); err != nil {
-		p.closeWorkers()
-		if p.ctx.Err() != nil {
-			return ErrStopped
-		}
-		return err
-	}
-	defer p.closeWorkers()
 
 	if cfg.StatusAddr != "" {
 		stop, err := p.serveStatus()
@@ -177,7 +172,110 @@ func Run(ctx context.Context, cfg Config, ln net.Listener) error {
 	if stopped {
 		return ErrStopped
 	}
+	p.drainMu.Lock()
+	defer p.drainMu.Unlock()
+	return p.failErr
+}
+
+// errDrainedAtStart: a stop signal came while the proxy waited for its
+// journal at the start; nothing was claimed, Run returns nil.
+var errDrainedAtStart = errors.New("proxy: drained while waiting for the journal")
+
+// openJournal opens the journal (and the tokens' key beside it) and
+// replays every local worker's slot (reload). A journal that cannot be
+// written at the start (a full, read-only or failing disk: the key cannot
+// be written, or a slot's recovery cannot record what it finds) is tried
+// again, with pauses doubling from 1 s to 30 s, until
+// Config.JournalDeadline: a proxy started on a full disk waits for space
+// rather than exit, as dcworker does. Other errors (a damaged or locked
+// journal) return at once.
+func (p *Proxy) openJournal(jpath string) error {
+	pause := time.Second
+	var since time.Time
+	for {
+		err := p.tryOpen(jpath)
+		if err == nil {
+			if !since.IsZero() {
+				p.log.Info(fmt.Sprintf("journal %s writable again: starting", jpath), "down_for", time.Since(since).Round(time.Millisecond))
+			}
+			return nil
+		}
+		if !unwritable(err) || p.ctx.Err() != nil {
+			return err
+		}
+		p.disk.failures.Add(1)
+		if since.IsZero() {
+			since = time.Now()
+			p.log.Error(fmt.Sprintf("journal %s cannot be written: not starting until it can", jpath),
+				"err", err.Error(), "retry_in", pause, "deadline", p.cfg.JournalDeadline)
+		}
+		if time.Since(since) >= p.cfg.JournalDeadline {
+			return fmt.Errorf("%w since %s (%s, journal deadline %s): %w", ErrJournalUnwritable,
+				since.UTC().Format(time.RFC3339), time.Since(since).Round(time.Second), p.cfg.JournalDeadline, err)
+		}
+		t := time.NewTimer(min(pause, time.Until(since.Add(p.cfg.JournalDeadline))))
+		select {
+		case <-p.ctx.Done():
+			t.Stop()
+			return err
+		case <-p.drainCh:
+			t.Stop()
+			p.log.Info("stopped while waiting for the journal: nothing was claimed")
+			return errDrainedAtStart
+		case <-t.C:
+		}
+		pause = min(2*pause, 30*time.Second)
+	}
+}
+
+// tryOpen is one attempt of openJournal. On failure nothing stays open.
+func (p *Proxy) tryOpen(jpath string) error {
+	key, err := keyFile(jpath + ".key")
+	if err != nil {
+		return err
+	}
+	p.key = key
+	db, err := journal.Open(jpath, &journal.Options{Logger: p.log, MaxSize: p.cfg.JournalMaxSize})
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	p.db = db
+	err = p.reload()
+	if err == nil {
+		// A journal that opens may still refuse writes (a full disk):
+		// then nothing would be claimed, so nothing is served yet.
+		err = db.Writable()
+	}
+	if err != nil {
+		p.closeWorkers()
+		p.mu.Lock()
+		p.workers, p.bySlot, p.poison, p.nextSlot = map[string]*local{}, map[string]*local{}, map[jobKey]bool{}, 0
+		p.mu.Unlock()
+		_ = db.Close()
+		p.db = nil
+		return err
+	}
 	return nil
+}
+
+// unwritable reports an error of opening the journal that says it cannot
+// be written now (rather than that it is damaged, locked or of another
+// format).
+func unwritable(err error) bool {
+	return journalRefused(err) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EIO)
+}
+
+// journalExpired drains the proxy and makes Run return ErrJournalUnwritable.
+func (p *Proxy) journalExpired(since time.Time, err error) {
+	p.drainMu.Lock()
+	if p.failErr == nil {
+		p.failErr = fmt.Errorf("%w since %s (%s, journal deadline %s): %w", ErrJournalUnwritable,
+			since.UTC().Format(time.RFC3339), time.Since(since).Round(time.Second), p.cfg.JournalDeadline, err)
+	}
+	p.drainMu.Unlock()
+	p.log.Error("the journal stayed unwritable past the deadline: draining and stopping", "path", p.cfg.Journal,
+		"since", since.UTC().Format(time.RFC3339), "deadline", p.cfg.JournalDeadline)
+	p.drain(syscall.SIGTERM)
 }
 
 // reload opens every local worker slot of the journal that has a session,

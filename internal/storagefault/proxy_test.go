@@ -280,3 +280,69 @@ func TestProxyReadOnlyDisk(t *testing.T) {
 		roJobs, doneBefore, remounted.Sub(failedAt).Round(time.Millisecond), js.Failures,
 		time.Since(remounted).Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
 }
+
+// TestProxyJournalDeadline keeps the disk of dcproxy's journal full past
+// --journal-deadline while dcproxy runs two copies of a Python worker (the
+// upstream client) itself: it drains, stops the programs and exits 4,
+// saying so. Started again on the same journal while the disk is still
+// full, it waits for space instead of exiting; once there is space it
+// starts, runs the programs again and finishes the stage: every job
+// completed exactly once.
+func TestProxyJournalDeadline(t *testing.T) {
+	requireRoot(t)
+	python, upstream := upstreamClient(t)
+	build(t)
+	t.Parallel()
+	began := time.Now()
+	dir := mountTmpfs(t, dcFullSize)
+	jpath := filepath.Join(dir, "proxy.db")
+	srv := startTracker(t, fullJobs, fullPad)
+	script := filepath.Join(t.TempDir(), "pyworker.py")
+	if err := os.WriteFile(script, []byte(pyWorker), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const deadline = 2 * time.Second
+	args := func(deadline time.Duration) []string {
+		return []string{bins.dcproxy, "--tracker", srv.URL, "--journal", jpath, "--listen", "127.0.0.1:0",
+			"--status-addr", "127.0.0.1:0", "--json-log", "--grace", "5s", "--procs", "2", "--journal-deadline", deadline.String(),
+			"--", python, script}
+	}
+	env := []string{"UPSTREAM_CLIENT=" + upstream}
+
+	px := startEnv(t, "dcproxy", env, args(deadline)...)
+	waitExit(t, px, 120*time.Second, 4)
+	doneBefore := closedCount(srv)
+	if doneBefore >= fullJobs {
+		t.Fatalf("the stage was done before the disk filled: make %s smaller", dcFullSize)
+	}
+	if n := px.log.count("the journal stayed unwritable past the deadline: draining and stopping"); n != 1 {
+		t.Errorf("dcproxy logged the deadline %d times, want once", n)
+	}
+	if !strings.Contains(px.log.String(), "stayed unwritable since") {
+		t.Errorf("dcproxy's last words do not say why it stopped")
+	}
+	noPanic(t, px)
+
+	// Again, still full: it waits (a deadline the test cannot miss).
+	px2 := startEnv(t, "dcproxy (again, disk full)", env, args(10*time.Minute)...)
+	waitFor(t, 60*time.Second, "the second dcproxy to wait for its journal", func() bool {
+		if px2.exited() {
+			t.Fatalf("the second dcproxy exited (%d) instead of waiting for space", px2.code)
+		}
+		return px2.log.count("cannot be written: not starting until it can") > 0
+	})
+	if n := closedCount(srv); n != doneBefore {
+		t.Errorf("%d jobs completed while no dcproxy could write its journal", n-doneBefore)
+	}
+	remount(t, dir, "size="+bigSize)
+	recovered := time.Now()
+	waitExit(t, px2, 120*time.Second, 0)
+	if px2.log.count("writable again: starting") != 1 {
+		t.Errorf("the second dcproxy did not say that it started once the journal was writable")
+	}
+	checkTracker(t, "dcproxy", srv, fullPad)
+	noPanic(t, px2)
+	verify(t, jpath)
+	figures(t, "jobs=%d, 2 Python programs run by dcproxy; disk full after %d jobs; stopped (exit 4) after the %s deadline; the second dcproxy waited, then finished %s after the remount; wall %s",
+		fullJobs, doneBefore, deadline, time.Since(recovered).Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+}

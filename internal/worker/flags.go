@@ -8,11 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/distcompute/distcompute-go/client"
+	"github.com/distcompute/distcompute-go/internal/bytesize"
 	"github.com/distcompute/distcompute-go/internal/preempt"
 	"github.com/distcompute/distcompute-go/internal/term"
 )
@@ -162,25 +161,8 @@ func (rf *RunFlags) ClientOptions() []client.Option {
 }
 
 // ParseSize parses a byte size: "1048576", "64KiB", "16MiB", "1GiB" (also
-// K, M, G, KB, MB, GB as powers of 1024).
-func ParseSize(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
-		if strings.HasSuffix(strings.ToUpper(t), strings.ToUpper(u.suffix)) {
-			t, mult = strings.TrimSpace(t[:len(t)-len(u.suffix)]), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("invalid size %q", s)
-	}
-	return n * mult, nil
-}
+// K, M, G, KB, MB, GB as powers of 1024). See package bytesize.
+func ParseSize(s string) (int64, error) { return bytesize.Parse(s) }
 
 // Command is `dcworker run ARGS`: it parses args, sets up logging on stderr,
 // and runs the engine. sigs delivers stop signals (see Config.Signals). mod,
