@@ -77,7 +77,8 @@ type metrics struct {
 // arrives (same), or, with cfg.Command, every program copy has ended for
 // good. It opens the journal and replays every local worker's slot before
 // it serves. Errors: ErrConfig, journal errors, ErrStopped after a hard
-// stop.
+// stop, ErrJournalUnwritable after the journal stayed unwritable past
+// cfg.JournalDeadline (it drained first).
 func Run(ctx context.Context, cfg Config, ln net.Listener) error {
 	if err := cfg.setDefaults(); err != nil {
 		return err
