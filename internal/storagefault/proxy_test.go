@@ -290,7 +290,7 @@ func TestProxyReadOnlyDisk(t *testing.T) {
 // completed exactly once.
 func TestProxyJournalDeadline(t *testing.T) {
 	requireRoot(t)
-	python, upstream := upstreamClient(t)
+	python, upstream := upstreamtest.Client(t)
 	build(t)
 	t.Parallel()
 	began := time.Now()
