@@ -81,7 +81,7 @@ func (p *Proxy) register(w http.ResponseWriter, r *http.Request, path string, bo
 	p.nextSlot++
 	p.mu.Unlock()
 	var c slotClient
-	err := p.retry(r.Context(), "", func(ctx context.Context) error {
+	err := p.retry(r.Context(), slot, "", func(ctx context.Context) error {
 		var err error
 		c, err = p.openSlot(ctx, slot, st, nickname)
 		return err
@@ -424,7 +424,7 @@ func (p *Proxy) newJob(w http.ResponseWriter, r *http.Request, l *local) {
 				p.m.handedBack.Add(1)
 				// Its claim may not be durable yet: an earlier newJob
 				// went away while the journal refused it.
-				if err := p.retry(ctx, "", p.durableClaim(l)); err != nil {
+				if err := p.retry(ctx, l.slotName, "", p.durableClaim(l)); err != nil {
 					p.answerError(w, r, err)
 					return
 				}
@@ -432,7 +432,7 @@ func (p *Proxy) newJob(w http.ResponseWriter, r *http.Request, l *local) {
 			p.deliver(w, l, n, data)
 			return
 		}
-		err := p.retry(ctx, "", l.c.claim)
+		err := p.retry(ctx, l.slotName, "", l.c.claim)
 		switch {
 		case errors.Is(err, client.ErrNoJobs):
 			writeText(w, http.StatusForbidden, msgNoJobs)
@@ -445,7 +445,7 @@ func (p *Proxy) newJob(w http.ResponseWriter, r *http.Request, l *local) {
 		// While the journal refuses it (a full disk), the program's newJob
 		// waits, as on an unreachable tracker: the job is not handed out
 		// before its claim is durable.
-		if err := p.retry(ctx, "", p.durableClaim(l)); err != nil {
+		if err := p.retry(ctx, l.slotName, "", p.durableClaim(l)); err != nil {
 			p.answerError(w, r, err)
 			return
 		}
@@ -573,11 +573,11 @@ func (p *Proxy) settle(w http.ResponseWriter, r *http.Request, l *local, kind jo
 		defer p.busy.done()
 		defer close(done)
 		out := decodeOutput(output)
-		what := fmt.Sprintf("the output of job %d (%d bytes), %s", n, len(output), l.slotName)
+		what := fmt.Sprintf("the output of job %d (%d bytes)", n, len(output))
 		if kind == journal.KindFlagPending {
-			what = fmt.Sprintf("the flag of job %d, %s", n, l.slotName)
+			what = fmt.Sprintf("the flag of job %d", n)
 		}
-		result = p.retry(p.ctx, what, func(ctx context.Context) error {
+		result = p.retry(p.ctx, l.slotName, what, func(ctx context.Context) error {
 			ctx = withAcceptWatch(ctx, path, markAccepted)
 			// A call after an unconfirmed one resends the recorded
 			// output (the client ignores the argument then).
@@ -690,7 +690,7 @@ func (p *Proxy) bye(w http.ResponseWriter, r *http.Request, l *local) {
 		hangUp(w)
 		return
 	}
-	if err := p.retry(r.Context(), "", l.c.bye); err != nil {
+	if err := p.retry(r.Context(), l.slotName, "", l.c.bye); err != nil {
 		p.answerError(w, r, err)
 		return
 	}
@@ -718,22 +718,20 @@ func (p *Proxy) answerError(w http.ResponseWriter, r *http.Request, err error) {
 // else (see client.CompleteJob).
 //
 // A call the journal refused (a full, read-only or failing disk: nothing
-// recorded, nothing sent) is retried the same way; p.disk logs the spell
-// once rather than each attempt, and shows what holds, what: what the call
-// holds in memory meanwhile ("" for nothing).
-func (p *Proxy) retry(ctx context.Context, what string, fn func(context.Context) error) error {
+// recorded, nothing sent) is retried the same way, and sooner when another
+// local worker's held record gets through; p.disk logs the spell once
+// rather than each attempt, and shows what the call for slot (a local
+// worker, one call at a time) holds in memory meanwhile: what ("" for
+// nothing).
+func (p *Proxy) retry(ctx context.Context, slot, what string, fn func(context.Context) error) error {
 	wait := 200 * time.Millisecond
-	id := p.disk.nextID.Add(1)
-	defer p.disk.done(id)
+	n, _ := slotIndex(slot)
+	defer p.disk.Drop(n)
 	for {
 		began := time.Now()
 		err := fn(ctx)
-		refused := journalRefused(err)
-		switch {
-		case err == nil:
-			p.disk.ok(id, began)
-		case refused:
-			p.disk.failed(id, what, err, began)
+		if err == nil {
+			p.disk.OK(n, began)
 		}
 		if err == nil || final(err) {
 			return err
@@ -741,16 +739,21 @@ func (p *Proxy) retry(ctx context.Context, what string, fn func(context.Context)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if refused {
-			p.log.Debug("journal write refused; retrying", "err", err, "wait", wait)
+		pause := wait/2 + rand.N(wait)
+		var woken <-chan struct{}
+		if journalRefused(err) {
+			woken = p.disk.Failed(n, what, err, pause, began)
+			p.log.Debug("journal write refused; retrying", "slot", slot, "err", err, "wait", pause)
 		} else {
-			p.log.Warn("tracker call not confirmed; retrying", "err", err, "wait", wait)
+			p.log.Warn("tracker call not confirmed; retrying", "slot", slot, "err", err, "wait", pause)
 		}
-		t := time.NewTimer(wait/2 + rand.N(wait))
+		t := time.NewTimer(pause)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return ctx.Err()
+		case <-woken:
+			t.Stop()
 		case <-t.C:
 		}
 		wait = min(2*wait, 10*time.Second)

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/distcompute/distcompute-go/client"
 	"github.com/distcompute/distcompute-go/internal/preempt"
+	"github.com/distcompute/distcompute-go/internal/statusserver"
 	"github.com/distcompute/distcompute-go/journal"
 )
 
@@ -40,7 +42,7 @@ type Proxy struct {
 	slotHTTP *http.Client // the slot clients': cfg.HTTPClient (with reachTransport) with acceptTransport
 	addr     string       // the local server's address, host:port
 	reach    *reachability
-	disk     *diskState
+	disk     *statusserver.DiskState
 
 	ctx  context.Context // ends with Run: background settles stop, pending stays journaled
 	hard context.CancelFunc
@@ -109,7 +111,9 @@ func Run(ctx context.Context, cfg Config, ln net.Listener) error {
 		return fmt.Errorf("proxy: journal directory: %w", err)
 	}
 	p.cfg.Journal = jpath
-	p.disk = newDiskState(jpath, p.log, p.cfg.JournalDeadline, p.journalExpired)
+	p.disk = statusserver.NewDiskState(statusserver.DiskConfig{Path: jpath, Log: p.log, Deadline: p.cfg.JournalDeadline,
+		Expired: p.journalExpired, Waits: "the programs' calls wait and are tried again; nothing is lost",
+		SlotName: func(n int) string { return SlotPrefix + strconv.Itoa(n) }})
 
 	stopSignals := p.watchSignals()
 	defer stopSignals()
@@ -204,7 +208,7 @@ func (p *Proxy) openJournal(jpath string) error {
 		if !unwritable(err) || p.ctx.Err() != nil {
 			return err
 		}
-		p.disk.failures.Add(1)
+		p.disk.Failures.Add(1)
 		if since.IsZero() {
 			since = time.Now()
 			p.log.Error(fmt.Sprintf("journal %s cannot be written: not starting until it can", jpath),

@@ -86,7 +86,7 @@ func (p *Proxy) Status() Status {
 // status request first saw that state.
 func (p *Proxy) slotStatus() statusserver.Status {
 	now := time.Now()
-	reach, disk := p.reach.snapshot(), p.disk.snapshot()
+	reach, disk := p.reach.snapshot(), p.disk.Snapshot()
 	st := statusserver.Status{Tracker: statusserver.RedactURL(p.tracker.String()), Journal: p.cfg.Journal,
 		Draining: p.isDraining(), Counters: p.counters(), Slots: []statusserver.SlotStatus{}, Reach: &reach, JournalStatus: &disk}
 	p.mu.Lock()

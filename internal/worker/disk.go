@@ -4,10 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"sort"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -54,247 +50,9 @@ func journalRefused(err error) bool {
 	return notRecorded(err) || errors.Is(err, journal.ErrStopped) || errors.Is(err, journal.ErrFull)
 }
 
-// diskState follows whether the journal can be written, from the outcome of
-// the journal writes the engine asks the clients for. It says so in one log
-// line per change (the journal became unwritable; a slot holds one more
-// thing in memory; writable again), and /status, the page and /metrics show
-// it. While the journal is unwritable no slot claims a job. The slots that
-// hold something find out that it is writable again by trying again; when
-// none holds anything (a claim or a checkpoint was refused), one waiting
-// slot, the prober, asks client.Client.JournalHealth on the same schedule,
-// which reopens a stopped journal and writes nothing else.
-type diskState struct {
-	path     string
-	log      *slog.Logger
-	deadline time.Duration
-	expired  func(since time.Time, err error) // the deadline passed while unwritable
-
-	failures atomic.Int64 // journal writes refused (each attempt)
-	opening  atomic.Bool  // openPool retries a journal it cannot write
-
-	mu       sync.Mutex
-	err      error             // nil while writable
-	since    time.Time         // start of the current unwritable spell
-	up       time.Time         // end of the last spell (zero before the first)
-	held     map[int]string    // slot index -> what it holds in memory
-	retryAt  map[int]time.Time // slot index -> its next attempt
-	prober   int               // the slot allowed a probe claim, -1 for none
-	writable chan struct{}     // closed when the journal is writable again
-	progress chan struct{}     // closed (and replaced) when a held record is journaled during a spell
-	timer    *time.Timer       // the deadline of the current spell
-}
-
-func newDiskState(path string, log *slog.Logger, deadline time.Duration, expired func(time.Time, error)) *diskState {
-	d := &diskState{path: path, log: log, deadline: deadline, expired: expired,
-		held: map[int]string{}, retryAt: map[int]time.Time{}, prober: -1, writable: make(chan struct{}), progress: make(chan struct{})}
-	close(d.writable)
-	return d
-}
-
-// failed records that slot's journal write failed with err (a
-// client.ErrNotRecorded error). what, if not empty, is what the slot now
-// holds in memory; it tries again after retry. The channel returned is
-// closed when another slot's held record is journaled afterwards: the
-// caller then tries again at once.
-//
-// began is when the failed attempt began. One that began before the last
-// spell ended (it failed then, and is reported after another slot found
-// the journal writable) does not start a new spell: the slot tries again
-// after retry, and that attempt tells. See ok for the other way round.
-func (d *diskState) failed(slot int, what string, err error, retry time.Duration, began time.Time) <-chan struct{} {
-	d.failures.Add(1)
-	now := time.Now()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if retry > 0 {
-		d.retryAt[slot] = now.Add(retry)
-	}
-	if d.err == nil && began.Before(d.up) {
-		return d.progress
-	}
-	if d.err == nil {
-		d.err, d.since = err, now
-		d.writable = make(chan struct{})
-		if what != "" {
-			d.held[slot] = what
-		}
-		d.timer = time.AfterFunc(d.deadline, d.expire)
-		attrs := []any{"err", journalCause(err), "held_in_memory", d.heldLocked()}
-		if retry > 0 {
-			attrs = append(attrs, "retry_in", retry)
-		}
-		d.log.Error(fmt.Sprintf("journal %s cannot be written: no job is claimed until it can", d.path),
-			append(attrs, "deadline", d.deadline)...)
-		return d.progress
-	}
-	d.err = err
-	if what != "" && d.held[slot] != what {
-		d.held[slot] = what
-		d.log.Warn(fmt.Sprintf("journal %s still cannot be written: one more thing held in memory", d.path),
-			"err", journalCause(err), "held", what, "held_in_memory", d.heldLocked(), "retry_in", retry)
-	}
-	return d.progress
-}
-
-// ok records that slot's journal write succeeded: what it held, if
-// anything, is journaled now. The journal counts as writable again once
-// nothing is held: on a nearly full disk a small write may pass while a
-// larger one still fails, and a slot that journaled a small record must
-// not end the spell (and claim) while another slot's output waits. A held
-// record journaled wakes the other slots that hold something, to try again
-// at once; a record that was not held (a checkpoint, say) does not, so
-// that a slot checkpointing often cannot make the others spin.
-//
-// began is when the slot's attempt began. An attempt that began before the
-// current spell does not end it: its write may have reached the disk just
-// before another slot's failed, and be reported just after (two slots, a
-// loaded machine). It says nothing about the journal now, and taking it
-// for a recovery would end the spell at once and start another with the
-// next write. Such a slot holds nothing (what a slot holds is set when an
-// attempt of the spell fails, and its next attempt begins later).
-func (d *diskState) ok(slot int, began time.Time) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.err != nil && began.Before(d.since) {
-		return
-	}
-	what, had := d.held[slot]
-	d.forgetLocked(slot)
-	if d.err == nil {
-		return
-	}
-	if had {
-		close(d.progress)
-		d.progress = make(chan struct{})
-	}
-	if len(d.held) > 0 {
-		if had {
-			d.log.Info(fmt.Sprintf("journal %s took a record held in memory; others still wait", d.path),
-				"journaled", what, "held_in_memory", d.heldLocked())
-		}
-		return
-	}
-	attrs := []any{"down_for", time.Since(d.since).Round(time.Millisecond)}
-	if had {
-		attrs = append(attrs, "journaled", what)
-	}
-	d.log.Info(fmt.Sprintf("journal %s writable again", d.path), attrs...)
-	d.err, d.up = nil, time.Now()
-	d.prober = -1
-	d.timer.Stop()
-	close(d.writable)
-}
-
-// inJournal records that what slot held reached the journal although the
-// journal is still unwritable (a later record of the same action was
-// refused): the slot holds nothing any more, the spell goes on, and the
-// slots waiting for it to end look again, so that one becomes the prober
-// when nothing is held (else they would wait for a holder that no longer
-// tries).
-func (d *diskState) inJournal(slot int) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.forgetLocked(slot)
-	if d.err != nil {
-		close(d.writable)
-		d.writable = make(chan struct{})
-	}
-}
-
-// forgetLocked forgets what slot held, when it retries, and that it
-// probes. The caller holds mu.
-func (d *diskState) forgetLocked(slot int) {
-	delete(d.held, slot)
-	delete(d.retryAt, slot)
-	if d.prober == slot {
-		d.prober = -1
-	}
-}
-
-// drop forgets what slot held without it having been journaled (the run
-// stops, or the client no longer holds the job it belonged to); the caller
-// logs why.
-func (d *diskState) drop(slot int) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.forgetLocked(slot)
-}
-
-// mayClaim reports whether slot may claim a job now (the journal is
-// writable), or else whether it is to probe the journal (nothing is held
-// and no other slot probes: this one becomes the prober), or else returns
-// a channel closed when the journal is writable again.
-func (d *diskState) mayClaim(slot int) (claim, probe bool, wait <-chan struct{}) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.err == nil {
-		return true, false, nil
-	}
-	if len(d.held) == 0 && (d.prober == -1 || d.prober == slot) {
-		d.prober = slot
-		return false, true, nil
-	}
-	return false, false, d.writable
-}
-
-// unwritable reports whether the engine knows the journal cannot be
-// written now.
-func (d *diskState) unwritable() bool {
-	if d.opening.Load() {
-		return true
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.err != nil
-}
-
-func (d *diskState) expire() {
-	d.mu.Lock()
-	err, since := d.err, d.since
-	d.mu.Unlock()
-	if err != nil && time.Since(since) >= d.deadline { // not a new spell's
-		d.expired(since, err)
-	}
-}
-
-// heldLocked lists what the slots hold, by slot. The caller holds mu.
-func (d *diskState) heldLocked() []string {
-	slots := make([]int, 0, len(d.held))
-	for s := range d.held {
-		slots = append(slots, s)
-	}
-	sort.Ints(slots)
-	out := make([]string, 0, len(slots))
-	for _, s := range slots {
-		out = append(out, fmt.Sprintf("slot %d: %s", s, d.held[s]))
-	}
-	return out
-}
-
 // JournalStatus is the journal's writability as /status and the page show
 // it.
 type JournalStatus = statusserver.JournalStatus
-
-func (d *diskState) snapshot() JournalStatus {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	js := JournalStatus{Writable: d.err == nil, Held: d.heldLocked(), Failures: d.failures.Load()}
-	if d.err != nil {
-		js.Error = journalCause(d.err)
-		since, end := d.since, d.since.Add(d.deadline)
-		js.Since, js.Deadline = &since, &end
-		var next time.Time
-		for _, t := range d.retryAt {
-			if next.IsZero() || t.Before(next) {
-				next = t
-			}
-		}
-		if !next.IsZero() {
-			js.NextRetry = &next
-		}
-	}
-	return js
-}
 
 // journalCause is the error to show for a journal write the client
 // refused: the whole chain, which names the file, the operation and the
@@ -310,7 +68,7 @@ func journalCause(err error) string { return err.Error() }
 // ctx bounds the wait too: a slot that holds something passes e.runCtx, a
 // claim (which holds nothing) its claim context, which ends with a drain.
 func (e *engine) holdRetry(ctx context.Context, i int, what string, err error, pause *time.Duration, began time.Time) bool {
-	woken := e.disk.failed(i, what, err, *pause, began)
+	woken := e.disk.Failed(i, what, err, *pause, began)
 	wait := *pause
 	*pause = min(2**pause, JournalRetryMax)
 	if e.isDraining() {
@@ -334,7 +92,7 @@ func (e *engine) holdRetry(ctx context.Context, i int, what string, err error, p
 
 // giveUp logs that slot i stops holding what it could not journal.
 func (e *engine) giveUp(i int, what string, err error) {
-	e.disk.drop(i)
+	e.disk.Drop(i)
 	e.log.Error("giving up what could not be journaled: it is lost, and the job is run again after a restart", "slot", e.clients[i].Slot(),
 		"lost", what, "err", journalCause(err))
 }
@@ -350,11 +108,11 @@ func (e *engine) journalExpired(since time.Time, err error) {
 
 // waitClaim blocks slot i while the journal is unwritable: it waits for
 // the slots that hold something to find it writable, or probes it itself
-// (see diskState) with pause, the slot's claim schedule. It returns false
+// (see statusserver.DiskState) with pause, the slot's claim schedule. It returns false
 // when ctx ends.
 func (e *engine) waitClaim(ctx context.Context, i int, pause *time.Duration) bool {
 	for {
-		claim, probe, ch := e.disk.mayClaim(i)
+		claim, probe, ch := e.disk.MayClaim(i)
 		switch {
 		case claim:
 			return true
@@ -362,7 +120,7 @@ func (e *engine) waitClaim(ctx context.Context, i int, pause *time.Duration) boo
 			began := time.Now()
 			err := e.clients[i].JournalHealth()
 			if err == nil {
-				e.disk.ok(i, began)
+				e.disk.OK(i, began)
 				return true
 			}
 			if !e.holdRetry(ctx, i, "", err, pause, began) {
@@ -402,12 +160,12 @@ func (e *engine) record(i, num int, state, what string, act func(context.Context
 				// refusal): the output is safe in the journal, nothing is
 				// held in memory, and the journal is still unwritable: the
 				// spell goes on (claims wait, the prober asks).
-				e.disk.failed(i, "", err, 0, began)
-				e.disk.inJournal(i)
+				e.disk.Failed(i, "", err, 0, began)
+				e.disk.InJournal(i)
 			case recorded(err):
-				e.disk.ok(i, began)
+				e.disk.OK(i, began)
 			default:
-				e.disk.drop(i) // the caller logs what became of it
+				e.disk.Drop(i) // the caller logs what became of it
 			}
 			return err
 		}
@@ -437,10 +195,10 @@ func (e *engine) openPool(ctx context.Context, opts []client.Option) (*client.Po
 	var since time.Time
 	// While retrying, the journal's own line for each failure is quiet
 	// (debug): the line above says it once.
-	defer e.disk.opening.Store(false)
+	defer e.disk.Opening.Store(false)
 	for {
 		pool, err := client.OpenPool(ctx, e.cfg.TrackerURL, e.cfg.Stage, e.cfg.Slots, opts...)
-		e.disk.opening.Store(false)
+		e.disk.Opening.Store(false)
 		if err == nil {
 			if !since.IsZero() {
 				e.log.Info(fmt.Sprintf("journal %s writable again: starting", e.cfg.Journal), "down_for", time.Since(since).Round(time.Millisecond))
@@ -450,13 +208,13 @@ func (e *engine) openPool(ctx context.Context, opts []client.Option) (*client.Po
 		if !unwritable(err) || ctx.Err() != nil {
 			return nil, err
 		}
-		e.disk.failures.Add(1)
+		e.disk.Failures.Add(1)
 		if since.IsZero() {
 			since = time.Now()
 			e.log.Error(fmt.Sprintf("journal %s cannot be written: not starting until it can", e.cfg.Journal),
 				"err", journalCause(err), "retry_in", pause, "deadline", e.cfg.JournalDeadline)
 		}
-		e.disk.opening.Store(true)
+		e.disk.Opening.Store(true)
 		if time.Since(since) >= e.cfg.JournalDeadline {
 			return nil, fmt.Errorf("%w since %s (%s, --journal-deadline %s): %w", ErrJournalUnwritable,
 				since.UTC().Format(time.RFC3339), time.Since(since).Round(time.Second), e.cfg.JournalDeadline, err)

@@ -60,7 +60,7 @@ func (r *reachability) retrying(wait time.Duration) {
 type retryQuiet struct {
 	slog.Handler
 	reach *reachability
-	disk  *diskState // nil: no journal state to consult
+	disk  *statusserver.DiskState // nil: no journal state to consult
 }
 
 // retryMessage is the message of the session package's per-attempt retry warning;
@@ -80,7 +80,7 @@ func (h retryQuiet) Handle(ctx context.Context, rec slog.Record) error {
 	if rec.Level == slog.LevelWarn && rec.Message == waitMessage && !h.reach.snapshot().Reachable {
 		return h.debug(ctx, rec)
 	}
-	if rec.Message == stopMessage && h.disk != nil && h.disk.unwritable() {
+	if rec.Message == stopMessage && h.disk != nil && h.disk.Unwritable() {
 		return h.debug(ctx, rec)
 	}
 	if rec.Level != slog.LevelWarn || !strings.HasPrefix(rec.Message, retryMessage) {

@@ -108,7 +108,7 @@ func (e *engine) counters() map[string]int64 {
 // status server (JSON, metrics, HTML) is built from it or from counters,
 // never from the configuration or the journal directly.
 func (e *engine) status() Status {
-	reach, disk := e.reach.snapshot(), e.disk.snapshot()
+	reach, disk := e.reach.snapshot(), e.disk.Snapshot()
 	st := Status{Tracker: redactedURL(e.cfg.TrackerURL), Stage: e.cfg.Stage, Journal: e.cfg.Journal, Draining: e.isDraining(), Counters: e.counters(), Reach: &reach, JournalStatus: &disk}
 	for i, s := range e.slots {
 		s.mu.Lock()

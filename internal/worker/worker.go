@@ -24,6 +24,7 @@ import (
 	"github.com/distcompute/distcompute-go/client"
 	"github.com/distcompute/distcompute-go/internal/hooks"
 	"github.com/distcompute/distcompute-go/internal/preempt"
+	"github.com/distcompute/distcompute-go/internal/statusserver"
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/session"
 )
@@ -228,7 +229,7 @@ type engine struct {
 	slots   []*slotState
 	m       *metrics
 	reach   *reachability
-	disk    *diskState
+	disk    *statusserver.DiskState
 	workDir string
 	cmdPath string   // cfg.Command[0] resolved once (exec.LookPath)
 	env     []string // the worker's environment, the base of each command's
@@ -330,7 +331,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("worker: journal directory: %w", err)
 	}
 	e.cfg.Journal = jpath
-	e.disk = newDiskState(jpath, e.log, e.cfg.JournalDeadline, e.journalExpired)
+	e.disk = statusserver.NewDiskState(statusserver.DiskConfig{Path: jpath, Log: e.log, Deadline: e.cfg.JournalDeadline,
+		Expired: e.journalExpired, Waits: "no job is claimed until it can"})
 
 	// Watch for a preemption notice from the start: the replay in OpenPool
 	// may take a while when the tracker is hard to reach.
@@ -636,13 +638,13 @@ func (e *engine) giveBack(i int) bool {
 		err := releaseJob(ctx, c)
 		cancel()
 		if err == nil {
-			e.disk.ok(i, began)
+			e.disk.OK(i, began)
 			return true
 		}
 		if journalRefused(err) {
 			e.slots[i].set(e.m, stateHolding, num)
 			if !e.holdRetry(e.runCtx, i, fmt.Sprintf("the release of job %d (given up)", num), err, &jpause, began) {
-				e.disk.drop(i) // the job stays held: released after a restart
+				e.disk.Drop(i) // the job stays held: released after a restart
 				return false
 			}
 			continue
@@ -656,7 +658,7 @@ func (e *engine) giveBack(i int) bool {
 		}
 		pause = min(2*pause, time.Minute)
 	}
-	e.disk.drop(i) // a release not journaled: the job is still held, released after a restart
+	e.disk.Drop(i) // a release not journaled: the job is still held, released after a restart
 	return false
 }
 
@@ -672,7 +674,7 @@ func (e *engine) claim(i int) bool {
 	defer cancel()
 	pause, jpause := time.Second, JournalRetryMin
 	for {
-		// No claim while the journal cannot be written (see diskState).
+		// No claim while the journal cannot be written (see statusserver.DiskState).
 		if !e.waitClaim(ctx, i, &jpause) {
 			return false
 		}
@@ -684,7 +686,7 @@ func (e *engine) claim(i int) bool {
 			err = c.WaitForJob(ctx)
 		}
 		if err == nil {
-			e.disk.ok(i, began)
+			e.disk.OK(i, began)
 			return true
 		}
 		if ctx.Err() != nil {
@@ -829,7 +831,7 @@ func (e *engine) runJob(i int, resumed bool) bool {
 				// The client (reopens it and) resends what is still pending
 				// before the next claim (the tracker then says it was
 				// applied earlier).
-				e.disk.failures.Add(1)
+				e.disk.Failures.Add(1)
 				log.Warn("the tracker's answer to the completion could not be journaled; the output is in the journal and is resent before the next claim", "err", err)
 				return !drained
 			}
@@ -886,7 +888,7 @@ func (e *engine) runJob(i int, resumed bool) bool {
 		began := time.Now()
 		if err := e.recordFailure(i, reason, tail); err != nil {
 			if notRecorded(err) {
-				e.disk.failed(i, "", err, 0, began) // informational: not retried
+				e.disk.Failed(i, "", err, 0, began) // informational: not retried
 			}
 			log.Error("journaling the failure failed", "err", err)
 		}
@@ -958,14 +960,14 @@ func (e *engine) runOnce(i int, c *client.Client, log *slog.Logger, job session.
 					// Not held: the command's next checkpoint is tried
 					// when it writes one, and its output is held. The
 					// journal's state has its own log line.
-					e.disk.failed(i, "", err, 0, began)
+					e.disk.Failed(i, "", err, 0, began)
 					log.Debug("storing a checkpoint failed: the journal cannot be written", "err", err, "bytes", len(data))
 					return
 				}
 				log.Error("storing a checkpoint failed", "err", err, "bytes", len(data))
 				return
 			}
-			e.disk.ok(i, began)
+			e.disk.OK(i, began)
 			e.m.checkpoints.Add(1)
 		},
 		onCheckpointTooBig: func(size int64) {
