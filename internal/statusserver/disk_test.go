@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -14,26 +13,10 @@ import (
 	"github.com/distcompute/distcompute-go/internal/statusserver"
 )
 
-// syncBuffer is a log safe for the deadline timer's goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) lines() []string {
-	return strings.Split(strings.TrimSpace(s.String()), "\n")
+// lines splits a log into its lines. (The tests' logs are written only by
+// the calls they make: the deadline of an hour never fires.)
+func lines(b *bytes.Buffer) []string {
+	return strings.Split(strings.TrimSpace(b.String()), "\n")
 }
 
 var errFull = fmt.Errorf("client: not recorded in the journal, so not sent: journal is full: %w", syscall.ENOSPC)
@@ -41,7 +24,7 @@ var errFull = fmt.Errorf("client: not recorded in the journal, so not sent: jour
 // The journal's state changes make one log line each; attempts that
 // change nothing make none; claims wait while something is held.
 func TestDiskStateSpell(t *testing.T) {
-	var buf syncBuffer
+	var buf bytes.Buffer
 	d := statusserver.NewDiskState(statusserver.DiskConfig{Path: "/j.db", Log: slog.New(slog.NewTextHandler(&buf, nil)), Deadline: time.Hour, Expired: func(time.Time, error) { t.Error("deadline passed") }, Waits: "no job is claimed until it can"})
 	if claim, _, _ := d.MayClaim(0); !claim {
 		t.Fatal("a writable journal refuses a claim")
@@ -75,7 +58,7 @@ func TestDiskStateSpell(t *testing.T) {
 	if js := d.Snapshot(); !js.Writable || len(js.Held) != 0 || js.Error != "" {
 		t.Fatalf("status after the spell: %+v", js)
 	}
-	lines := buf.lines()
+	lines := lines(&buf)
 	want := []string{"cannot be written: no job is claimed until it can", "still cannot be written: one more thing held in memory",
 		"took a record held in memory; others still wait", "writable again"}
 	if len(lines) != len(want) {
@@ -94,7 +77,7 @@ func TestDiskStateSpell(t *testing.T) {
 // "writable again" line after 0 s between the two. Nor does a failure
 // begun before the spell ended start another.
 func TestDiskStateSuccessBeforeSpell(t *testing.T) {
-	var buf syncBuffer
+	var buf bytes.Buffer
 	d := statusserver.NewDiskState(statusserver.DiskConfig{Path: "/j.db", Log: slog.New(slog.NewTextHandler(&buf, nil)), Deadline: time.Hour, Expired: func(time.Time, error) {}, Waits: "no job is claimed until it can"})
 	began := time.Now() // slot 1 starts a claim
 	d.Failed(0, "", errFull, time.Second, time.Now())
@@ -120,7 +103,7 @@ func TestDiskStateSuccessBeforeSpell(t *testing.T) {
 	if js := d.Snapshot(); js.Writable || len(js.Held) != 1 {
 		t.Fatalf("a write begun after the spell ended failed, and no new spell: %+v", js)
 	}
-	lines := buf.lines()
+	lines := lines(&buf)
 	want := []string{"cannot be written", "writable again", "cannot be written"}
 	if len(lines) != len(want) {
 		t.Fatalf("log lines:\n%s", buf.String())
