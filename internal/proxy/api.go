@@ -279,8 +279,8 @@ func (p *Proxy) claimAhead(l *local) {
 		if !ok || p.isDraining() || p.ctx.Err() != nil || p.waitSettle(p.ctx, l) != nil {
 			return
 		}
-		if _, _, held := l.c.job(); held {
-			return
+		if _, _, held := l.c.job(); held || p.disk.Unwritable() {
+			return // held, or the journal is unwritable: the program's newJob waits
 		}
 		if err := l.c.claim(p.ctx); err != nil {
 			// The program's newJob claims, with its retries and answers.
@@ -432,7 +432,15 @@ func (p *Proxy) newJob(w http.ResponseWriter, r *http.Request, l *local) {
 			p.deliver(w, l, n, data)
 			return
 		}
-		err := p.retry(ctx, l.slotName, "", l.c.claim)
+		// No claim while the journal is unwritable (another local worker's
+		// output may be held in memory: a small claim record can pass on a
+		// nearly full disk while it waits), as dcworker does.
+		err := p.retry(ctx, l.slotName, "", func(ctx context.Context) error {
+			if err := p.waitClaim(ctx, l); err != nil {
+				return err
+			}
+			return l.c.claim(ctx)
+		})
 		switch {
 		case errors.Is(err, client.ErrNoJobs):
 			writeText(w, http.StatusForbidden, msgNoJobs)
@@ -747,16 +755,60 @@ func (p *Proxy) retry(ctx context.Context, slot, what string, fn func(context.Co
 		} else {
 			p.log.Warn("tracker call not confirmed; retrying", "slot", slot, "err", err, "wait", pause)
 		}
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, pause, woken) {
 			return ctx.Err()
-		case <-woken:
-			t.Stop()
-		case <-t.C:
 		}
 		wait = min(2*wait, 10*time.Second)
+	}
+}
+
+// sleep waits d, or less if woken is closed first; it returns false when
+// ctx ends first.
+func sleep(ctx context.Context, d time.Duration, woken <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-woken:
+	case <-t.C:
+	}
+	return true
+}
+
+// waitClaim returns once l's worker may claim a job: at once while the
+// journal is writable. While it is not (see statusserver.DiskState.MayClaim)
+// it waits for the local workers that hold a record in memory to find it
+// writable, or, when none does, probes it on retry's schedule (the client's
+// journalHealth, which reopens a stopped journal and writes nothing). It
+// returns ctx's error when ctx ends.
+func (p *Proxy) waitClaim(ctx context.Context, l *local) error {
+	n, _ := slotIndex(l.slotName)
+	wait := 200 * time.Millisecond
+	for {
+		claim, probe, ch := p.disk.MayClaim(n)
+		if claim {
+			return nil
+		}
+		if probe {
+			began := time.Now()
+			err := l.c.journalHealth()
+			if err == nil {
+				p.disk.OK(n, began)
+				return nil
+			}
+			pause := wait/2 + rand.N(wait)
+			if !sleep(ctx, pause, p.disk.Failed(n, "", err, pause, began)) {
+				return ctx.Err()
+			}
+			wait = min(2*wait, 10*time.Second)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
 	}
 }
 

@@ -174,12 +174,18 @@ func (d *DiskState) InJournal(slot int) {
 }
 
 // forgetLocked forgets what slot held, when it retries, and that it
-// probes. The caller holds mu.
+// probes. A prober that stops probing during a spell (its claim ended:
+// dcproxy's program hung up, a drain) wakes the waiting slots, so that one
+// of them probes instead. The caller holds mu.
 func (d *DiskState) forgetLocked(slot int) {
 	delete(d.held, slot)
 	delete(d.retryAt, slot)
 	if d.prober == slot {
 		d.prober = -1
+		if d.err != nil {
+			close(d.writable)
+			d.writable = make(chan struct{})
+		}
 	}
 }
 

@@ -123,10 +123,16 @@ func TestDiskStateProbe(t *testing.T) {
 	if _, probe, _ := d.MayClaim(0); !probe {
 		t.Fatal("slot 0 may not probe with nothing held")
 	}
-	if claim, probe, wait := d.MayClaim(1); claim || probe || wait == nil {
+	claim, probe, wait := d.MayClaim(1)
+	if claim || probe || wait == nil {
 		t.Fatal("a second slot probes too")
 	}
-	d.Drop(0)
+	d.Drop(0) // the prober went away (dcproxy: its program hung up)
+	select {
+	case <-wait:
+	default:
+		t.Fatal("the prober went away and the waiting slot was not woken: it would wait for a probe nobody makes")
+	}
 	if _, probe, _ := d.MayClaim(1); !probe {
 		t.Fatal("the prober's role is not handed on")
 	}
