@@ -442,6 +442,8 @@ func (p *Proxy) newJob(w http.ResponseWriter, r *http.Request, l *local) {
 			return l.c.claim(ctx)
 		})
 		switch {
+		case errors.Is(err, errDraining):
+			continue // waits for the end, above
 		case errors.Is(err, client.ErrNoJobs):
 			writeText(w, http.StatusForbidden, msgNoJobs)
 			return
@@ -781,11 +783,14 @@ func sleep(ctx context.Context, d time.Duration, woken <-chan struct{}) bool {
 // it waits for the local workers that hold a record in memory to find it
 // writable, or, when none does, probes it on retry's schedule (the client's
 // journalHealth, which reopens a stopped journal and writes nothing). It
-// returns ctx's error when ctx ends.
+// returns ctx's error when ctx ends, errDraining when a drain starts.
 func (p *Proxy) waitClaim(ctx context.Context, l *local) error {
 	n, _ := slotIndex(l.slotName)
 	wait := 200 * time.Millisecond
 	for {
+		if p.isDraining() {
+			return errDraining
+		}
 		claim, probe, ch := p.disk.MayClaim(n)
 		if claim {
 			return nil
@@ -807,10 +812,16 @@ func (p *Proxy) waitClaim(ctx context.Context, l *local) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-p.drainCh:
+			return errDraining
 		case <-ch:
 		}
 	}
 }
+
+// errDraining ends a claim's wait when a drain starts: no claim is made
+// during a drain.
+var errDraining = finalError{errors.New("proxy: draining: no claims")}
 
 // finalError marks an error as one that retrying cannot cure.
 type finalError struct{ err error }
