@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -85,11 +86,8 @@ func (c *Conn) Register(ctx context.Context, nickname, stage string) (Registrati
 			StageName   string `json:"stage_name"`
 		}
 		if err := json.Unmarshal(a.body, &v); err != nil {
-			tok := tokenIn(a.body)
-			if tok == "" && strings.Contains(string(a.body), "token") {
-				// A token we cannot find to redact may be in there.
-				a.body = []byte("(body left out: it may hold a token)")
-			}
+			var tok string
+			a.body, tok = registerErrBody(a.body)
 			return Registration{}, c.unexpected(epRegister, a, tok, err)
 		}
 		if v.Token == "" {
@@ -97,10 +95,13 @@ func (c *Conn) Register(ctx context.Context, nickname, stage string) (Registrati
 		}
 		c.tokens.note(v.Token)
 		return Registration{Token: v.Token, DisplayName: v.DisplayName, Project: v.Project, StageName: v.StageName}, nil
-	case http.StatusBadRequest:
-		return Registration{}, c.stageError(epRegister, a)
 	}
-	return Registration{}, c.otherStatus(epRegister, a, "")
+	var tok string
+	a.body, tok = registerErrBody(a.body)
+	if a.status == http.StatusBadRequest {
+		return Registration{}, c.stageError(epRegister, a, tok)
+	}
+	return Registration{}, c.otherStatus(epRegister, a, tok)
 }
 
 // JobCount returns the number of open jobs at stage (a to e, either case):
@@ -124,7 +125,7 @@ func (c *Conn) JobCount(ctx context.Context, stage string) (int, error) {
 		}
 		return n, nil
 	case http.StatusBadRequest:
-		return 0, c.stageError(epJobCount, a)
+		return 0, c.stageError(epJobCount, a, "")
 	}
 	return 0, c.otherStatus(epJobCount, a, "")
 }
@@ -354,11 +355,11 @@ func (c *Conn) okBody(ep string, a answer, token string) error {
 }
 
 // stageError maps a 400 of register or jobCount.
-func (c *Conn) stageError(ep string, a answer) error {
+func (c *Conn) stageError(ep string, a answer, token string) error {
 	if foreign(a.body) {
-		return c.unexpected(ep, a, "", nil)
+		return c.unexpected(ep, a, token, nil)
 	}
-	text := c.errBody(a.body, "")
+	text := c.errBody(a.body, token)
 	if strings.Contains(text, "disabled") {
 		return fmt.Errorf("session: %s: %w: %s", ep, ErrStageDisabled, text)
 	}
@@ -395,6 +396,24 @@ func foreign(body []byte) bool {
 	t := strings.TrimSpace(string(body))
 	return t == "" || t == "Not Found" || t == `{"detail":"Not Found"}` || strings.HasPrefix(t, "<")
 }
+
+// registerErrBody returns what an error about a register answer may quote
+// of its body, and the token to redact from it. The request carries no
+// token, but a failed answer may name one (a tracker, or a proxy in front of
+// it, that registered a worker and then failed): it is redacted, and a body
+// with a "token" key whose value cannot be read is left out.
+func registerErrBody(body []byte) ([]byte, string) {
+	if tok := tokenIn(body); tok != "" {
+		return body, tok
+	}
+	if tokenKey.Match(body) {
+		return []byte("(body left out: it may hold a token)"), ""
+	}
+	return body, ""
+}
+
+// tokenKey finds a "token" key with its value, readable or not.
+var tokenKey = regexp.MustCompile(`"token"\s*:`)
 
 // tokenIn returns the token of a register answer that could not be read as
 // a whole, so that it can be redacted from the error; "" if there is none.

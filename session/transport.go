@@ -231,8 +231,12 @@ func (c *Conn) attempt(ctx context.Context, r request, method, target string, bo
 	}
 	st := resp.StatusCode
 	retry := st >= 500 || st == http.StatusTooManyRequests
+	eb, tok := data, r.token // what an error may quote, and the token to redact
+	if r.endpoint == epRegister {
+		eb, tok = registerErrBody(data)
+	}
 	if over {
-		se := &ServerError{Endpoint: r.endpoint, Status: st, Body: c.errBody(data, r.token),
+		se := &ServerError{Endpoint: r.endpoint, Status: st, Body: c.errBody(eb, tok),
 			Err: fmt.Errorf("%w: over %d bytes", ErrResponseTooLarge, c.maxBody)}
 		if r.endpoint == epNewJob && st == http.StatusOK {
 			// The tracker assigned a job this worker cannot take: find its
@@ -245,15 +249,15 @@ func (c *Conn) attempt(ctx context.Context, r request, method, target string, bo
 		return answer{}, true, &retryable{err: se, retryAfter: c.retryAfter(resp.Header, time.Now())}
 	}
 	if retry {
-		se := &ServerError{Endpoint: r.endpoint, Status: st, Body: c.errBody(data, r.token)}
+		se := &ServerError{Endpoint: r.endpoint, Status: st, Body: c.errBody(eb, tok)}
 		// A 5xx may come after the tracker applied the request (a 500 of
 		// concurrent completions stored the output anyway); a 429 turned the
 		// request away before handling it.
 		return answer{}, st >= 500, &retryable{err: se, retryAfter: c.retryAfter(resp.Header, time.Now())}
 	}
 	if st >= 300 && st < 400 {
-		return answer{}, false, &ServerError{Endpoint: r.endpoint, Status: st, Body: c.errBody(data, r.token),
-			Err: fmt.Errorf("redirect to %q not followed", c.redact(resp.Header.Get("Location"), r.token))}
+		return answer{}, false, &ServerError{Endpoint: r.endpoint, Status: st, Body: c.errBody(eb, tok),
+			Err: fmt.Errorf("redirect to %q not followed", c.redact(resp.Header.Get("Location"), tok))}
 	}
 	return answer{status: st, body: data}, false, nil
 }
