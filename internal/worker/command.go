@@ -90,6 +90,29 @@ type proc struct {
 	// its pid and process group may belong to another process.
 	mu    sync.Mutex
 	ended bool
+
+	// cutPipes, when not zero, is when (Unix nanoseconds) the wait for
+	// pipes that a descendant holds open after the command's exit ends,
+	// if that is sooner than the usual delay (see stopWaitingAt).
+	cutPipes atomic.Int64
+}
+
+// stopWaitingAt bounds the wait for the command's pipes after its exit by
+// t: a drain's grace period, or now on a hard stop. A descendant that
+// escaped the stop signal (it ignores SIGTERM, or the signal came while
+// its shell was forking it) may hold stdout open after the command saved
+// its work and exited; the output it wrote is complete then, and waiting
+// the full delay would spend the time the drain leaves to submit it. On
+// Linux only (os/exec's WaitDelay cannot change once the command runs);
+// elsewhere the delay stays as it is.
+func (p *proc) stopWaitingAt(t time.Time) {
+	n := t.UnixNano()
+	for {
+		old := p.cutPipes.Load()
+		if old != 0 && old <= n || p.cutPipes.CompareAndSwap(old, n) {
+			return
+		}
+	}
 }
 
 // watchFiles follows a run's checkpoint and progress files. They are polled

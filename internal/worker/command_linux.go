@@ -24,6 +24,10 @@ const pipeBuf = 4096
 // kernel gave no pidfd (before 5.2) and its pipes are still open.
 const noPidFDPoll = 100 * time.Millisecond
 
+// cutPipesPoll is how often pump, after the command's exit, looks whether a
+// drain or a stop bounds its wait for pipes a descendant holds open.
+const cutPipesPoll = 100 * time.Millisecond
+
 // start launches s in its own process group. The command is killed, with
 // its whole group, when ctx ends. Wait for it with wait, which collects the
 // command in the caller's goroutine.
@@ -118,7 +122,10 @@ func start(ctx context.Context, s spec) (*proc, error) {
 		return nil, &os.PathError{Op: "fork/exec", Path: path, Err: err}
 	}
 	p := &proc{pid: pid}
-	stopKill := context.AfterFunc(ctx, func() { p.whileRunning(func() { _ = p.kill() }) })
+	stopKill := context.AfterFunc(ctx, func() {
+		p.whileRunning(func() { _ = p.kill() })
+		p.stopWaitingAt(time.Now())
+	})
 	finishFiles := watchFiles(s)
 	p.collect = func() {
 		out := &limitWriter{limit: s.maxOutput}
@@ -258,11 +265,17 @@ func (p *proc) pump(fds [4]int, pidfd int, rest string, waitDelay time.Duration,
 		timeout := -1
 		switch {
 		case exited:
-			left := time.Until(end)
+			until := end
+			if cut := p.cutPipes.Load(); cut != 0 && cut < until.UnixNano() {
+				until = time.Unix(0, cut) // a drain's grace period ends first
+			}
+			left := time.Until(until)
 			if left <= 0 {
 				return ws, ioErr // a descendant holds the pipes: they are closed here
 			}
-			timeout = int((left + time.Millisecond - 1) / time.Millisecond)
+			// Looked at again at least every cutPipesPoll: a drain may
+			// start (stopWaitingAt) while this poll waits.
+			timeout = int((min(left, cutPipesPoll) + time.Millisecond - 1) / time.Millisecond)
 		case fd[iPid] < 0:
 			// No pidfd: the exit of a command whose pipes a descendant
 			// holds is looked for every noPidFDPoll.

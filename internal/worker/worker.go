@@ -989,6 +989,9 @@ func (e *engine) runOnce(i int, c *client.Client, log *slog.Logger, job session.
 	var kill *time.Timer // set under p.mu, read once the command has ended
 	stopDrain := context.AfterFunc(e.drainCtx, func() {
 		sig, end := e.drainState()
+		// Pipes a descendant still holds after the command's exit are not
+		// waited for past the grace period either.
+		p.stopWaitingAt(end)
 		p.whileRunning(func() {
 			e.slots[i].set(e.m, stateDraining, num)
 			log.Info("passing the stop signal to the command", "signal", sig.String(), "grace_left", time.Until(end).Round(time.Millisecond))
