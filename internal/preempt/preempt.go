@@ -27,8 +27,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // DefaultAddr is the address of the instance metadata service on AWS, GCP and
@@ -209,11 +211,31 @@ func (w *watcher) do(ctx context.Context, method, path string, hdr http.Header, 
 	return resp.StatusCode, resp.Header, body, nil
 }
 
+// clip keeps at most 1 KiB of an answer for a notice's Detail, cut at a
+// character.
 func clip(b []byte) string {
 	if len(b) > 1024 {
 		b = b[:1024]
+		// Drop a character the cut split (its first bytes only).
+		for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
+			if utf8.RuneStart(b[i]) {
+				if !utf8.FullRune(b[i:]) {
+					b = b[:i]
+				}
+				break
+			}
+		}
 	}
 	return string(b)
+}
+
+// sendable reports whether an IMDSv2 token can be sent back in a header: a
+// token the service gave with a control character in it (or an empty one)
+// is not kept, so that a bad answer cannot make every later poll fail
+// before it is sent (the service's 401, which gets a new token, would never
+// come).
+func sendable(tok string) bool {
+	return tok != "" && len(tok) <= 1024 && !strings.ContainsFunc(tok, func(c rune) bool { return c < ' ' && c != '\t' || c == 0x7f })
 }
 
 // pollAWS asks for the spot instance-action. It gets an IMDSv2 token first and
@@ -225,8 +247,8 @@ func (w *watcher) pollAWS(ctx context.Context) (Notice, bool, error) {
 		if err != nil {
 			return Notice{}, false, fmt.Errorf("aws token: %w", err)
 		}
-		if st == http.StatusOK {
-			w.awsToken = strings.TrimSpace(string(body))
+		if tok := strings.TrimSpace(string(body)); st == http.StatusOK && sendable(tok) {
+			w.awsToken = tok
 		}
 	}
 	hdr := http.Header{}
@@ -235,6 +257,7 @@ func (w *watcher) pollAWS(ctx context.Context) (Notice, bool, error) {
 	}
 	st, _, body, err := w.do(ctx, http.MethodGet, "/latest/meta-data/spot/instance-action", hdr, w.opts.RequestTimeout)
 	if err != nil {
+		w.awsToken = "" // a fresh one next time, whatever went wrong
 		return Notice{}, false, fmt.Errorf("aws instance-action: %w", err)
 	}
 	switch st {
@@ -265,7 +288,7 @@ func (w *watcher) pollGCP(ctx context.Context) (Notice, bool, error) {
 	timeout := w.opts.RequestTimeout
 	w.immediate = false
 	if w.gcpETag != "" {
-		path += "?wait_for_change=true&timeout_sec=60&last_etag=" + w.gcpETag
+		path += "?wait_for_change=true&timeout_sec=60&last_etag=" + url.QueryEscape(w.gcpETag)
 		timeout += 70 * time.Second
 	}
 	st, hdr, body, err := w.do(ctx, http.MethodGet, path, http.Header{"Metadata-Flavor": {"Google"}}, timeout)
