@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 // stderrTailSize is how much of the end of a command's stderr is kept for the
@@ -58,8 +59,13 @@ type result struct {
 	err        error // could not start, or I/O failure
 }
 
-// ok reports whether the command ran and exited 0 with acceptable output.
-func (r result) ok() bool { return r.err == nil && r.exitCode == 0 && !r.tooLarge }
+// ok reports whether the command ran and exited 0 with acceptable output:
+// within the size limit, and text. The tracker stores strings: bytes that
+// are not UTF-8 would arrive as U+FFFD, the output silently changed, so
+// such output is a failed run that says so (encode binary output first).
+func (r result) ok() bool {
+	return r.err == nil && r.exitCode == 0 && !r.tooLarge && utf8.Valid(r.output)
+}
 
 // describe is a short human account of the outcome, for logs and the journal.
 func (r result) describe() string {
@@ -70,8 +76,24 @@ func (r result) describe() string {
 		return "killed by signal " + r.signal.String()
 	case r.tooLarge:
 		return fmt.Sprintf("exit status %d, output over the size limit", r.exitCode)
+	case r.exitCode == 0 && !utf8.Valid(r.output):
+		return fmt.Sprintf("exit status 0, output is not UTF-8 text (byte %d of %d is not): the tracker stores text; encode binary output (base64, say)",
+			invalidAt(r.output), len(r.output))
 	}
 	return fmt.Sprintf("exit status %d", r.exitCode)
+}
+
+// invalidAt is the offset of the first byte of b that is not part of a
+// valid UTF-8 sequence.
+func invalidAt(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
 }
 
 // proc is a started command.

@@ -153,6 +153,24 @@ func TestOutputOverLimit(t *testing.T) {
 	}
 }
 
+// TestOutputNotText: output that is not UTF-8 (binary) is a failed run that
+// says so, not text silently changed (the tracker stores strings: the
+// bytes would arrive as U+FFFD).
+func TestOutputNotText(t *testing.T) {
+	srv := startTracker(t, "bin")
+	dir := t.TempDir()
+	cfg := config(t, srv.URL, script(t, `echo run >> `+dir+`/runs; printf 'ok \377\376 binary'`))
+	cfg.Retries = -1
+	cfg.ExitWhenEmpty = false
+	runUntilRuns(t, cfg, filepath.Join(dir, "runs"), 2)
+	if f := events(t, cfg.Journal, journal.KindFailed)[0]; !strings.Contains(f.Reason, "not UTF-8 text (byte 3 of 12") {
+		t.Errorf("reason %q", f.Reason)
+	}
+	if v := job(t, srv, 1); v.State == trackertest.JobClosed {
+		t.Errorf("the job was completed with output %q", output(v, "a"))
+	}
+}
+
 // TestProgressReachesTracker: lines on fd 3 and in $DC_PROGRESS_FILE become
 // the worker's progress on the tracker.
 func TestProgressReachesTracker(t *testing.T) {
