@@ -374,8 +374,8 @@ func parseBody(ctype string, body []byte, names []string) ([]string, bool) {
 	var obj map[string]json.RawMessage
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.UseNumber()
-	if err := d.Decode(&obj); err != nil || d.More() {
-		return nil, false
+	if err := d.Decode(&obj); err != nil || len(bytes.Trim(body[d.InputOffset():], " \t\n\r")) > 0 {
+		return nil, false // not one JSON value, with Python's whitespace around it only
 	}
 	vals := make([]string, len(names))
 	for i, n := range names {
