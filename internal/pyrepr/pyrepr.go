@@ -1,7 +1,11 @@
-// Package pyrepr writes values as Python's str() does, where the tracker's
-// answers or its reading of a request depend on it: pydantic v1 turns a
-// JSON number into a string field with str(), so 1e16 is "1e+16" and 1.0
-// is "1.0".
+// Package pyrepr writes values as Python's str() does, where dcproxy must
+// read a request as the tracker does: pydantic v1 turns a JSON number into
+// a string field with str(), so 1e16 is "1e+16" and 1.0 is "1.0".
+//
+// trackertest has its own copy (pyFloatRepr): it is the oracle the proxy's
+// reading is tested against (TestParseBodyLikeTracker), and it uses the
+// standard library only (docs/DESIGN.md, internal/archtest), so the two
+// are not one function that would agree with itself when wrong.
 package pyrepr
 
 import (
