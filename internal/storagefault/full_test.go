@@ -76,10 +76,10 @@ func TestFullDisk(t *testing.T) {
 	// ended meanwhile: a nearly full disk may take one more write).
 	if v, ok := metric(addr, "dcworker_journal_writable"); !ok {
 		t.Errorf("/metrics has no dcworker_journal_writable")
-	} else if v != 0 && dc.log.count(msgWritable) == 0 {
+	} else if v != 0 && !dc.log.wroteWritable() {
 		t.Errorf("dcworker_journal_writable = %v during the first spell, want 0", v)
 	}
-	if pg, ok := page(addr); !ok || (pg.Disk.Writable && dc.log.count(msgWritable) == 0) || (!pg.Disk.Writable && pg.Disk.Error == "") {
+	if pg, ok := page(addr); !ok || (pg.Disk.Writable && !dc.log.wroteWritable()) || (!pg.Disk.Writable && pg.Disk.Error == "") {
 		t.Errorf("/page.json during the first spell: %+v (answered %v)", pg.Disk, ok)
 	}
 

@@ -147,6 +147,22 @@ func (l *logBuf) count(s string) int {
 	return n
 }
 
+// wroteWritable reports whether the program logged that its journal is
+// writable again, waiting up to 10 s for the line: a program's /metrics
+// and live page change with its state, and the log line written at that
+// moment reaches the test through a pipe a little later. A program that
+// says it is writable without the line is wrong.
+func (l *logBuf) wroteWritable() bool {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if l.count(msgWritable) > 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 // proc is a running worker process.
 type proc struct {
 	name string

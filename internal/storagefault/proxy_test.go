@@ -170,7 +170,7 @@ func TestProxyFullDisk(t *testing.T) {
 	if js.Error == "" || js.Since == nil {
 		t.Errorf("/status: journal_writable false without journal_error and journal_unwritable_since: %+v", js)
 	}
-	if v, ok := metric(b.addr, "dcproxy_journal_writable"); !ok || (v != 0 && b.px.log.count(msgWritable) == 0) {
+	if v, ok := metric(b.addr, "dcproxy_journal_writable"); !ok || (v != 0 && !b.px.log.wroteWritable()) {
 		t.Errorf("/metrics: dcproxy_journal_writable = %v (present: %v) during the first spell, want 0", v, ok)
 	}
 
