@@ -114,6 +114,7 @@ func Run(ctx context.Context, cfg Config, ln net.Listener) error {
 	p.disk = statusserver.NewDiskState(statusserver.DiskConfig{Path: jpath, Log: p.log, Deadline: p.cfg.JournalDeadline,
 		Expired: p.journalExpired, Waits: "the programs' calls wait and are tried again; nothing is lost",
 		SlotName: func(n int) string { return SlotPrefix + strconv.Itoa(n) }})
+	defer p.disk.Stop() // a spell's deadline must not fire after Run returned
 
 	stopSignals := p.watchSignals()
 	defer stopSignals()

@@ -50,6 +50,7 @@ type DiskState struct {
 	writable chan struct{}     // closed when the journal is writable again
 	progress chan struct{}     // closed (and replaced) when a held record is journaled during a spell
 	timer    *time.Timer       // the deadline of the current spell
+	stopped  bool              // Stop was called: no deadline fires any more
 }
 
 // NewDiskState starts writable.
@@ -90,7 +91,9 @@ func (d *DiskState) Failed(slot int, what string, err error, retry time.Duration
 		if what != "" {
 			d.held[slot] = what
 		}
-		d.timer = time.AfterFunc(d.c.Deadline, d.expire)
+		if !d.stopped {
+			d.timer = time.AfterFunc(d.c.Deadline, d.expire)
+		}
 		attrs := []any{"err", err.Error(), "held_in_memory", d.heldLocked()}
 		if retry > 0 {
 			attrs = append(attrs, "retry_in", retry)
@@ -153,7 +156,9 @@ func (d *DiskState) OK(slot int, began time.Time) {
 	d.c.Log.Info(fmt.Sprintf("journal %s writable again", d.c.Path), attrs...)
 	d.err, d.up = nil, time.Now()
 	d.prober = -1
-	d.timer.Stop()
+	if d.timer != nil {
+		d.timer.Stop()
+	}
 	close(d.writable)
 }
 
@@ -228,10 +233,22 @@ func (d *DiskState) Unwritable() bool {
 
 func (d *DiskState) expire() {
 	d.mu.Lock()
-	err, since := d.err, d.since
+	err, since, stopped := d.err, d.since, d.stopped
 	d.mu.Unlock()
-	if err != nil && time.Since(since) >= d.c.Deadline { // not a new spell's
+	if !stopped && err != nil && time.Since(since) >= d.c.Deadline { // not a new spell's
 		d.c.Expired(since, err)
+	}
+}
+
+// Stop ends the watch when the program stops: the deadline of a spell in
+// progress no longer fires (it would drain a program that has returned,
+// and log after it), and no later spell arms one.
+func (d *DiskState) Stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stopped = true
+	if d.timer != nil {
+		d.timer.Stop()
 	}
 }
 

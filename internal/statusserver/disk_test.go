@@ -158,3 +158,23 @@ func TestDiskStateDeadline(t *testing.T) {
 		t.Errorf("the deadline fired %d more times", got)
 	}
 }
+
+// Once the program has stopped (Stop), a spell's deadline does not fire:
+// it would drain a program that has returned, and log after it (dcproxy's
+// Run returned in a test during a spell; ten minutes later the deadline
+// logged into the finished test, which panicked).
+func TestDiskStateStop(t *testing.T) {
+	fired := make(chan error, 2)
+	d := statusserver.NewDiskState(statusserver.DiskConfig{Path: "/j.db", Log: slog.New(slog.DiscardHandler), Deadline: 20 * time.Millisecond,
+		Expired: func(_ time.Time, err error) { fired <- err }, Waits: "no job is claimed until it can"})
+	d.Failed(0, "x", errFull, time.Second, time.Now())
+	d.Stop()
+	d.Failed(1, "y", errFull, time.Second, time.Now()) // still a spell: no new deadline
+	select {
+	case err := <-fired:
+		t.Fatalf("the deadline fired after Stop: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	d.OK(0, time.Now()) // no deadline armed: nothing to stop, no panic
+	d.OK(1, time.Now())
+}

@@ -333,6 +333,7 @@ func Run(ctx context.Context, cfg Config) error {
 	e.cfg.Journal = jpath
 	e.disk = statusserver.NewDiskState(statusserver.DiskConfig{Path: jpath, Log: e.log, Deadline: e.cfg.JournalDeadline,
 		Expired: e.journalExpired, Waits: "no job is claimed until it can"})
+	defer e.disk.Stop() // a spell's deadline must not fire after Run returned
 
 	// Watch for a preemption notice from the start: the replay in OpenPool
 	// may take a while when the tracker is hard to reach.
