@@ -94,6 +94,24 @@ hunt() {
   fails=$(grep '"Action":"fail","Package":"[^"]*","Test":' "$log" |
     sed -E 's/.*"Package":"([^"]*)","Test":"([^"]*)".*/\1 \2/' | sort | uniq -c | sort -rn)
   printf '%s: %d test runs passed in %ds (-count=%s, %s)\n' "$cond" "$runs" $((t1 - t0)) "$count" "$(nproc) cores"
+  # A package can fail outside its tests (a panic after a test ended, a
+  # timeout): go test then marks the package, not a test.
+  local pkgfails
+  pkgfails=$(grep '"Action":"fail","Package":"[^"]*","Elapsed"' "$log" |
+    sed -E 's/.*"Package":"([^"]*)".*/\1/' | while read -r pkg; do
+      grep -q "\"Action\":\"fail\",\"Package\":\"$pkg\",\"Test\":" "$log" || echo "$pkg"
+    done)
+  if [ -n "$pkgfails" ]; then
+    status=1
+    echo "$cond: packages that failed outside any test (a panic after a test ended, a timeout):"
+    echo "$pkgfails" | while read -r pkg; do
+      echo "  $pkg:"
+      if command -v jq >/dev/null; then
+        jq -r --arg p "$pkg" 'select(.Package == $p and .Action == "output") | .Output' "$log" |
+          grep -E '^panic:|test timed out|^fatal error:' | cut -c1-300 | head -3 | sed 's/^/    /'
+      fi
+    done
+  fi
   if [ -n "$fails" ]; then
     status=1
     echo "$cond: failures per test (count, package, test):"
