@@ -796,11 +796,12 @@ func (e *engine) runJob(i int, resumed bool) bool {
 			log.Warn("stopped at once: job left in the journal", "outcome", res.describe())
 			return false
 		}
-		if res.ok() || (res.err == nil && res.signal == 0 && !res.tooLarge && res.exitCode == e.cfg.InvalidExitCode) {
+		ok := res.ok() // scans the output once (UTF-8), up to --max-output
+		if ok || (res.err == nil && res.signal == 0 && !res.tooLarge && res.exitCode == e.cfg.InvalidExitCode) {
 			e.failedRuns.Store(0) // the command works
 		}
 		switch {
-		case res.ok():
+		case ok:
 			out := outputPayload(res.output)
 			what := fmt.Sprintf("the output of job %d (%d bytes)", num, len(res.output))
 			err := e.record(i, num, stateCompleting, what, func(ctx context.Context) error { return c.CompleteJob(ctx, out) })
