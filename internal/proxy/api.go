@@ -1,22 +1,17 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/distcompute/distcompute-go/client"
-	"github.com/distcompute/distcompute-go/internal/pyrepr"
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/session"
 )
@@ -357,84 +352,6 @@ func (p *Proxy) tokenCall(w http.ResponseWriter, r *http.Request, path string, b
 	case "bye":
 		p.bye(w, r, l)
 	}
-}
-
-// parseBody reads the named fields of a JSON object body as the tracker's
-// models do (pydantic v1 string fields): a string as it is, a number or a
-// boolean as Python's str() writes it ("1.0", "1e+16", "True"). ok is
-// false for anything else; the proxy then passes the body to the tracker
-// for its exact answer (a 422 for a field that is null, a list or an
-// object; the rarer forms the tracker reads too, such as a NaN or a body
-// that is a list of pairs, are answered as for an unknown worker).
-func parseBody(ctype string, body []byte, names []string) ([]string, bool) {
-	if !jsonContentType(ctype) || !utf8.Valid(body) {
-		return nil, false // the tracker answers 422 or 400
-	}
-	body = bytes.TrimPrefix(body, []byte("\ufeff")) // Python's json reads past a BOM
-	var obj map[string]json.RawMessage
-	d := json.NewDecoder(bytes.NewReader(body))
-	d.UseNumber()
-	if err := d.Decode(&obj); err != nil || len(bytes.Trim(body[d.InputOffset():], " \t\n\r")) > 0 {
-		return nil, false // not one JSON value, with Python's whitespace around it only
-	}
-	vals := make([]string, len(names))
-	for i, n := range names {
-		raw, ok := obj[n]
-		if !ok {
-			return nil, false
-		}
-		v, ok := pyStr(raw)
-		if !ok {
-			return nil, false
-		}
-		vals[i] = v
-	}
-	return vals, true
-}
-
-// jsonContentType is how the tracker (FastAPI) tells a JSON body: no
-// Content-Type at all, application/json or application/*+json.
-func jsonContentType(ct string) bool {
-	if ct == "" {
-		return true
-	}
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil {
-		mt, _, _ = strings.Cut(ct, ";")
-		mt = strings.ToLower(strings.TrimSpace(mt))
-	}
-	main, sub, ok := strings.Cut(mt, "/")
-	return ok && main == "application" && (sub == "json" || strings.HasSuffix(sub, "+json"))
-}
-
-// pyStr is Python's str() of a JSON string, number or boolean, as pydantic
-// v1 coerces it into a string field; ok is false for anything else.
-func pyStr(raw json.RawMessage) (string, bool) {
-	t := strings.TrimSpace(string(raw))
-	var s string
-	if t != "null" && json.Unmarshal(raw, &s) == nil { // null would leave s empty
-		return s, true
-	}
-	switch t {
-	case "true":
-		return "True", true
-	case "false":
-		return "False", true
-	}
-	if !json.Valid([]byte(t)) || t == "" || t[0] != '-' && (t[0] < '0' || t[0] > '9') {
-		return "", false
-	}
-	if !strings.ContainsAny(t, ".eE") {
-		if t == "-0" {
-			return "0", true // a Python int
-		}
-		return t, true // a Python int: exact, whatever its size
-	}
-	f, err := strconv.ParseFloat(t, 64)
-	if err != nil && !errors.Is(err, strconv.ErrRange) {
-		return "", false
-	}
-	return pyrepr.Float(f), true // 1e400 is inf, as Python reads it
 }
 
 // maxPoisonClaims bounds the claims of one newJob that return poison jobs.

@@ -45,21 +45,23 @@ var parseBodyCases = []struct{ ctype, value string }{
 	{"", `null`}, {"", `[1]`}, {"", `{"a":1}`},
 	{"none", `"no content type"`}, {"application/vnd.x+json; charset=utf-8", `3.25`}, {"Application/JSON", `true`},
 	{"text/plain", `"text"`},
+	// Python's own literals (json.dumps writes them for such floats).
+	{"", `NaN`}, {"", `Infinity`}, {"", `-Infinity`}, {"", ` NaN `}, {"", `-NaN`}, {"", `NaNx`},
+	{"", `nan`}, {"", `- Infinity`}, {"", `"NaN"`}, {"", `[NaN]`}, {"", `{"a":NaN}`},
+	{"", `1, "x": NaN`}, {"", `0, NaN: 1`},
 }
 
 // FuzzParseBody: any progress value (raw JSON text), Content-Type and BOM
 // are read by parseBody as by the tracker (see TestParseBodyLikeTracker).
-// NaN and Infinity, which Python's json reads and Go's does not, are left
-// out: dcproxy passes them on to the tracker.
 func FuzzParseBody(f *testing.F) {
 	for _, c := range parseBodyCases {
 		f.Add(c.ctype, c.value, false)
 	}
+	for _, b := range parseBodyPairs {
+		f.Add("", "body:"+b, false)
+	}
 	check := likeTracker(f)
 	f.Fuzz(func(t *testing.T, ctype, value string, bom bool) {
-		if strings.Contains(value, "NaN") || strings.Contains(value, "Infinity") {
-			t.Skip("Python's json reads NaN and Infinity; dcproxy passes them on")
-		}
 		switch ctype {
 		case "":
 			ctype = "application/json"
@@ -95,7 +97,11 @@ func likeTracker(tb testing.TB) func(t *testing.T, ctype, value string, bom bool
 		return ""
 	}
 	return func(t *testing.T, ctype, value string, bom bool) {
-		b := `{"token":"` + reg.Token + `","progress":` + value + `}`
+		b := `{"token":"$TOKEN","progress":` + value + `}`
+		if v, ok := strings.CutPrefix(value, "body:"); ok {
+			b = v // a whole body
+		}
+		b = strings.ReplaceAll(b, "$TOKEN", reg.Token)
 		if bom {
 			b = "\ufeff" + b
 		}
@@ -128,4 +134,44 @@ func likeTracker(tb testing.TB) func(t *testing.T, ctype, value string, bom bool
 			t.Errorf("%s %q: parseBody read %q, the tracker %q", ctype, b, vals, progress(t))
 		}
 	}
+}
+
+// TestParseBodyPairsLikeTracker: a body that is a list of key/value pairs,
+// which pydantic turns into the model's dict, is read as the tracker reads
+// it; one the tracker refuses is refused.
+func TestParseBodyPairsLikeTracker(t *testing.T) {
+	check := likeTracker(t)
+	for _, body := range parseBodyPairs {
+		for _, bom := range []bool{false, true} {
+			check(t, "application/json", "body:"+body, bom)
+		}
+	}
+}
+
+// parseBodyPairs are whole bodies ($TOKEN: the worker's token), seeds of
+// FuzzParseBody too.
+var parseBodyPairs = []string{
+	`[["token","$TOKEN"],["progress","half"]]`,
+	`[["progress",2.5],["token","$TOKEN"]]`,
+	`[["token","$TOKEN"],["progress","a"],["progress","b"]]`, // the last wins
+	`[["token","$TOKEN"],["progress",NaN]]`,
+	`[["token","$TOKEN"],["progress",-Infinity]]`,
+	`[["token","$TOKEN"],["progress",true]]`,
+	`[["token","$TOKEN"],[1,"x"],[null,"y"],[true,1],["progress","z"]]`, // keys that name no field
+	`[["token","$TOKEN"],[NaN,"x"],["progress","z"]]`,
+	`[["token","$TOKEN"],"pq",["progress","z"]]`, // a 2-character string is a pair
+	`[["token","$TOKEN"],"p",["progress","z"]]`,
+	`[["token","$TOKEN"],"pqr",["progress","z"]]`,
+	`[["token","$TOKEN"],"é😀",["progress","z"]]`,
+	`[["token","$TOKEN"],NaN,["progress","z"]]`,
+	`[["token","$TOKEN"],[[1],"x"],["progress","z"]]`, // a list cannot be a key
+	`[["token","$TOKEN"],[{"a":1},"x"],["progress","z"]]`,
+	`[["token","$TOKEN"],["progress"]]`,
+	`[["token","$TOKEN"],["progress","z","extra"]]`,
+	`[["token","$TOKEN"],{"progress":"z"}]`,
+	`[["token","$TOKEN"],["progress",null]]`,
+	`[["token","$TOKEN"],["progress",["z"]]]`,
+	`[["token","$TOKEN"]]`,
+	`[]`,
+	`[["token","$TOKEN"],["progress","z"]] x`,
 }
