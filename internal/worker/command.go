@@ -125,8 +125,10 @@ type proc struct {
 // its shell was forking it) may hold stdout open after the command saved
 // its work and exited; the output it wrote is complete then, and waiting
 // the full delay would spend the time the drain leaves to submit it. On
-// Linux only (os/exec's WaitDelay cannot change once the command runs);
-// elsewhere the delay stays as it is.
+// Linux only: elsewhere os/exec's Wait returns only once the pipes are
+// closed, so the command counts as running (whileRunning) until then, and
+// the kill at the grace period's end reaches the process group (on
+// Windows, the job object) that holds them.
 func (p *proc) stopWaitingAt(t time.Time) {
 	n := t.UnixNano()
 	for {
