@@ -2,10 +2,11 @@
 # perf-table.sh: the job cycle (claim, one Log, complete) of the upstream
 # Python client and of the Go configurations (1 slot on disk and NoSync,
 # Pool 4/16/32, dcworker + /bin/cat with 1 and 8 slots, the session alone,
-# raw 4 x fdatasync on the same disk, the spawn floor: /bin/cat run by
-# os/exec alone) against one dctracker, alternated round by round; prints
-# the table with ratios, client CPU per cycle and the targets of issue 15
-# (internal/perftable).
+# raw 4 x fdatasync on the same disk, two bare bbolt transactions synced and
+# NoSync, the spawn floor: /bin/cat run by os/exec alone) against one
+# dctracker, alternated round by round; prints the table with ratios, client
+# CPU per cycle, the targets of issue 15 and the floors under them that the
+# same rounds measured (internal/perftable).
 #
 #   scripts/perf-table.sh [-before REV] [perftable flags: -rounds 5 -cycles 2000 -profiles DIR ...]
 #

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"github.com/distcompute/distcompute-go/internal/worker"
 	"github.com/distcompute/distcompute-go/journal"
 	"github.com/distcompute/distcompute-go/session"
+	bolt "go.etcd.io/bbolt"
 )
 
 // figures is what one run of a configuration measured over its window (the
@@ -41,7 +43,7 @@ type figures struct {
 
 // childArgs is what the parent passes a child.
 type childArgs struct {
-	config  string // go-1, go-nosync, pool-N, dcworker-N, session, fsync4, spawn
+	config  string // go-1, go-nosync, pool-N, dcworker-N, session, fsync4, bolt2(-nosync), spawn
 	tracker string
 	cycles  int
 	warmup  int
@@ -164,6 +166,8 @@ func runChild(ctx context.Context, a childArgs, stdout io.Writer) error {
 		fig, err = sessionOnly(ctx, a)
 	case c == "fsync4":
 		fig, err = fsync4(a)
+	case c == "bolt2", c == "bolt2-nosync":
+		fig, err = bolt2(a, c == "bolt2-nosync")
 	case c == "spawn":
 		fig, err = spawn(a)
 	default:
@@ -360,6 +364,52 @@ func fsync4(a childArgs) (figures, error) {
 				return figures{}, err
 			}
 			if err := fdatasync(f); err != nil {
+				return figures{}, err
+			}
+		}
+		if w.done() {
+			break
+		}
+	}
+	return w.fig, nil
+}
+
+// bolt2 is the floor under the journal's cycle that bbolt sets: two bare
+// read-write transactions per cycle, each putting one 250-byte value (the
+// size of a completion event) into one bucket and committing, on a file in
+// the same directory, with the journal's options for a small file
+// (NoFreelistSync; NoSync for bolt2-nosync). Synced, that is the 4
+// fdatasync of a cycle with bbolt's own work around them: the least any
+// journal built on bbolt with two durable records per cycle can cost. The
+// keys cycle through 64, so the file stays as small as a pruned journal.
+func bolt2(a childArgs, noSync bool) (figures, error) {
+	db, err := bolt.Open(filepath.Join(a.dir, "bolt.db"), 0o600, &bolt.Options{NoFreelistSync: true, NoSync: noSync})
+	if err != nil {
+		return figures{}, err
+	}
+	defer db.Close()
+	name := []byte("events")
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(name)
+		return err
+	}); err != nil {
+		return figures{}, err
+	}
+	val := make([]byte, 250)
+	for i := range val {
+		val[i] = 'x'
+	}
+	var key [8]byte
+	var seq uint64
+	put := func(tx *bolt.Tx) error {
+		seq++
+		binary.BigEndian.PutUint64(key[:], seq%64)
+		return tx.Bucket(name).Put(key[:], val)
+	}
+	w := newWindow(a)
+	for {
+		for range 2 {
+			if err := db.Update(put); err != nil {
 				return figures{}, err
 			}
 		}

@@ -29,6 +29,8 @@ var configs = []struct{ name, what string }{
 	{"dcworker-8", "dcworker + /bin/cat, 8 slots"},
 	{"session", "session only (newJob + completeJob, no journal)"},
 	{"fsync4", "raw: 4 × (200 B append + fdatasync), same disk"},
+	{"bolt2", "bare bbolt: 2 transactions of one 250 B put, synced (4 fdatasync)"},
+	{"bolt2-nosync", "bare bbolt: the same, NoSync"},
 	{"spawn", "spawn floor: /bin/cat by os/exec alone, no client"},
 }
 
@@ -113,7 +115,7 @@ func table(ctx context.Context, p params, stdout, stderr io.Writer) error {
 	for r := 1; r <= p.rounds; r++ {
 		for _, name := range names {
 			for _, side := range sides {
-				if (side == "before") && (name == "upstream" || name == "session" || name == "fsync4" || name == "spawn") {
+				if (side == "before") && floorOnly(name) {
 					continue
 				}
 				bin := self
@@ -245,6 +247,16 @@ func loadavg() string {
 	}
 	f := strings.Fields(string(b))
 	return strings.Join(f[:3], " ")
+}
+
+// floorOnly reports whether a configuration measures a floor (or the
+// upstream client) rather than this code: it does not run for -before.
+func floorOnly(name string) bool {
+	switch name {
+	case "upstream", "session", "fsync4", "bolt2", "bolt2-nosync", "spawn":
+		return true
+	}
+	return false
 }
 
 // oneSlot reports whether a configuration runs one cycle at a time, so
@@ -395,5 +407,85 @@ func printTable(w io.Writer, p params, names, sides []string, got map[key][]samp
 	}
 	if v := per(now("go-1"), func(s sample) float64 { return float64(s.Requests) / float64(s.Cycles) }); len(v) > 0 {
 		check(slices.Max(v) <= 3, "requests per cycle, 1 slot: at most %.3f (newJob + completeJob = 2; before: + updateProgress)", slices.Max(v))
+	}
+	printFloors(w, got)
+}
+
+// printFloors prints, next to the targets, the floors under them that the
+// same rounds measured: what the session alone, bare bbolt transactions and
+// a bare spawn of /bin/cat cost, and so what each target leaves for this
+// code's own work. Each figure is the median over rounds of the per-round
+// sum (rows of one round ran minutes apart at most).
+func printFloors(w io.Writer, got map[key][]sample) {
+	cpu := func(s sample) float64 { return 1e3 * s.CPU / float64(s.Cycles) }
+	ms := func(s sample) float64 { return 1e3 * s.Wall / float64(s.Cycles) }
+	med := func(s sample) float64 { return s.Median }
+	// sum is the median over rounds of f summed over the configurations;
+	// false if one of them did not run in every round.
+	sum := func(f func(sample) float64, names ...string) (float64, bool) {
+		n := -1
+		for _, name := range names {
+			k := len(got[key{name, ""}])
+			if k == 0 || (n >= 0 && k != n) {
+				return 0, false
+			}
+			n = k
+		}
+		var v []float64
+		for i := range n {
+			t := 0.0
+			for _, name := range names {
+				t += f(got[key{name, ""}][i])
+			}
+			v = append(v, t)
+		}
+		return median(v), true
+	}
+	// diff is the median over rounds of f(a) minus f summed over names.
+	diff := func(f func(sample) float64, a string, names ...string) float64 {
+		var v []float64
+		for i, s := range got[key{a, ""}] {
+			t := f(s)
+			for _, name := range names {
+				if i >= len(got[key{name, ""}]) {
+					return 0
+				}
+				t -= f(got[key{name, ""}][i])
+			}
+			v = append(v, t)
+		}
+		return median(v)
+	}
+	var lines []string
+	add := func(format string, args ...any) { lines = append(lines, fmt.Sprintf("- "+format, args...)) }
+	if x, ok := sum(cpu, "session", "bolt2"); ok {
+		above := diff(cpu, "go-1", "session", "bolt2")
+		add("client CPU, journal on disk: session + bare bbolt (4 fdatasync) = %.3f ms, so the target of 0.8 ms leaves %.3f ms for the client and journal; they take %.3f ms", x, 0.8-x, above)
+	}
+	if x, ok := sum(cpu, "session", "bolt2-nosync"); ok {
+		above := diff(cpu, "go-nosync", "session", "bolt2-nosync")
+		add("client CPU, NoSync: session + bare bbolt NoSync = %.3f ms, so the target of 0.4 ms leaves %.3f ms for the client and journal; they take %.3f ms", x, 0.4-x, above)
+	}
+	if x, ok := sum(med, "session", "bolt2"); ok {
+		if y, ok := sum(med, "go-1"); ok {
+			add("1-slot cycle, median: session + bare bbolt = %.3f ms; the client's cycle %.3f ms is %.3f× that (target 4 allows 1.15× of session + raw 4 fdatasync)", x, y, y/x)
+		}
+	}
+	if up, ok := sum(ms, "upstream"); ok {
+		if x, ok := sum(ms, "go-1", "spawn"); ok {
+			add("dcworker 1 slot ≥ 1.5× upstream needs a cycle of at most %.3f ms (upstream %.3f ms / 1.5); the Go client's cycle + the bare spawn of /bin/cat = %.3f ms (mean cycles), before dcworker does anything of its own", up/1.5, up, x)
+		}
+	}
+	if x, ok := sum(ms, "spawn"); ok {
+		m, _ := sum(med, "spawn")
+		add("dcworker − Go client ≤ 1 ms includes spawning /bin/cat, which alone costs %.3f ms (mean), %.3f ms (median) by os/exec", x, m)
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Floors under the targets (same rounds; medians over rounds of per-round sums):")
+	for _, l := range lines {
+		fmt.Fprintln(w, l)
 	}
 }
