@@ -57,4 +57,10 @@ func TestPrintFloorsPartial(t *testing.T) {
 	if strings.Contains(b.String(), "bare bbolt (4 fdatasync)") {
 		t.Fatalf("summed rows that ran a different number of rounds:\n%s", b.String())
 	}
+	// The floor without the client's row: no figure for what it takes.
+	b.Reset()
+	printFloors(&b, map[key][]sample{{"session", ""}: {s}, {"bolt2", ""}: {s}})
+	if out := b.String(); !strings.Contains(out, "leaves") || strings.Contains(out, "they take") {
+		t.Fatalf("the floor alone printed:\n%s", out)
+	}
 }

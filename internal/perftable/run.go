@@ -441,30 +441,36 @@ func printFloors(w io.Writer, got map[key][]sample) {
 		}
 		return median(v), true
 	}
-	// diff is the median over rounds of f(a) minus f summed over names.
-	diff := func(f func(sample) float64, a string, names ...string) float64 {
+	// diff is the median over rounds of f(a) minus f summed over names;
+	// false unless all of them ran in the same rounds.
+	diff := func(f func(sample) float64, a string, names ...string) (float64, bool) {
+		if _, ok := sum(f, append([]string{a}, names...)...); !ok {
+			return 0, false
+		}
 		var v []float64
 		for i, s := range got[key{a, ""}] {
 			t := f(s)
 			for _, name := range names {
-				if i >= len(got[key{name, ""}]) {
-					return 0
-				}
 				t -= f(got[key{name, ""}][i])
 			}
 			v = append(v, t)
 		}
-		return median(v)
+		return median(v), true
+	}
+	// taken says what this code takes above a floor, if its row ran.
+	taken := func(x float64, ok bool) string {
+		if !ok {
+			return ""
+		}
+		return fmt.Sprintf("; they take %.3f ms", x)
 	}
 	var lines []string
 	add := func(format string, args ...any) { lines = append(lines, fmt.Sprintf("- "+format, args...)) }
 	if x, ok := sum(cpu, "session", "bolt2"); ok {
-		above := diff(cpu, "go-1", "session", "bolt2")
-		add("client CPU, journal on disk: session + bare bbolt (4 fdatasync) = %.3f ms, so the target of 0.8 ms leaves %.3f ms for the client and journal; they take %.3f ms", x, 0.8-x, above)
+		add("client CPU, journal on disk: session + bare bbolt (4 fdatasync) = %.3f ms, so the target of 0.8 ms leaves %.3f ms for the client and journal%s", x, 0.8-x, taken(diff(cpu, "go-1", "session", "bolt2")))
 	}
 	if x, ok := sum(cpu, "session", "bolt2-nosync"); ok {
-		above := diff(cpu, "go-nosync", "session", "bolt2-nosync")
-		add("client CPU, NoSync: session + bare bbolt NoSync = %.3f ms, so the target of 0.4 ms leaves %.3f ms for the client and journal; they take %.3f ms", x, 0.4-x, above)
+		add("client CPU, NoSync: session + bare bbolt NoSync = %.3f ms, so the target of 0.4 ms leaves %.3f ms for the client and journal%s", x, 0.4-x, taken(diff(cpu, "go-nosync", "session", "bolt2-nosync")))
 	}
 	if x, ok := sum(med, "session", "bolt2"); ok {
 		if y, ok := sum(med, "go-1"); ok {
